@@ -1,0 +1,72 @@
+"""Argument checks shared by every layer.
+
+Each check raises ``ValueError`` (or ``TypeError`` for the wrong kind of object) with a message
+that names the argument, the offending value and what is allowed, so the CLI can print it as
+one line.
+
+>>> check_positive_int("depth", 3)
+3
+>>> check_positive_int("depth", 0)
+Traceback (most recent call last):
+...
+ValueError: depth=0 is not allowed: expected an integer >= 1
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Iterable, Optional
+
+import numpy as np
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """An integer ``>= minimum`` (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name}={_short(value)} is not allowed: expected an integer >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{name}={value} is not allowed: expected an integer >= {minimum}")
+    return int(value)
+
+
+def check_nonnegative(name: str, value, allow_zero: bool = True) -> float:
+    """A finite real number ``>= 0`` (``> 0`` when ``allow_zero`` is false)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name}={_short(value)} is not allowed: expected a finite real number")
+    value = float(value)
+    bound = ">= 0" if allow_zero else "> 0"
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name}={value!r} is not allowed: expected a finite real number {bound}")
+    return value
+
+
+def check_choice(name: str, value, allowed: Iterable[str]) -> str:
+    """One of a fixed set of names."""
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name}={_short(value)} is unknown; allowed: {', '.join(allowed)}")
+    return value
+
+
+def check_matrix(name: str, value, ncols: Optional[int] = None, min_rows: int = 1) -> np.ndarray:
+    """A finite 2-D float64 array (copied only when the dtype or layout demands it)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 2-D array of real numbers, got {type(value).__name__}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (samples x features), got shape {arr.shape}")
+    if arr.shape[0] < min_rows or arr.shape[1] < 1:
+        raise ValueError(f"{name} has shape {arr.shape}: needs at least {min_rows} row(s) and 1 column")
+    if ncols is not None and arr.shape[1] != ncols:
+        raise ValueError(f"{name} has {arr.shape[1]} columns, expected {ncols} (shape {arr.shape})")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} contains a non-finite value {arr[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
+        )
+    return arr
