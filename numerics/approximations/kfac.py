@@ -1,0 +1,346 @@
+"""K-FAC: each Fisher layer block replaced by a Kronecker product of two small factors, in dual form.
+
+For layer ``l`` with inputs ``Z = Z_l`` (``N x m``, bias coordinate included) and backward signals
+``Delta = Delta_l`` flattened to ``N C x M_l`` (rows ``delta_{n,c}``):
+
+    A_{l-1} = Z^T Z / N,     B_l = Delta^T Delta / N,     G_l = B_l (x) A_{l-1}
+
+(``(x)`` = Kronecker product in the contract's order ``theta_l = Wb_l.ravel()``, whose Jacobian row is
+``kron(delta, z)``), and ``G = blockdiag(G_1, ..., G_L)``.
+
+Damping (``rho > 0``), option ``damping_mode``:
+
+* ``"exact"`` (default): ``(B (x) A + rho I)^{-1}``, literally the contract's ``(G + rho I)^{-1}``.
+* ``"factored"``: ``(B + sqrt(rho) I)^{-1} (x) (A + sqrt(rho) I)^{-1}``, the usual practical K-FAC
+  damping.  It equals ``(G' + rho I)^{-1}`` for ``G' = (B + sqrt(rho) I) (x) (A + sqrt(rho) I) - rho I``,
+  which is what :meth:`dense_matrix` returns in this mode, so the dense reference matches exactly.
+
+Both modes have the same ``rho -> 0+`` limit ``B^+ (x) A^+ = (B (x) A)^+``.
+
+Dual (thin) computation, never an ``M x M`` inverse.  With the eigendecompositions of the two small
+Grams ``Delta Delta^T = V diag(s^2) V^T`` (``N C x N C``) and ``Z Z^T = W diag(t^2) W^T`` (``N x N``),
+kept on their numerical ranges, the factors are ``B = U_B diag(s^2/N) U_B^T``,
+``U_B = Delta^T V diag(1/s)``, and ``A = U_A diag(t^2/N) U_A^T``, ``U_A = Z^T W diag(1/t)``.  The
+gradient ``J_l^T r / N`` lies in ``range(B) (x) range(A)``, so with ``w_ij = 1/(b_i a_j + rho)`` (exact) or
+``1/((b_i + sqrt rho)(a_j + sqrt rho))`` (factored), ``b = s^2/N``, ``a = t^2/N``:
+
+    direction_l = Delta^T V [ (V^T R W) o w / N ] W^T Z,      R[(n,c), n'] = r_{nc} [n = n'],
+    Theta_G,l(X2, X)[(a,c),(n,d)] = (1/N) sum_ij P2[(a,c),i] P[(n,d),i] Q2[a,j] Q[n,j] w_ij,
+    P2 = Delta(X2) U_B,  Q2 = Z(X2) U_A,   (on the train set P = V diag(s), Q = W diag(t)).
+
+For separable ``w`` (``rho = 0`` or factored damping) the operator is a Hadamard product of two
+Grams; at ``rho = 0`` it is the paper's identity
+``Theta_G,l = N [Delta (Delta^T Delta)^+ Delta^T] o [(Z (Z^T Z)^+ Z^T) (x) 1 1^T]``, a Hadamard product of
+two projections.  Hidden layers with ``M_l >= N C`` and ``M_{l-1} + b >= N`` contribute ``N I``, the
+output layer (``Delta_L`` rows ``e_c``) contributes ``I``: ``alpha = N (L - 1) + 1`` exactly at finite
+width.  Cost per layer: two Grams (``(NC)^2 M_l``, ``N^2 m``), two ``eigh`` of ``N C``/``N`` size and
+one ``M_l x N C x m`` GEMM for the direction -- the same order as computing the gradient.
+
+Forster option (``forster=True``): the *training inputs themselves* are replaced by their Forster
+transform (:mod:`numerics.forster`), ``X -> rownormalise(X T)``, before anything else; the network
+then computes a different function of the raw data, exactly as when the transform is applied to a
+data set (the authors' setting for ``M_0 < N``).  ``self.X`` holds the transformed inputs: residuals
+passed to :meth:`direction` must be ``net.forward(self.X) - Y``; :meth:`operator` maps test inputs
+with the same ``T`` (the authors instead transform the test set separately).  Without a first-layer
+bias, layer 1 then contributes ``M_0 I`` and ``alpha = M_0 + N (L - 2) + 1`` for ``M_0 < N``.
+
+>>> import numpy as np
+>>> from numerics.network import MLP
+>>> net = MLP([8, 64, 64, 1], activation="relu", seed=0)
+>>> X = np.random.default_rng(0).standard_normal((6, 8))
+>>> theta_G = KFACApproximation(net, X).operator()
+>>> bool(np.allclose(theta_G, (6 * 2 + 1) * np.eye(6), atol=1e-9))    # alpha = N (L - 1) + 1
+True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import numpy as np
+
+from theory.validation import check_choice, check_nonnegative
+
+from ..forster import DEFAULT_MAX_ITER, DEFAULT_TOL, ForsterResult, forster_transform, leverage_scores
+from ..linalg import PINV_RTOL
+from .base import Approximation, reject_options
+
+DAMPING_MODES = ("exact", "factored")
+
+#: Memory budget (float64 entries) for the intermediate tensors of the exactly damped operator.
+OPERATOR_CHUNK_ENTRIES = 1 << 23
+
+
+@dataclass(frozen=True)
+class ThinGram:
+    """Thin eigendecomposition ``rows rows^T = V diag(lam) V^T`` on the numerical range.
+
+    ``lam > rtol * max(lam)`` are kept (:data:`numerics.linalg.PINV_RTOL`).  The factor
+    ``rows^T rows / N`` then has the nonzero eigenvalues ``lam / N`` with eigenvectors
+    ``rows^T V diag(lam^{-1/2})``.
+    """
+
+    V: np.ndarray
+    lam: np.ndarray
+    size: int
+    condition_number: float      # lam_max / lam_min over the kept eigenvalues
+    dropped_ratio: float         # largest dropped eigenvalue / lam_max (0 if none)
+
+    @property
+    def rank(self) -> int:
+        return int(self.lam.size)
+
+    @property
+    def full_rank(self) -> bool:
+        return self.rank == self.size
+
+
+def thin_gram(rows: np.ndarray, rtol: float = PINV_RTOL) -> ThinGram:
+    """:class:`ThinGram` of ``rows rows^T`` (one GEMM and one ``eigh``).
+
+    >>> g = thin_gram(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]]))
+    >>> g.rank, g.lam.round(12).tolist(), g.full_rank
+    (2, [2.0, 4.0], False)
+    """
+    gram = rows @ rows.T
+    lam, V = np.linalg.eigh(gram)
+    top = float(lam[-1]) if lam.size else 0.0
+    keep = lam > rtol * top if top > 0 else np.zeros(lam.shape, dtype=bool)
+    kept = lam[keep]
+    dropped = lam[~keep]
+    cond = float(kept[-1] / kept[0]) if kept.size else float("inf")
+    dropped_ratio = float(max(0.0, dropped.max()) / top) if dropped.size and top > 0 else 0.0
+    return ThinGram(V=V[:, keep], lam=kept, size=lam.size, condition_number=cond, dropped_ratio=dropped_ratio)
+
+
+def expand_outputs(gram: np.ndarray, n_outputs: int) -> np.ndarray:
+    """``gram (x) 1_C 1_C^T`` in sample-major order.
+
+    >>> expand_outputs(np.array([[1.0, 2.0]]), 2).tolist()
+    [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]
+    """
+    if n_outputs == 1:
+        return gram
+    return np.repeat(np.repeat(gram, n_outputs, axis=0), n_outputs, axis=1)
+
+
+def kfac_weights(b: np.ndarray, a: np.ndarray, rho: float, mode: str) -> np.ndarray:
+    """``w_ij`` of the inverse on ``range(B) (x) range(A)``: ``1/(b_i a_j + rho)`` or
+    ``1/((b_i + sqrt rho)(a_j + sqrt rho))``.
+
+    >>> kfac_weights(np.array([2.0]), np.array([4.0]), 1.0, "factored").tolist()
+    [[0.06666666666666667]]
+    """
+    if mode == "factored":
+        root = np.sqrt(rho)
+        return np.outer(1.0 / (b + root), 1.0 / (a + root))
+    return 1.0 / (np.outer(b, a) + rho)
+
+
+class KFACApproximation(Approximation):
+    """K-FAC preconditioner (layer blocks ``B_l (x) A_{l-1}``), dual form.
+
+    Options: ``damping_mode`` (``"exact"`` or ``"factored"``, see module docstring), ``forster``
+    (bool: transform the training inputs to radial isotropic position first), ``forster_tol``,
+    ``forster_max_iter``, ``rank_rtol`` (eigenvalue cut of the factor Grams).
+    """
+
+    name = "kfac"
+
+    def __init__(self, net, X, damping: float = 0.0, *, forster: bool = False, forster_tol: float = DEFAULT_TOL,
+                 forster_max_iter: int = DEFAULT_MAX_ITER, **options: Any):
+        if not isinstance(forster, (bool, np.bool_)):
+            raise TypeError(f"forster={forster!r} is not allowed: expected True or False")
+        self.raw_X = X
+        self.forster: Optional[ForsterResult] = None
+        if forster:
+            self.forster = forster_transform(net.check_inputs(X), tol=forster_tol, max_iter=forster_max_iter)
+            X = self.forster.inputs
+        super().__init__(net, X, damping, **options)
+
+    # -- setup ------------------------------------------------------------------------------
+    def _prepare(self, damping_mode: str = "exact", rank_rtol: float = PINV_RTOL, **options: Any) -> None:
+        reject_options(self.name, options)
+        self.damping_mode = check_choice("damping_mode", damping_mode, DAMPING_MODES)
+        self.rank_rtol = check_nonnegative("rank_rtol", rank_rtol, allow_zero=False)
+        n, c = self.n_samples, self.n_outputs
+        self.backward_grams: List[ThinGram] = []
+        self.input_grams: List[ThinGram] = []
+        layers, problems, contributions = [], [], []
+        for l in range(1, self.depth + 1):
+            delta = self.factors.Delta[l - 1].reshape(n * c, -1)
+            Z = self.factors.Z[l - 1]
+            gb, ga = thin_gram(delta, self.rank_rtol), thin_gram(Z, self.rank_rtol)
+            self.backward_grams.append(gb)
+            self.input_grams.append(ga)
+            info = {"layer": l, "backward_gram_rank": gb.rank, "backward_gram_size": gb.size,
+                    "backward_gram_condition": gb.condition_number, "input_gram_rank": ga.rank,
+                    "input_gram_size": ga.size, "input_gram_condition": ga.condition_number}
+            contribution, problem = self._layer_contribution(l, gb, ga)
+            info["contribution"] = contribution
+            contributions.append(contribution)
+            if problem:
+                problems.append(problem)
+            layers.append(info)
+        self.diagnostics.update(
+            damping_mode=self.damping_mode, layers=layers,
+            forster=None if self.forster is None else self.forster.to_dict(),
+            predicted_alpha=(float(sum(contributions)) if all(x is not None for x in contributions) else None),
+        )
+        if self.damping > 0:
+            problems.append(f"damping rho = {self.damping:g} > 0: eigenvalues b_i a_j / (b_i a_j + rho) differ, "
+                            "so Theta_G is not a multiple of I")
+        if self.forster is not None and self.net.has_bias:
+            problems.append("forster=True with a first-layer bias: the augmented inputs [x; sigma_b] are not in "
+                            "isotropic position, so layer 1 does not contribute M_0 I")
+        self.diagnostics["failed_assumption"] = "; ".join(problems) if problems else None
+
+    def _layer_contribution(self, l: int, gb: ThinGram, ga: ThinGram):
+        """The multiple of I layer ``l`` adds to ``Theta_G`` at ``rho = 0`` (None if not isotropic) and why not."""
+        n, c, L = self.n_samples, self.n_outputs, self.depth
+        last = l == L
+        backward_ok = (gb.rank == c) if last else gb.full_rank
+        if not backward_ok:
+            return None, (f"layer {l}: backward Gram Delta_{l} Delta_{l}^T has rank {gb.rank} < N C = {n * c} "
+                          f"(M_{l} = {self.net.widths[l]} < N C, dead units or degenerate inputs): "
+                          "its projection is not I")
+        if ga.full_rank:
+            return (1.0 if last else float(n)), None
+        if l == 1 and self.forster is not None and not self.net.has_bias and not last:
+            return float(ga.rank), None
+        lev = leverage_scores(self.factors.Z[l - 1])
+        spread = float(lev.max() - lev.min())
+        hint = " (use forster=True)" if l == 1 else ""
+        return None, (f"layer {l}: input Gram Z_{l} Z_{l}^T has rank {ga.rank} < N = {n} "
+                      f"(M_{l - 1} + bias = {self.factors.Z[l - 1].shape[1]} < N): the layer contributes "
+                      f"N diag(leverage scores), spread {spread:.3g}, not a multiple of I{hint}")
+
+    # -- per-layer pieces -----------------------------------------------------------------------
+    def _factor_eigenvalues(self, l: int):
+        n = self.n_samples
+        return self.backward_grams[l - 1].lam / n, self.input_grams[l - 1].lam / n
+
+    def _weights(self, l: int) -> np.ndarray:
+        b, a = self._factor_eigenvalues(l)
+        return kfac_weights(b, a, self.damping, self.damping_mode)
+
+    def _separable_weights(self, l: int):
+        """``(beta, gamma)`` with ``w_ij = beta_i gamma_j`` when ``w`` factorises, else None."""
+        b, a = self._factor_eigenvalues(l)
+        if self.damping == 0:
+            return 1.0 / b, 1.0 / a
+        if self.damping_mode == "factored":
+            root = np.sqrt(self.damping)
+            return 1.0 / (b + root), 1.0 / (a + root)
+        return None
+
+    # -- public interface -----------------------------------------------------------------------
+    def direction(self, residual) -> List[np.ndarray]:
+        """``(G + rho I)^{-1} J^T r / N`` per layer: ``Delta^T V [(V^T R W) o w / N] W^T Z``."""
+        r = self.residual_matrix(residual)
+        n, c = self.n_samples, self.n_outputs
+        out = []
+        for l in range(1, self.depth + 1):
+            gb, ga = self.backward_grams[l - 1], self.input_grams[l - 1]
+            delta = self.factors.Delta[l - 1].reshape(n * c, -1)
+            Z = self.factors.Z[l - 1]
+            core = np.einsum("nci,nc,nj->ij", gb.V.reshape(n, c, -1), r, ga.V, optimize=True)
+            middle = gb.V @ ((core * self._weights(l)) @ ga.V.T) / n          # (N C, N)
+            out.append(delta.T @ (middle @ Z))                                  # (M_l, m)
+        return out
+
+    def operator(self, X2=None) -> np.ndarray:
+        """``Theta_G(X2, X)`` summed over layers, shape ``(N2 C, N C)``."""
+        n, c = self.n_samples, self.n_outputs
+        f2 = self.factors_at(None if X2 is None else self._map_inputs(X2))
+        n2 = f2.n_samples
+        total = np.zeros((n2 * c, n * c))
+        for l in range(1, self.depth + 1):
+            gb, ga = self.backward_grams[l - 1], self.input_grams[l - 1]
+            if X2 is None:
+                P = gb.V * np.sqrt(gb.lam)
+                Q = ga.V * np.sqrt(ga.lam)
+                P2, Q2 = P, Q
+            else:
+                delta = self.factors.Delta[l - 1].reshape(n * c, -1)
+                delta2 = f2.Delta[l - 1].reshape(n2 * c, -1)
+                P = gb.V * np.sqrt(gb.lam)
+                Q = ga.V * np.sqrt(ga.lam)
+                P2 = (delta2 @ delta.T) @ (gb.V / np.sqrt(gb.lam))
+                Q2 = (f2.Z[l - 1] @ self.factors.Z[l - 1].T) @ (ga.V / np.sqrt(ga.lam))
+            separable = self._separable_weights(l)
+            if separable is not None:
+                beta, gamma = separable
+                total += ((P2 * beta) @ P.T) * expand_outputs((Q2 * gamma) @ Q.T, c) / n
+            else:
+                total += _nonseparable_operator(P2, P, Q2, Q, self._weights(l), c) / n
+        return total
+
+    def _map_inputs(self, X2):
+        """Test inputs go through the same Forster map as the training inputs (if any)."""
+        if self.forster is None:
+            return X2
+        return self.forster.transform(self.net.check_inputs(X2, "X2"))
+
+    def kronecker_factors(self, l: int):
+        """``(B_l, A_{l-1})`` explicitly (``M_l x M_l`` and ``m x m``: small nets / tests only)."""
+        l = self.factors.check_layer(l)
+        n, c = self.n_samples, self.n_outputs
+        delta = self.factors.Delta[l - 1].reshape(n * c, -1)
+        Z = self.factors.Z[l - 1]
+        return delta.T @ delta / n, Z.T @ Z / n
+
+    def dense_matrix(self) -> np.ndarray:
+        """``blockdiag_l(B_l (x) A_{l-1})`` (``"factored"`` with ``rho > 0``: ``(B+sqrt(rho)I) (x) (A+sqrt(rho)I) - rho I``)."""
+        from ..dense import _check_small
+
+        _check_small(self.net.n_params)
+        blocks = []
+        for l in range(1, self.depth + 1):
+            B, A = self.kronecker_factors(l)
+            if self.damping_mode == "factored" and self.damping > 0:
+                root = np.sqrt(self.damping)
+                G = np.kron(B + root * np.eye(B.shape[0]), A + root * np.eye(A.shape[0]))
+                G[np.diag_indices_from(G)] -= self.damping
+            else:
+                G = np.kron(B, A)
+            blocks.append(G)
+        P = sum(b.shape[0] for b in blocks)
+        out = np.zeros((P, P))
+        offset = 0
+        for b in blocks:
+            k = b.shape[0]
+            out[offset:offset + k, offset:offset + k] = b
+            offset += k
+        return out
+
+
+def _nonseparable_operator(P2, P, Q2, Q, w, n_outputs):
+    """``T[(a,c),(n,d)] = sum_ij P2[(a,c),i] P[(n,d),i] Q2[a,j] Q[n,j] w_ij`` in chunks of rows ``a``.
+
+    Per chunk: ``S[a,n,i] = sum_j Q2[a,j] Q[n,j] w_ij`` (one GEMM of the pairwise products), then a
+    batched GEMM over ``n``.  Cost ``N2 N (r_A r_B + C^2 r_B)``.
+    """
+    c = n_outputs
+    n2, n = Q2.shape[0], Q.shape[0]
+    rb, ra = w.shape
+    P2 = P2.reshape(n2, c, rb)
+    Pt = P.reshape(n, c, rb).transpose(0, 2, 1)                                  # (n, rB, C)
+    out = np.empty((n2, c, n, c))
+    chunk = max(1, OPERATOR_CHUNK_ENTRIES // max(1, n * (ra + c * rb)))
+    for start in range(0, n2, chunk):
+        stop = min(n2, start + chunk)
+        k = stop - start
+        pairs = (Q2[start:stop, None, :] * Q[None, :, :]).reshape(k * n, ra)
+        S = (pairs @ w.T).reshape(k, n, rb)                                      # (k, n, rB)
+        Y = S[:, :, None, :] * P2[start:stop, None, :, :]                         # (k, n, C, rB)
+        Y = Y.transpose(1, 0, 2, 3).reshape(n, k * c, rb)
+        block = np.matmul(Y, Pt).reshape(n, k, c, c)                              # [n, a, c, d]
+        out[start:stop] = block.transpose(1, 2, 0, 3)
+    return out.reshape(n2 * c, n * c)
+
+
+#: Short alias.
+KFAC = KFACApproximation
+
+__all__ = ["DAMPING_MODES", "KFAC", "KFACApproximation", "ThinGram", "expand_outputs", "kfac_weights", "thin_gram"]
