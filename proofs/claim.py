@@ -21,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
 from numerics.sweeps import PowerLawFit
 from theory.derivation import Derivation
 from theory.validation import check_choice
+from proofs.progress import progress  # noqa: F401  -- re-exported for claim authors: progress(iterable, cfg, desc)
 
 VERDICTS = ("verified", "refuted", "conditional", "inconclusive")
 MODES = ("quick", "full")
@@ -143,9 +144,34 @@ class Claim:
     expected: str = "verified"
     reference: str = ""  # where in the paper / paper.md it comes from (e.g. "R3", "paper.md §3")
     tags: tuple = ()
+    # Optional counterexample search (``ngd-verify falsify``): a function ``(rng, config) ->
+    # (example_description, holds, numbers)`` drawing one example over *relaxed* assumptions, or a
+    # mapping ``{relaxed assumption: such a function}``; see :mod:`proofs.falsify`.
+    falsifier: Union[None, Callable, Mapping[str, Callable]] = None
+    module: str = ""  # the module that defined the check (the registry orders claims by it)
 
     def __post_init__(self):
         check_choice("expected", self.expected, VERDICTS)
+        if self.falsifier is not None and not (callable(self.falsifier) or isinstance(self.falsifier, Mapping)):
+            raise TypeError(f"falsifier={self.falsifier!r} is not allowed: expected a callable "
+                            "(rng, config) -> (description, holds, numbers) or a mapping of them")
+
+    def set_falsifier(self, fn: Callable, relaxes: Optional[str] = None) -> Callable:
+        """Attach a falsifier after the claim is defined; usable as a decorator.
+
+        ``relaxes`` names the assumption the draws relax; several calls with different
+        ``relaxes`` accumulate (``falsify --relax NAME`` picks one).
+        """
+        if not callable(fn):
+            raise TypeError(f"fn={fn!r} is not allowed: expected a callable (rng, config) -> (description, holds, numbers)")
+        if relaxes is None and self.falsifier is None:
+            self.falsifier = fn
+        else:
+            current = self.falsifier
+            table = dict(current) if isinstance(current, Mapping) else ({} if current is None else {"(unnamed)": current})
+            table[relaxes or "(unnamed)"] = fn
+            self.falsifier = table
+        return fn
 
     def run(self, config: Optional[RunConfig] = None) -> ClaimResult:
         """Check the claim; an exception inside the check becomes an ``inconclusive`` result
@@ -170,12 +196,16 @@ REGISTRY: Dict[str, Claim] = {}
 
 
 def claim(id: str, *, title: str, statement: str, assumptions=(), expected: str = "verified",
-          reference: str = "", tags=(), register: bool = True):
-    """Decorator turning ``check(config) -> ClaimResult`` into a registered :class:`Claim`."""
+          reference: str = "", tags=(), register: bool = True, falsifier=None):
+    """Decorator turning ``check(config) -> ClaimResult`` into a registered :class:`Claim`.
+
+    ``falsifier`` (optional): see :attr:`Claim.falsifier` and :mod:`proofs.falsify`.
+    """
 
     def wrap(fn: Callable[[RunConfig], ClaimResult]) -> Claim:
         c = Claim(id=id, title=title, statement=statement, check=fn, assumptions=list(assumptions),
-                  expected=expected, reference=reference, tags=tuple(tags))
+                  expected=expected, reference=reference, tags=tuple(tags), falsifier=falsifier,
+                  module=getattr(fn, "__module__", "") or "")
         if register:
             if id in REGISTRY:
                 raise ValueError(f"claim id {id!r} is registered twice")

@@ -1,0 +1,262 @@
+"""``ngd-verify``: list, verify, report and falsify the claims.
+
+::
+
+    ngd-verify list [CLAIM_ID ...]
+    ngd-verify verify [CLAIM_ID ...] [--quick | --full] [--seed S] [--json PATH]
+    ngd-verify report --out DIR [CLAIM_ID ...] [--quick | --full] [--seed S]
+    ngd-verify falsify CLAIM_ID [--max-examples N] [--relax ASSUMPTION] [--seed S] [--max-seconds T]
+
+CLAIM_ID may be an exact id, a topic prefix (``kfac`` = ``kfac.*``) or a glob (``*.alpha``).
+
+Exit status (``verify``, ``report``): 0 when every verdict equals the claim's expected verdict, 1
+when some differs, 2 for bad usage or bad input -- one line on stderr naming the problem, no
+traceback (this includes ``ValueError``/``TypeError`` raised by the library and a claim module
+that fails to import).  ``falsify``: 1 when a counterexample is found, 0 when none is found in
+the budget, 2 for bad usage or a falsifier that raised.  ``list``: 0 (2 for bad input).
+
+:func:`main` takes ``argv`` (default ``sys.argv[1:]``) and, for tests and embedding, ``claims``
+(a mapping or list of :class:`~proofs.claim.Claim` used instead of the loaded registry) and
+``out``/``err`` streams; it returns the exit status instead of exiting.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, TextIO
+
+from proofs.claim import Claim, ClaimResult, RunConfig
+from proofs.progress import progress
+from proofs.registry import ClaimModuleError, ClaimSource, get_claim, select_claims
+
+PROG = "ngd-verify"
+
+
+class UsageError(Exception):
+    """Bad command-line usage (argparse errors are turned into this, to print one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the usage block and exit; we want one line
+        raise UsageError(message)
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _nonnegative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive finite number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Verify, by derivation and by measurement, the claims of Karakida & "
+                                            "Osawa (NeurIPS 2020) on approximate-Fisher NGD in wide networks.")
+    sub = parser.add_subparsers(dest="command", metavar="{list,verify,report,falsify}", parser_class=_Parser)
+    sub.required = True
+
+    def budget(p):
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                           help="small widths, about two minutes on 2 cores (default)")
+        group.add_argument("--full", dest="mode", action="store_const", const="full", help="the large-width sweeps")
+        p.set_defaults(mode="quick")
+        p.add_argument("--seed", type=_nonnegative_int, default=0, help="master seed (integer >= 0, default 0)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
+
+    p_list = sub.add_parser("list", help="every claim: id, one-line statement, assumptions")
+    p_list.add_argument("ids", nargs="*", metavar="CLAIM_ID")
+
+    p_verify = sub.add_parser("verify", help="check claims and print a table of verdicts")
+    p_verify.add_argument("ids", nargs="*", metavar="CLAIM_ID")
+    budget(p_verify)
+    p_verify.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+
+    p_report = sub.add_parser("report", help="write report.md, report.tex, results.json and figures to DIR")
+    p_report.add_argument("ids", nargs="*", metavar="CLAIM_ID")
+    p_report.add_argument("--out", required=True, metavar="DIR")
+    budget(p_report)
+
+    p_fals = sub.add_parser("falsify", help="search for a counterexample with the claim's assumptions relaxed")
+    p_fals.add_argument("claim_id", metavar="CLAIM_ID")
+    p_fals.add_argument("--max-examples", type=_positive_int, default=50, metavar="N")
+    p_fals.add_argument("--relax", action="append", metavar="ASSUMPTION",
+                        help="only draws relaxing this assumption (repeatable; default: all the claim's falsifiers)")
+    p_fals.add_argument("--max-seconds", type=_positive_float, default=120.0, metavar="T",
+                        help="stop drawing after T seconds (default 120)")
+    budget(p_fals)
+    return parser
+
+
+# ----------------------------------------------------------------------------- running
+def run_claims(claims: Sequence[Claim], cfg: RunConfig) -> List[tuple]:
+    """Run each claim (exceptions inside a check become ``inconclusive``, see ``Claim.run``)."""
+    pairs = []
+    bar = progress(claims, cfg, desc="claims", total=len(claims))
+    for c in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(c.id)
+        pairs.append((c, c.run(cfg)))
+    return pairs
+
+
+def _short(value, width: int = 14) -> str:
+    from proofs.report import fmt
+    text = fmt(value, limit=width)
+    return text
+
+
+def format_table(pairs: Sequence[tuple]) -> str:
+    """The verify table: claim, predicted, measured, error, width, verdict, expected (``!`` marks
+    a verdict that differs from the expected one)."""
+    header = ["claim", "predicted", "measured", "error", "width", "verdict", "expected"]
+    rows = [[c.id, _short(r.predicted), _short(r.measured), _short(r.error, 10), _short(r.width, 8),
+             r.verdict + ("" if r.verdict == c.expected else " !"), c.expected] for c, r in pairs]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def summary_line(pairs: Sequence[tuple], seconds: float) -> str:
+    from proofs.report import summarize
+    s = summarize(pairs)
+    counts = ", ".join(f"{n} {v}" for v, n in s["counts"].items() if n)
+    tail = ("all verdicts as expected" if s["all_as_expected"]
+            else f"{len(s['unexpected'])} verdict(s) differ from the expected: {', '.join(s['unexpected'])}")
+    return f"{s['claims']} claims ({counts or 'none'}) in {seconds:.1f} s; {tail}"
+
+
+def _check_writable_dir(directory: Path, what: str) -> None:
+    if not directory.is_dir():
+        raise ValueError(f"{what}: directory {str(directory)!r} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ValueError(f"{what}: directory {str(directory)!r} is not writable")
+
+
+def _cmd_list(args, claims: ClaimSource, out: TextIO) -> int:
+    for c in select_claims(args.ids, claims):
+        out.write(f"{c.id}  [expects {c.expected}]  {c.title}\n")
+        out.write(f"    statement: {' '.join(c.statement.split())}\n")
+        out.write(f"    assumptions: {'; '.join(c.assumptions) if c.assumptions else 'none'}\n")
+        if c.falsifier is not None:
+            out.write("    falsifier: yes (ngd-verify falsify " + c.id + ")\n")
+    return 0
+
+
+def _config(args, out: TextIO) -> RunConfig:
+    tty = hasattr(out, "isatty") and out.isatty()
+    return RunConfig(mode=args.mode, seed=args.seed, progress=bool(tty and not args.no_progress))
+
+
+def _cmd_verify(args, claims: ClaimSource, out: TextIO) -> int:
+    chosen = select_claims(args.ids, claims)
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:  # fail before a two-minute run, not after it
+        if json_path.is_dir():
+            raise ValueError(f"--json {args.json!r} is a directory; expected a file path")
+        _check_writable_dir(json_path.parent if str(json_path.parent) else Path("."), f"--json {args.json!r}")
+    cfg = _config(args, out)
+    start = time.perf_counter()
+    pairs = run_claims(chosen, cfg)
+    seconds = time.perf_counter() - start
+    out.write(format_table(pairs) + "\n")
+    for c, r in pairs:
+        if r.verdict != c.expected or r.verdict in ("conditional", "inconclusive"):
+            why = r.failed_assumption or " ".join((r.notes or "").split())[:300]
+            if why:
+                out.write(f"  {c.id}: {r.verdict}: {why}\n")
+    out.write(summary_line(pairs, seconds) + "\n")
+    if json_path is not None:
+        from proofs.report import results_document, write_json
+        write_json(json_path, results_document(pairs, cfg))
+        out.write(f"results written to {json_path}\n")
+    return 0 if all(r.verdict == c.expected for c, r in pairs) else 1
+
+
+def _cmd_report(args, claims: ClaimSource, out: TextIO) -> int:
+    from proofs.report import write_report
+    target = Path(args.out)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"--out {args.out!r} exists and is not a directory")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not target.exists():
+        _check_writable_dir(parent.resolve() if parent.exists() else parent, f"--out {args.out!r}")
+    chosen = select_claims(args.ids, claims)
+    cfg = _config(args, out)
+    start = time.perf_counter()
+    pairs = run_claims(chosen, cfg)
+    seconds = time.perf_counter() - start
+    paths = write_report(pairs, cfg, target)
+    out.write(format_table(pairs) + "\n")
+    out.write(summary_line(pairs, seconds) + "\n")
+    out.write(f"report written to {paths['markdown']}, {paths['latex']}, {paths['json']} "
+              f"and {len(paths['figures'])} figure(s) in {target / 'figures'}\n")
+    return 0 if all(r.verdict == c.expected for c, r in pairs) else 1
+
+
+def _cmd_falsify(args, claims: ClaimSource, out: TextIO) -> int:
+    from proofs.falsify import falsify, format_outcome
+    target = get_claim(args.claim_id, claims)
+    cfg = _config(args, out)
+    outcome = falsify(target, cfg, max_examples=args.max_examples, relax=args.relax, max_seconds=args.max_seconds)
+    out.write(format_outcome(outcome) + "\n")
+    if outcome.counterexample is not None:
+        return 1
+    return 2 if outcome.error is not None else 0
+
+
+COMMANDS = {"list": _cmd_list, "verify": _cmd_verify, "report": _cmd_report, "falsify": _cmd_falsify}
+
+
+def main(argv: Optional[Sequence[str]] = None, *, claims: ClaimSource = None,
+         out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
+    """Run the command line; return the exit status (see the module docstring)."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, claims, out)
+    except UsageError as exc:
+        err.write(f"{PROG}: error: {' '.join(str(exc).split())} (see {PROG} --help)\n")
+        return 2
+    except SystemExit as exc:  # --help / --version from argparse
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 2
+    except (ValueError, TypeError, ClaimModuleError, OSError) as exc:
+        err.write(f"{PROG}: error: {' '.join(str(exc).split())}\n")
+        return 2
+    except KeyboardInterrupt:
+        err.write(f"{PROG}: interrupted\n")
+        return 130
+
+
+def entry_point() -> None:  # pragma: no cover -- console scripts call main() and exit with its status
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Figures for the report, drawn from ``ClaimResult.series`` (matplotlib, Agg backend, PNG).
+
+Series schema
+-------------
+``ClaimResult.series`` maps a series name to a dict with a ``"kind"`` and the data of that kind.
+All numbers are plain floats/ints or lists of them (numpy arrays are accepted).  Optional keys:
+``"title"``, ``"xlabel"``, ``"ylabel"``, ``"caption"`` (one sentence for the report), ``"logy"``.
+
+``{"kind": "loss_curves", "steps": [0, 1, ...], "curves": {label: [loss per step], ...}, "predicted": [labels]}``
+    Train (or test) loss vs NGD step, one curve per approximation/width.  Curves whose label is
+    listed in ``"predicted"`` (default: labels containing "predict") are drawn dashed: they are the
+    infinite-width predictions the measured curves are compared with.  Log y-axis by default.
+
+``{"kind": "width_sweep", "widths": [...], "errors": [...], "fit": {"slope", "slope_stderr", "prefactor"}}``
+    An error vs width on log-log axes with the fitted power law (``"fit"`` optional: fitted here
+    when absent and there are >= 3 positive points).  Several sweeps on one plot:
+    ``{"kind": "width_sweep", "sweeps": {label: {"widths", "errors", "fit"?}, ...}}``.
+    ``"expected_slope"`` (optional) is shown in the legend.
+
+``{"kind": "spectrum", "eigenvalues": {label: [...]}, "alpha": {label: value}}``
+    Sorted eigenvalues of Theta_G per approximation (index on x), with the predicted isotropy
+    constant ``alpha`` (optional per label) as a dashed horizontal line.  Log y when all positive.
+
+``{"kind": "eta_scan", "ratios": [eta/eta*, ...], "losses": {label: [...]}, "predicted": {label: [...]}}``
+    One-step loss (or loss ratio) vs ``eta/eta*`` per approximation, with optional predicted
+    curves (dashed) and a vertical line at ``eta = eta*``.
+
+>>> validate_series({"kind": "width_sweep", "widths": [1, 2, 4], "errors": [1, .7, .5]})
+'width_sweep'
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from numerics.sweeps import PowerLawFit, fit_power_law
+
+SERIES_KINDS = ("loss_curves", "width_sweep", "spectrum", "eta_scan")
+
+
+def _floats(name: str, values) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"series field {name!r} must be a list of numbers, got {values!r:.80}") from exc
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"series field {name!r} must be a non-empty 1-D list, got shape {arr.shape}")
+    return arr
+
+
+def _need(series: Mapping, key: str):
+    if key not in series:
+        raise ValueError(f"{series.get('kind')!r} series needs the key {key!r}; it has {sorted(series)}")
+    return series[key]
+
+
+def _curves(series: Mapping, key: str, length: Optional[int] = None) -> Dict[str, np.ndarray]:
+    table = _need(series, key)
+    if not isinstance(table, Mapping) or not table:
+        raise ValueError(f"series field {key!r} must be a non-empty mapping label -> list of numbers")
+    out = {}
+    for label, values in table.items():
+        arr = _floats(f"{key}[{label!r}]", values)
+        if length is not None and arr.size != length:
+            raise ValueError(f"series field {key}[{label!r}] has {arr.size} values, expected {length}")
+        out[str(label)] = arr
+    return out
+
+
+def _sweeps(series: Mapping) -> Dict[str, Mapping]:
+    if "sweeps" in series:
+        table = series["sweeps"]
+        if not isinstance(table, Mapping) or not table:
+            raise ValueError("series field 'sweeps' must be a non-empty mapping label -> {widths, errors}")
+        return {str(k): v for k, v in table.items()}
+    return {"error": series}
+
+
+def validate_series(series: Mapping) -> str:
+    """Check a series against the schema above; return its kind or raise ``ValueError`` naming
+    the problem."""
+    if not isinstance(series, Mapping):
+        raise ValueError(f"a series must be a dict with a 'kind', got {type(series).__name__}")
+    kind = series.get("kind")
+    if kind not in SERIES_KINDS:
+        raise ValueError(f"series kind {kind!r} is not allowed: expected one of {', '.join(SERIES_KINDS)}")
+    if kind == "loss_curves":
+        steps = _floats("steps", _need(series, "steps"))
+        _curves(series, "curves", steps.size)
+    elif kind == "width_sweep":
+        for label, sw in _sweeps(series).items():
+            w = _floats(f"{label} widths", _need(sw, "widths"))
+            e = _floats(f"{label} errors", _need(sw, "errors"))
+            if w.size != e.size:
+                raise ValueError(f"width sweep {label!r}: {w.size} widths but {e.size} errors")
+    elif kind == "spectrum":
+        _curves(series, "eigenvalues")
+    elif kind == "eta_scan":
+        ratios = _floats("ratios", _need(series, "ratios"))
+        _curves(series, "losses", ratios.size)
+        if "predicted" in series:
+            _curves(series, "predicted", ratios.size)
+    return kind
+
+
+def series_from_fits(fits: Mapping[str, PowerLawFit], title: str = "") -> dict:
+    """A ``width_sweep`` series drawing the fitted sweeps of a ClaimResult (``result.sweeps``)."""
+    return {"kind": "width_sweep", "title": title,
+            "sweeps": {name: {"widths": list(f.widths), "errors": list(f.errors),
+                              "fit": {"slope": f.slope, "slope_stderr": f.slope_stderr, "prefactor": f.prefactor}}
+                       for name, f in fits.items()}}
+
+
+def _fit_of(sw: Mapping, w: np.ndarray, e: np.ndarray) -> Optional[Dict[str, float]]:
+    fit = sw.get("fit")
+    if isinstance(fit, PowerLawFit):
+        return {"slope": fit.slope, "slope_stderr": fit.slope_stderr, "prefactor": fit.prefactor}
+    if isinstance(fit, Mapping) and {"slope", "prefactor"} <= set(fit):
+        return {"slope": float(fit["slope"]), "slope_stderr": float(fit.get("slope_stderr", float("nan"))),
+                "prefactor": float(fit["prefactor"])}
+    if w.size >= 3 and np.all(e > 0) and np.all(np.isfinite(e)) and np.unique(w).size > 1:
+        f = fit_power_law(w, e)
+        return {"slope": f.slope, "slope_stderr": f.slope_stderr, "prefactor": f.prefactor}
+    return None
+
+
+def _draw(ax, series: Mapping, kind: str) -> None:
+    colours = iter(__import__("matplotlib").rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    if kind == "loss_curves":
+        steps = _floats("steps", series["steps"])
+        curves = _curves(series, "curves", steps.size)
+        predicted = set(series.get("predicted") or [k for k in curves if "predict" in k.lower()])
+        for label, ys in curves.items():
+            dashed = label in predicted
+            ax.plot(steps, np.where(ys > 0, ys, np.nan) if series.get("logy", True) else ys,
+                    "--" if dashed else "-o", lw=1.2 if dashed else 1.6, ms=3, label=label,
+                    color="black" if dashed and len(predicted) == 1 else next(colours))
+        ax.set_xlabel(series.get("xlabel", "step t"))
+        ax.set_ylabel(series.get("ylabel", "train loss"))
+        if series.get("logy", True):
+            ax.set_yscale("log")
+    elif kind == "width_sweep":
+        for label, sw in _sweeps(series).items():
+            w, e = _floats("widths", sw["widths"]), _floats("errors", sw["errors"])
+            colour = next(colours)
+            ax.plot(w, np.where(e > 0, e, np.nan), "o", color=colour, label=label)
+            fit = _fit_of(sw, w, e)
+            if fit is not None:
+                grid = np.geomspace(w.min(), w.max(), 50)
+                ax.plot(grid, fit["prefactor"] * grid ** fit["slope"], "-", color=colour, lw=1,
+                        label=f"fit: slope {fit['slope']:.3f} ± {fit['slope_stderr']:.3f}")
+        if series.get("expected_slope") is not None:
+            ax.plot([], [], " ", label=f"expected slope {series['expected_slope']}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(series.get("xlabel", "width M"))
+        ax.set_ylabel(series.get("ylabel", "error"))
+    elif kind == "spectrum":
+        eig = _curves(series, "eigenvalues")
+        alphas = series.get("alpha") or {}
+        positive = all(np.all(v > 0) for v in eig.values())
+        for label, vals in eig.items():
+            colour = next(colours)
+            vals = np.sort(vals)[::-1]
+            ax.plot(np.arange(1, vals.size + 1), vals, ".-", color=colour, ms=4, label=label)
+            if label in alphas and alphas[label] is not None:
+                ax.axhline(float(alphas[label]), color=colour, ls="--", lw=1, label=f"{label}: alpha = {float(alphas[label]):.4g}")
+        if positive:
+            ax.set_yscale("log")
+        ax.set_xlabel(series.get("xlabel", "eigenvalue index"))
+        ax.set_ylabel(series.get("ylabel", r"eigenvalue of $\Theta_G$"))
+    elif kind == "eta_scan":
+        ratios = _floats("ratios", series["ratios"])
+        losses = _curves(series, "losses", ratios.size)
+        predicted = _curves(series, "predicted", ratios.size) if "predicted" in series else {}
+        for label, ys in losses.items():
+            colour = next(colours)
+            ax.plot(ratios, np.where(ys > 0, ys, np.nan), "o-", ms=3, color=colour, label=label)
+            if label in predicted:
+                ax.plot(ratios, np.where(predicted[label] > 0, predicted[label], np.nan), "--", color=colour,
+                        lw=1, label=f"{label} predicted")
+        ax.axvline(1.0, color="grey", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel(series.get("xlabel", r"$\eta / \eta^*$"))
+        ax.set_ylabel(series.get("ylabel", "loss after one step"))
+
+
+def render_png(series: Mapping, title: str = "") -> bytes:
+    """Draw one series (schema above) and return the PNG bytes; ``ValueError`` for a bad series."""
+    kind = validate_series(series)
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # object API: no global pyplot state, thread/test safe
+
+    fig = Figure(figsize=(6.4, 4.2), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    _draw(ax, series, kind)
+    ax.set_title(series.get("title") or title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if labels:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def caption_of(series: Mapping[str, Any], default: str) -> str:
+    return str(series.get("caption") or series.get("title") or default)
