@@ -1,0 +1,540 @@
+"""Shared builders of finite-width evidence for the NGD claims (``proofs/claims/ngd_*.py``).
+
+Every function here measures something on REAL finite networks (``numerics``) and puts it next to
+the prediction of the theory (``theory``); the claim modules only choose configurations and
+tolerances and turn the measurements into verdicts.
+
+The measurements:
+
+* :func:`isotropy_error` -- ``||Theta_G - a I||_F / ||a I||_F`` with ``a`` the mean diagonal of the
+  measured function-space operator ``Theta_G = J G^+ J^T / N``;
+* :func:`isotropy_sweep` -- that error over a width sweep with the fitted log-log slope;
+* :func:`one_step` / :func:`one_step_sweep` -- a real NGD step and its residual against the
+  linearised prediction ``r_1 = (1 - eta alpha) r_0``, over widths;
+* :func:`analytic_test_operator` -- the infinite-width test kernel ``Theta_G(x', X)`` of each
+  approximation from the analytic kernels (used to predict test losses);
+* :func:`predicted_losses` / :func:`loss_curves` -- train/test loss per step, measured vs predicted;
+* :func:`eta_scan` -- one-step loss ratio vs ``eta / eta*``.
+
+Verdicts are computed by the claims with :mod:`proofs.verdicts` (``compare``, ``sweep``, ``combine``).
+
+Conventions (``/work/shared/conventions.md``): loss ``sum_n ||r_n||^2 / (2N)``, residual ``r = f - Y``
+stacked sample-major, ``alpha`` from :func:`theory.isotropy.isotropy_constant` (derived, not a table).
+
+>>> import numpy as np
+>>> isotropy_error(3.0 * np.eye(4))
+(0.0, 3.0)
+>>> loss(np.array([[1.0], [-1.0]]))
+0.5
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from numerics.sweeps import PowerLawFit, fit_power_law
+
+# ---------------------------------------------------------------------------------------------
+# small pure helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def loss(residual: np.ndarray) -> float:
+    """Mean-squared loss of a residual ``(N, C)``: ``sum_n ||r_n||^2 / (2N)``.
+
+    >>> loss(np.ones((4, 2)))
+    1.0
+    """
+    r = np.asarray(residual, dtype=float)
+    if r.ndim == 1:
+        r = r[:, None]
+    return float(np.sum(r * r) / (2.0 * r.shape[0]))
+
+
+def isotropy_error(operator: np.ndarray) -> Tuple[float, float]:
+    """``(||Theta - a I||_F / ||a I||_F, a)`` with ``a = mean(diag Theta)``.
+
+    Zero iff the operator is a multiple of the identity.
+
+    >>> err, a = isotropy_error(np.array([[2.0, 0.0], [0.0, 4.0]]))
+    >>> round(err, 6), a
+    (0.333333, 3.0)
+    """
+    op = np.asarray(operator, dtype=float)
+    if op.ndim != 2 or op.shape[0] != op.shape[1]:
+        raise ValueError(f"operator must be a square matrix, got shape {op.shape}")
+    a = float(np.mean(np.diag(op)))
+    if a == 0.0:
+        raise ValueError("operator has zero mean diagonal: the isotropy error relative to a I is undefined")
+    dev = op - a * np.eye(op.shape[0])
+    return float(np.linalg.norm(dev) / (abs(a) * np.sqrt(op.shape[0]))), a
+
+
+def unit_sphere_inputs(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """``n`` i.i.d. points uniform on the unit sphere of ``R^dim`` (the authors normalise inputs to norm 1).
+
+    >>> X = unit_sphere_inputs(np.random.default_rng(0), 5, 3)
+    >>> X.shape, bool(np.allclose(np.linalg.norm(X, axis=1), 1))
+    ((5, 3), True)
+    """
+    X = rng.standard_normal((n, dim))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def sign_targets(rng: np.random.Generator, n: int, n_outputs: int = 1) -> np.ndarray:
+    """Targets ``+-0.5`` (the authors' binary labels), shape ``(n, n_outputs)``.
+
+    >>> sorted(set(sign_targets(np.random.default_rng(0), 20).ravel().tolist()))
+    [-0.5, 0.5]
+    """
+    return rng.choice(np.array([-0.5, 0.5]), size=(n, n_outputs))
+
+
+def relative_residual_change(r0: np.ndarray, r1: np.ndarray, factor: float) -> float:
+    """``||r_1 - factor * r_0|| / ||r_0||``: the deviation of a real step from the linear prediction.
+
+    >>> relative_residual_change(np.ones(4), 0.5 * np.ones(4), 0.5)
+    0.0
+    """
+    r0, r1 = np.ravel(r0), np.ravel(r1)
+    return float(np.linalg.norm(r1 - factor * r0) / np.linalg.norm(r0))
+
+
+def as_float(value) -> float:
+    """A SymPy number (or plain number) as a Python float."""
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# networks and operators
+# ---------------------------------------------------------------------------------------------
+
+
+def progress(cfg, iterable, desc: str):
+    """Wrap a sweep in the framework's progress bar (:func:`proofs.progress.progress`)."""
+    from proofs.progress import progress as framework_progress
+
+    return framework_progress(iterable, cfg, desc)
+
+
+def make_net(cfg, key: Sequence, widths: Sequence[int], activation: str = "relu",
+             sigma_w2: float = 2.0, sigma_b2: float = 0.0):
+    """An :class:`numerics.network.MLP` seeded by ``cfg.sub_seed(*key, widths)``."""
+    from numerics.network import MLP
+
+    return MLP(list(widths), activation=activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
+               seed=cfg.sub_seed(*key, "net", *widths))
+
+
+def approximation(net, X, name: str, damping: float = 0.0, **options):
+    """The numerics approximation object ``name`` at the net's current parameters."""
+    from numerics.approximations import get_approximation
+
+    return get_approximation(name)(net, X, damping=damping, **options)
+
+
+def measured_operator(net, X, name: str, damping: float = 0.0, X2=None, **options) -> np.ndarray:
+    """Measured ``Theta_G(X2, X) = J(X2) (G + rho I)^{-1} J(X)^T / N`` (train x train if ``X2`` is None)."""
+    return approximation(net, X, name, damping, **options).operator(X2)
+
+
+def predicted_alpha(name: str, depth: int, **kwargs) -> float:
+    """``alpha`` derived by :func:`theory.isotropy.isotropy_constant` (raises ``NotIsotropic``)."""
+    from theory.isotropy import isotropy_constant
+
+    return as_float(isotropy_constant(name, depth, **kwargs))
+
+
+# ---------------------------------------------------------------------------------------------
+# width sweeps
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WidthSweep:
+    """A width sweep: ``errors[i]`` measured at ``widths[i]``, its power-law fit, extra columns."""
+
+    quantity: str
+    widths: List[int]
+    errors: List[float]
+    fit: Optional[PowerLawFit]
+    extra: Dict[str, List[float]] = field(default_factory=dict)
+
+    def to_series(self) -> dict:
+        """Figure data: ``{"x": widths, "y": errors, "fit": {...}}`` (log-log axes)."""
+        out = {"kind": "width_sweep", "quantity": self.quantity, "x": list(self.widths),
+               "y": [float(e) for e in self.errors], "xlabel": "width M", "ylabel": self.quantity,
+               "logx": True, "logy": True}
+        if self.fit is not None:
+            out["fit"] = {"slope": self.fit.slope, "slope_stderr": self.fit.slope_stderr,
+                          "prefactor": self.fit.prefactor}
+        out.update({k: list(map(float, v)) for k, v in self.extra.items()})
+        return out
+
+
+def _fit_or_none(widths, errors) -> Optional[PowerLawFit]:
+    errors = np.asarray(errors, dtype=float)
+    if len(widths) >= 3 and np.all(errors > 0) and np.all(np.isfinite(errors)):
+        return fit_power_law(widths, errors)
+    return None
+
+
+def isotropy_sweep(cfg, key: Sequence, name: str, X: np.ndarray, widths: Sequence[int], depth: int,
+                   n_outputs: int = 1, activation: str = "relu", sigma_w2: float = 2.0,
+                   sigma_b2: float = 0.0, damping: float = 0.0, **options) -> WidthSweep:
+    """Isotropy error of the measured operator over hidden widths ``widths`` (all hidden layers equal).
+
+    ``extra["alpha"]`` holds the mean diagonal ``a`` at each width.
+    """
+    errors, alphas = [], []
+    for m in progress(cfg, widths, f"{name}: isotropy sweep"):
+        net = make_net(cfg, (*key, name), [X.shape[1]] + [m] * (depth - 1) + [n_outputs], activation,
+                       sigma_w2, sigma_b2)
+        err, a = isotropy_error(measured_operator(net, X, name, damping, **options))
+        errors.append(err)
+        alphas.append(a)
+    return WidthSweep(f"isotropy error of {name}", list(widths), errors, _fit_or_none(widths, errors),
+                      {"alpha": alphas})
+
+
+def one_step(net, X: np.ndarray, Y: np.ndarray, name: str, learning_rate: float,
+             damping: float = 0.0, **options) -> dict:
+    """One REAL NGD step ``theta <- theta - eta (G + rho I)^{-1} grad`` on ``net`` (modified in place).
+
+    Returns the residuals before/after (``r0``, ``r1``), the losses, and the per-layer parameter
+    change norms ``||theta_l' - theta_l||`` next to ``||theta_l||``.
+    """
+    r0 = net.forward(X) - Y
+    before = [p.copy() for p in net.params]
+    directions = approximation(net, X, name, damping, **options).direction(r0)
+    net.apply_update(directions, learning_rate)
+    r1 = net.forward(X) - Y
+    return {"r0": r0, "r1": r1, "loss0": loss(r0), "loss1": loss(r1),
+            "layer_change": [float(np.linalg.norm(p - b)) for p, b in zip(net.params, before)],
+            "layer_norm": [float(np.linalg.norm(b)) for b in before]}
+
+
+def one_step_sweep(cfg, key: Sequence, name: str, X: np.ndarray, Y: np.ndarray, widths: Sequence[int],
+                   depth: int, alpha: float, eta: float, activation: str = "relu", sigma_w2: float = 2.0,
+                   sigma_b2: float = 0.0, damping: float = 0.0, **options) -> WidthSweep:
+    """Over widths: one real step at ``eta``; error = ``||r_1 - (1 - eta alpha) r_0|| / ||r_0||``.
+
+    ``extra`` holds the loss ratio ``L_1/L_0`` and the relative residual ``||r_1||/||r_0||``.
+    The error is the linearisation error of the step (Lee et al. 2019: ``O(M^{-1/2})``).
+    """
+    errors, ratios, rel = [], [], []
+    factor = 1.0 - eta * alpha
+    for m in progress(cfg, widths, f"{name}: one-step sweep"):
+        net = make_net(cfg, (*key, name, "step"), [X.shape[1]] + [m] * (depth - 1) + [Y.shape[1]],
+                       activation, sigma_w2, sigma_b2)
+        step = one_step(net, X, Y, name, eta, damping, **options)
+        errors.append(relative_residual_change(step["r0"], step["r1"], factor))
+        ratios.append(step["loss1"] / step["loss0"])
+        rel.append(float(np.linalg.norm(step["r1"]) / np.linalg.norm(step["r0"])))
+    return WidthSweep(f"one-step linearisation error of {name}", list(widths), errors,
+                      _fit_or_none(widths, errors), {"loss_ratio": ratios, "relative_residual": rel})
+
+
+# ---------------------------------------------------------------------------------------------
+# infinite-width predictions
+# ---------------------------------------------------------------------------------------------
+
+
+def _kernels(X, X2, depth, activation, sigma_w2, sigma_b2):
+    from theory.kernels import analytic_kernels
+
+    return analytic_kernels(X, X2, depth=depth, activation=activation, sigma_w2=sigma_w2,
+                            sigma_b2=sigma_b2)
+
+
+def pattern_matrix(name: str, depth: int, pattern=None) -> np.ndarray:
+    """The L x L block pattern of a layer-wise approximation (from :mod:`theory.patterns`).
+
+    >>> pattern_matrix("block_tridiagonal", 3).astype(int).tolist()
+    [[1, 1, 0], [1, 1, 1], [0, 1, 1]]
+    """
+    from theory import patterns
+
+    makers = {"exact": patterns.exact_pattern, "block_diagonal": patterns.block_diagonal_pattern,
+              "block_tridiagonal": patterns.tridiagonal_pattern}
+    if name == "pattern":
+        S = patterns.validate_pattern(pattern)
+    elif name in makers:
+        S = makers[name](depth)
+    else:
+        raise ValueError(f"approximation={name!r} is not a block-pattern approximation: expected one of "
+                         "'exact', 'block_diagonal', 'block_tridiagonal', 'pattern'")
+    return np.array(S.tolist(), dtype=float)
+
+
+def kfac_test_operator(X, X_test, kernels_train, kernels_cross, n_samples: int) -> np.ndarray:
+    """Infinite-width K-FAC test kernel (C = 1, no bias in layer 1; paper.md R4):
+
+    ``Theta_G(x',X) = N sum_{l<L} [B_l(x',X) B_l^{-1}] o [Sigma^(l)(x',X) Sigma^(l)^{-1}]
+    + Sigma^(L)(x',X) Sigma^(L)^{-1}``, where for ``l = 1`` the input regression is the finite
+    projection ``z(x')^T (Z^T Z)^+ Z^T`` (``Sigma^(1)`` is singular when ``M_0 < N``; with Forster
+    inputs this gives ``M_0 B_1 o X' X^T / N``... times N: ``M_0 B_1(x',X) B_1^{-1} o x'.x``).
+    """
+    L = len(kernels_train.backward)
+    N = n_samples
+
+    def regression(cross, train, what):
+        return cross @ np.linalg.inv(_check_pd(train, what))
+
+    total = np.zeros((X_test.shape[0], X.shape[0]))
+    for l in range(1, L):
+        back = regression(kernels_cross.backward[l - 1], kernels_train.backward[l - 1], f"B_{l}")
+        if l == 1:
+            inputs = X_test @ np.linalg.pinv(X.T @ X, rcond=1e-10, hermitian=True) @ X.T
+        else:
+            inputs = regression(kernels_cross.nngp_layers[l - 1], kernels_train.nngp_layers[l - 1],
+                                f"Sigma^({l})")
+        total += N * back * inputs
+    total += regression(kernels_cross.nngp_layers[L - 1], kernels_train.nngp_layers[L - 1], f"Sigma^({L})")
+    return total
+
+
+def _check_pd(K, what):
+    w = np.linalg.eigvalsh(K)
+    cond = w.max() / w.min() if w.min() > 0 else np.inf
+    if not np.isfinite(cond) or cond > 1e13:
+        raise ValueError(f"kernel {what} is singular or ill-conditioned (condition number {cond:.3g})")
+    return K
+
+
+def analytic_test_operator(name: str, X: np.ndarray, X_test: np.ndarray, depth: int,
+                           activation: str = "relu", sigma_w2: float = 2.0, sigma_b2: float = 0.0,
+                           pattern=None) -> np.ndarray:
+    """Infinite-width ``Theta_G(x', X)`` (``(N', N)``, C = 1) of a layer-wise approximation or K-FAC.
+
+    Block patterns: :func:`theory.pattern_kernels.pattern_test_kernel` on the analytic layer NTKs
+    (min-norm limit, with the null-space correction when the pattern is singular).
+    """
+    from theory.pattern_kernels import pattern_test_kernel
+
+    k_train = _kernels(X, None, depth, activation, sigma_w2, sigma_b2)
+    k_cross = _kernels(X_test, X, depth, activation, sigma_w2, sigma_b2)
+    if name == "kfac":
+        return kfac_test_operator(X, X_test, k_train, k_cross, X.shape[0])
+    S = pattern_matrix(name, depth, pattern)
+    return pattern_test_kernel(S, k_train.layer_ntk, k_cross.layer_ntk)
+
+
+def predicted_outputs(f0_train: np.ndarray, f0_test: np.ndarray, Y: np.ndarray, train_operator,
+                      test_operator: np.ndarray, learning_rate: float, steps: int):
+    """Linearised dynamics: ``r_{t+1} = (I - eta Theta_G) r_t`` and
+    ``f_t(x') = f_0(x') - eta Theta_G(x', X) sum_{s<t} r_s`` (C = 1 stacked vectors).
+
+    ``train_operator`` may be a scalar ``alpha`` (isotropic case, ``Theta_G = alpha I``).  With it
+    this is the paper's ``f_t(x') = f_0(x') - (1 - (1 - eta alpha)^t)/alpha Theta_G(x',X) r_0``.
+
+    >>> tr, te = predicted_outputs(np.zeros((2, 1)), np.zeros((1, 1)), np.ones((2, 1)), 1.0,
+    ...                            np.array([[0.5, 0.5]]), 1.0, 2)
+    >>> [round(float(x), 12) for x in te[:, 0, 0]], [loss(r) for r in tr]
+    ([0.0, 1.0, 1.0], [0.5, 0.0, 0.0])
+    """
+    r = f0_train - Y
+    op = (train_operator * np.eye(r.shape[0])) if np.isscalar(train_operator) else np.asarray(train_operator)
+    residuals, tests = [r], [f0_test]
+    acc = np.zeros_like(r)
+    for _ in range(steps):
+        acc = acc + r
+        r = r - learning_rate * (op @ r)
+        residuals.append(r)
+        tests.append(f0_test - learning_rate * (test_operator @ acc))
+    return np.array(residuals), np.array(tests)
+
+
+# ---------------------------------------------------------------------------------------------
+# training runs: measured vs predicted losses per step
+# ---------------------------------------------------------------------------------------------
+
+
+def train_steps(net, X, Y, X_test, Y_test, name: str, learning_rate: float, steps: int,
+                damping: float = 0.0, **options) -> dict:
+    """``steps`` REAL NGD steps (the approximation recomputed at the current parameters each step).
+
+    Returns ``train_loss``/``test_loss`` lists (index 0 = before the first step) and the initial
+    outputs ``f0_train``/``f0_test`` the linearised prediction starts from.
+    """
+    f0_train, f0_test = net.forward(X), net.forward(X_test)
+    train, test = [loss(f0_train - Y)], [loss(f0_test - Y_test)]
+    for _ in range(steps):
+        r = net.forward(X) - Y
+        net.apply_update(approximation(net, X, name, damping, **options).direction(r), learning_rate)
+        train.append(loss(net.forward(X) - Y))
+        test.append(loss(net.forward(X_test) - Y_test))
+    return {"train_loss": train, "test_loss": test, "f0_train": f0_train, "f0_test": f0_test}
+
+
+def predicted_losses(f0_train, f0_test, Y, Y_test, alpha: float, test_operator, learning_rate: float,
+                     steps: int, train_operator=None) -> dict:
+    """Predicted train/test loss per step from the linearised dynamics (:func:`predicted_outputs`),
+    started from the network's own initial outputs (as the authors do); ``train_operator`` defaults
+    to the isotropic ``alpha I``."""
+    residuals, tests = predicted_outputs(f0_train, f0_test, Y,
+                                         alpha if train_operator is None else train_operator,
+                                         test_operator, learning_rate, steps)
+    return {"train_loss": [loss(r) for r in residuals], "test_loss": [loss(t - Y_test) for t in tests]}
+
+
+def loss_curve_series(name: str, measured: dict, predicted: dict, width: int, learning_rate: float) -> dict:
+    """Figure data: train/test loss vs step, measured at ``width`` and predicted (log y)."""
+    steps = list(range(len(measured["train_loss"])))
+    return {"kind": "loss_curve", "approximation": name, "width": int(width),
+            "learning_rate": float(learning_rate), "x": steps, "xlabel": "step", "ylabel": "loss",
+            "logy": True, "train_measured": list(map(float, measured["train_loss"])),
+            "test_measured": list(map(float, measured["test_loss"])),
+            "train_predicted": list(map(float, predicted["train_loss"])),
+            "test_predicted": list(map(float, predicted["test_loss"]))}
+
+
+def eta_scan(net_factory: Callable[[], Any], X, Y, name: str, alpha: float, factors: Sequence[float],
+             damping: float = 0.0, **options) -> dict:
+    """One real step at ``eta = factor / alpha`` for each factor, from the SAME initial network.
+
+    Returns measured ``L_1/L_0`` and the isotropic prediction ``(1 - factor)^2`` per factor.
+    """
+    measured, predicted = [], []
+    for f in factors:
+        step = one_step(net_factory(), X, Y, name, f / alpha, damping, **options)
+        measured.append(step["loss1"] / step["loss0"])
+        predicted.append((1.0 - f) ** 2)
+    return {"kind": "eta_scan", "approximation": name, "x": list(map(float, factors)),
+            "xlabel": "eta / eta*", "ylabel": "L_1 / L_0", "logy": True,
+            "measured": measured, "predicted": predicted}
+
+
+def spectrum_series(name: str, operator: np.ndarray, width: int) -> dict:
+    """Figure data: sorted eigenvalues of the symmetrised measured ``Theta_G`` (divided by nothing)."""
+    op = np.asarray(operator, dtype=float)
+    eig = np.sort(np.linalg.eigvals(op).real)[::-1]
+    return {"kind": "spectrum", "approximation": name, "width": int(width),
+            "x": list(range(1, eig.size + 1)), "y": eig.tolist(), "xlabel": "index",
+            "ylabel": "eigenvalue of Theta_G"}
+
+
+@dataclass
+class TrainingSweep:
+    """Real training at several widths against the linearised infinite-width prediction.
+
+    ``linearisation``: width sweep of ``||r_1 - (1 - eta alpha) r_0|| / ||r_0||`` (train);
+    ``test_error``: width sweep of ``||f_1(X') - f_1^pred(X')|| / ||f_1^pred(X') - f_0(X')||`` (test
+    outputs after one step vs the analytic-kernel predictor, relative to the predicted change);
+    ``curves``: per width the measured and predicted train/test losses per step.
+    """
+
+    name: str
+    alpha: float
+    learning_rate: float
+    linearisation: WidthSweep
+    test_error: Optional[WidthSweep]
+    curves: Dict[int, dict]
+    layer_change: Dict[int, List[float]]
+
+    def curve_series(self, width: Optional[int] = None) -> dict:
+        width = max(self.curves) if width is None else width
+        c = self.curves[width]
+        return loss_curve_series(self.name, c["measured"], c["predicted"], width, self.learning_rate)
+
+    def table(self) -> List[dict]:
+        """Rows ``{width, step, train, train_pred, test, test_pred}`` for reports."""
+        rows = []
+        for m, c in sorted(self.curves.items()):
+            for t, (a, b) in enumerate(zip(c["measured"]["train_loss"], c["predicted"]["train_loss"])):
+                rows.append({"width": m, "step": t, "train": a, "train_pred": b,
+                             "test": c["measured"]["test_loss"][t], "test_pred": c["predicted"]["test_loss"][t]})
+        return rows
+
+
+def training_sweep(cfg, key: Sequence, name: str, X, Y, X_test, Y_test, widths: Sequence[int],
+                   depth: int, alpha: float, learning_rate: float, steps: int,
+                   test_operator: Optional[np.ndarray] = None, activation: str = "relu",
+                   sigma_w2: float = 2.0, sigma_b2: float = 0.0, damping: float = 0.0, repeats: int = 1,
+                   **options) -> TrainingSweep:
+    """At each hidden width: ``steps`` real NGD steps at ``learning_rate`` (first step measured
+    against ``r_1 = (1 - eta alpha) r_0``), test outputs against the predictor built from
+    ``test_operator`` (``Theta_G(X', X)`` at infinite width; skipped when None).
+
+    ``repeats`` independent initialisations per width; the sweep errors are their root mean
+    square (one network's error fluctuates by O(1) relative, which blurs a short sweep's slope);
+    curves and layer changes are those of the first initialisation.
+    """
+    lin, test_err, curves, changes = [], [], {}, {}
+    for m in progress(cfg, widths, f"{name}: training sweep"):
+        lin_m, test_m = [], []
+        for rep in range(repeats):
+            net = make_net(cfg, (*key, name, "train", rep), [X.shape[1]] + [m] * (depth - 1) + [Y.shape[1]],
+                           activation, sigma_w2, sigma_b2)
+            f0_train, f0_test = net.forward(X), net.forward(X_test)
+            first = one_step(net, X, Y, name, learning_rate, damping, **options)
+            lin_m.append(relative_residual_change(first["r0"], first["r1"], 1.0 - learning_rate * alpha))
+            f1_test = net.forward(X_test)
+            if test_operator is not None:
+                _, pred_tests = predicted_outputs(f0_train, f0_test, Y, alpha, test_operator, learning_rate, 1)
+                change = np.linalg.norm(pred_tests[1] - f0_test)
+                test_m.append(float(np.linalg.norm(f1_test - pred_tests[1]) / change))
+            if rep:
+                continue
+            changes[m] = [c / n for c, n in zip(first["layer_change"], first["layer_norm"])]
+            train, test = [first["loss0"], first["loss1"]], [loss(f0_test - Y_test), loss(f1_test - Y_test)]
+            for _ in range(steps - 1):
+                r = net.forward(X) - Y
+                net.apply_update(approximation(net, X, name, damping, **options).direction(r), learning_rate)
+                train.append(loss(net.forward(X) - Y))
+                test.append(loss(net.forward(X_test) - Y_test))
+            op = test_operator if test_operator is not None else np.zeros((X_test.shape[0], X.shape[0]))
+            predicted = predicted_losses(f0_train, f0_test, Y, Y_test, alpha, op, learning_rate, steps)
+            if test_operator is None:
+                predicted["test_loss"] = [float("nan")] * (steps + 1)
+            curves[m] = {"measured": {"train_loss": train, "test_loss": test}, "predicted": predicted}
+        lin.append(float(np.sqrt(np.mean(np.square(lin_m)))))
+        if test_m:
+            test_err.append(float(np.sqrt(np.mean(np.square(test_m)))))
+    lin_sweep = WidthSweep(f"one-step linearisation error of {name}", list(widths), lin, _fit_or_none(widths, lin))
+    test_sweep = (WidthSweep(f"test-output error of {name} vs analytic predictor", list(widths), test_err,
+                             _fit_or_none(widths, test_err)) if test_operator is not None else None)
+    return TrainingSweep(name, alpha, learning_rate, lin_sweep, test_sweep, curves, changes)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A synthetic regression task: unit-norm Gaussian inputs, targets +-0.5."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    X_test: np.ndarray
+    Y_test: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def input_dim(self) -> int:
+        return self.X.shape[1]
+
+
+def synthetic_task(cfg, key: Sequence, n: int, dim: int, n_test: int = 8, n_outputs: int = 1) -> Task:
+    """Inputs uniform on the unit sphere of ``R^dim``, targets ``+-0.5``; seeded by ``cfg.rng(*key)``.
+
+    >>> from proofs.claim import RunConfig
+    >>> t = synthetic_task(RunConfig(), ("doc",), 6, 4, 3)
+    >>> t.X.shape, t.Y.shape, t.X_test.shape
+    ((6, 4), (6, 1), (3, 4))
+    """
+    rng = cfg.rng(*key, "task", n, dim, n_test, n_outputs)
+    return Task(unit_sphere_inputs(rng, n, dim), sign_targets(rng, n, n_outputs),
+                unit_sphere_inputs(rng, n_test, dim), sign_targets(rng, n_test, n_outputs))
+
+
+def relative_error_matrix(measured: np.ndarray, reference: np.ndarray) -> float:
+    """``||measured - reference||_F / ||reference||_F``.
+
+    >>> relative_error_matrix(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    0.0
+    """
+    reference = np.asarray(reference, dtype=float)
+    return float(np.linalg.norm(np.asarray(measured, dtype=float) - reference) / np.linalg.norm(reference))
