@@ -59,6 +59,7 @@ class FalsifyOutcome:
     error: Optional[str] = None
     relaxations: List[str] = field(default_factory=list)
     stopped_by_time: bool = False
+    max_examples: int = 0
 
 
 def falsifiers_of(claim: Claim) -> Dict[str, Callable]:
@@ -96,7 +97,7 @@ def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int 
                              f"allowed: {', '.join(repr(k) for k in table)}")
         table = {k: table[k] for k in relax}
     names = list(table)
-    outcome = FalsifyOutcome(claim.id, 0, 0.0, relaxations=names)
+    outcome = FalsifyOutcome(claim.id, 0, 0.0, relaxations=names, max_examples=max_examples)
     start = time.perf_counter()
     for k in range(max_examples):
         if time.perf_counter() - start > max_seconds:
@@ -124,7 +125,8 @@ def format_outcome(outcome: FalsifyOutcome) -> str:
     head = f"falsify {outcome.claim_id} (relaxing: {', '.join(outcome.relaxations)})"
     if outcome.counterexample is not None:
         ex = outcome.counterexample
-        lines = [f"{head}: counterexample at draw {ex.draw} of at most the budget, after {outcome.seconds:.1f} s",
+        lines = [f"{head}: counterexample at draw {ex.draw} (of at most {outcome.max_examples}), "
+                 f"after {outcome.seconds:.1f} s",
                  f"  relaxed assumption: {ex.relaxed or 'none: the statement fails within its own assumptions'}",
                  f"  example: {ex.description}"]
         lines += [f"  {key} = {fmt(value)}" for key, value in ex.numbers.items()]

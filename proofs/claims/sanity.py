@@ -1,0 +1,213 @@
+"""Sanity claims: statements known to be false (and one true companion), registered to show that
+the verifier *refutes* what the evidence contradicts, and says which assumption matters.
+
+* ``sanity.diagonal_fisher_isotropic`` -- "the diagonal Fisher gives an isotropic gradient in
+  function space" (false: the diagonal keeps no cross-parameter structure, so ``J diag(F)^+ J^T/N``
+  is a weighted sum of per-parameter outer products, not ``alpha I``).  Measured on real finite
+  networks; the isotropy error does not shrink with width -> refuted.
+* ``sanity.pinv_product_rule`` -- "``(ABC)^+ = C^+ B^+ A^+`` whenever A has full column rank and C
+  full row rank" (false for singular B: A = diag(1, 2), B = [1, 1]^T, C = [1]).  Refuted by an exact
+  SymPy derivation whose decisive step fails.
+* ``sanity.pinv_product_rule_invertible`` -- the true version (B invertible), verified; its
+  falsifier relaxes "B invertible" and finds the counterexample, and relaxing nothing finds none.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from proofs.claim import RunConfig, claim
+from proofs.progress import progress
+from proofs.verdicts import SubVerdict, compare, derivation_verdict, sweep, to_result
+from theory.derivation import Derivation
+
+# --------------------------------------------------------------------------- diagonal Fisher
+DIAGONAL_SETTING = dict(n_samples=8, input_dim=8, depth=3, activation="relu", sigma_w2=2.0)
+
+
+def operator_isotropy_error(T: np.ndarray) -> float:
+    """``||T - a I||_F / ||a I||_F`` with ``a`` the mean diagonal of ``T`` (0 iff ``T`` is isotropic).
+
+    >>> operator_isotropy_error(3 * np.eye(4))
+    0.0
+    >>> round(operator_isotropy_error(np.diag([1.0, 3.0])), 6)
+    0.5
+    """
+    T = np.asarray(T, dtype=float)
+    a = float(np.mean(np.diag(T)))
+    if not np.isfinite(a) or a == 0.0:
+        raise ValueError(f"operator has mean diagonal {a}; the isotropy error is undefined")
+    return float(np.linalg.norm(T - a * np.eye(T.shape[0])) / (abs(a) * np.sqrt(T.shape[0])))
+
+
+def unit_norm_inputs(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """``n`` Gaussian inputs in dimension ``d`` scaled to unit norm (distinct with probability 1)."""
+    X = rng.standard_normal((n, d))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def _operators(width: int, cfg: RunConfig, approximation: str, setting=DIAGONAL_SETTING):
+    from numerics import MLP, function_space_operator
+
+    s = setting
+    X = unit_norm_inputs(cfg.rng("sanity.diagonal", "inputs"), s["n_samples"], s["input_dim"])
+    net = MLP([s["input_dim"]] + [width] * (s["depth"] - 1) + [1], activation=s["activation"],
+              sigma_w2=s["sigma_w2"], sigma_b2=0.0, seed=cfg.sub_seed("sanity.diagonal", "net", width))
+    return function_space_operator(net, X, approximation=approximation)
+
+
+def _diagonal_falsifier(rng: np.random.Generator, cfg: RunConfig):
+    """One random architecture within the statement's own assumptions (any width, depth, smooth or
+    relu activation, C = 1, distinct unit-norm inputs): does the diagonal Fisher give an isotropic
+    operator (isotropy error <= 0.1, an allowance far above the exact approximations' ~1e-10 and
+    above the ~M^-1/2 finite-width spread at these widths)?"""
+    from numerics import MLP, function_space_operator
+
+    depth = int(rng.integers(2, 5))
+    width = int(rng.choice([32, 64, 128, 256]))
+    n = int(rng.integers(2, 9))
+    activation = str(rng.choice(["relu", "tanh", "erf"]))
+    X = unit_norm_inputs(rng, n, 8)
+    net = MLP([8] + [width] * (depth - 1) + [1], activation=activation, sigma_w2=2.0, seed=rng)
+    err = operator_isotropy_error(function_space_operator(net, X, approximation="diagonal"))
+    desc = f"depth {depth}, width {width}, {activation}, N = {n} unit-norm inputs in dimension 8, C = 1"
+    return desc, err <= 0.1, {"isotropy_error": err, "tolerance": 0.1}, None
+
+
+@claim("sanity.diagonal_fisher_isotropic",
+       title="(deliberately false) The diagonal Fisher gives an isotropic gradient in function space",
+       statement=r"J\,\mathrm{diag}(F)^{+} J^\top / N \;\to\; \alpha I \quad (M \to \infty)",
+       assumptions=["NTK parameterisation, relu, sigma_w2 = 2, no bias, depth 3, C = 1",
+                    "N = 8 distinct unit-norm inputs, M_0 = 8", "rho -> 0+ (minimum-norm step)",
+                    "infinite width (checked by a width sweep)"],
+       expected="refuted", reference="paper.md R6 (diagonal is not isotropic); issue 5 sanity check",
+       tags=("sanity", "diagonal"), falsifier=_diagonal_falsifier)
+def diagonal_fisher_isotropic(cfg: RunConfig):
+    """Width sweep of the isotropy error of the diagonal-Fisher operator, with the exact Fisher as
+    the instrument's control (it must be isotropic to float64 precision at every width)."""
+    widths = cfg.pick([64, 128, 256, 512], [128, 256, 512, 1024, 2048, 4096])
+    diag_err, exact_err, eig_diag, eig_exact = [], [], None, None
+    for width in progress(widths, cfg, "diagonal-Fisher widths"):
+        T_diag = _operators(width, cfg, "diagonal")
+        T_exact = _operators(width, cfg, "exact")
+        diag_err.append(operator_isotropy_error(T_diag))
+        exact_err.append(operator_isotropy_error(T_exact))
+        eig_diag, eig_exact = np.linalg.eigvalsh((T_diag + T_diag.T) / 2), np.linalg.eigvalsh((T_exact + T_exact.T) / 2)
+    # the claim says the error vanishes with width: a flat error (slope ~ 0) refutes it
+    isotropy = sweep("isotropy error of diag(F)", widths, diag_err)
+    # control: exact NGD is isotropic at finite width to ~1e-10 (float64 dual solves, N = 8);
+    # if not, the instrument is broken and nothing can be concluded
+    control = compare("exact-Fisher control", 0.0, max(exact_err), tolerance=1e-8, error=max(exact_err))
+    if control.verdict != "verified":
+        control = SubVerdict(control.name, "inconclusive", f"instrument control failed: {control.reason}",
+                             numbers=control.numbers)
+    series = {
+        "isotropy_vs_width": {"kind": "width_sweep", "title": "isotropy error vs width: diagonal Fisher vs exact",
+                              "caption": "Isotropy error ||Theta_G - a I|| / ||a I|| vs width (log-log): diagonal "
+                                         "Fisher (flat) against the exact Fisher (float64 round-off).",
+                              "sweeps": {"diagonal": {"widths": widths, "errors": diag_err},
+                                         "exact (control)": {"widths": widths, "errors": exact_err}}},
+        "spectrum": {"kind": "spectrum", "title": f"spectrum of Theta_G at width {widths[-1]}",
+                     "caption": f"Eigenvalues of Theta_G at width {widths[-1]}: exact is flat at alpha = 1, "
+                                "the diagonal Fisher spreads.",
+                     "eigenvalues": {"diagonal": eig_diag.tolist(), "exact": eig_exact.tolist()},
+                     "alpha": {"exact": 1.0}},
+    }
+    return to_result([isotropy, control], predicted=0.0, measured=diag_err[-1], error=diag_err[-1],
+                     width=widths[-1], series=series,
+                     details={"setting": dict(DIAGONAL_SETTING), "widths": widths, "diagonal_errors": diag_err,
+                              "exact_errors": exact_err})
+
+
+# --------------------------------------------------------------------------- pseudo-inverse product rule
+def _pinv_counterexample() -> Derivation:
+    A = sp.diag(1, 2)
+    B = sp.Matrix([[1], [1]])
+    C = sp.Matrix([[1]])
+    d = Derivation("pseudo-inverse of a product, singular middle factor",
+                   r"(ABC)^{+} = C^{+} B^{+} A^{+}",
+                   ["A = diag(1, 2) has full column rank", "C = [1] has full row rank", "B = [1, 1]^T is not invertible"])
+    d.add_step("product", A * B * C, sp.Matrix([[1], [2]]), "direct multiplication")
+    d.add_step("pseudo-inverse of the product", (A * B * C).pinv(), sp.Matrix([[sp.Rational(1, 5), sp.Rational(2, 5)]]),
+               "a non-zero column v has v^+ = v^T / (v^T v)")
+    d.add_step("reversed product of pseudo-inverses", C.pinv() * B.pinv() * A.pinv(),
+               sp.Matrix([[sp.Rational(1, 2), sp.Rational(1, 4)]]), "B^+ = B^T / 2, A^+ = diag(1, 1/2), C^+ = [1]")
+    d.add_step("the claimed product rule", (A * B * C).pinv(), C.pinv() * B.pinv() * A.pinv(),
+               "the statement under test (fails: [1/5, 2/5] != [1/2, 1/4])")
+    return d
+
+
+def _pinv_rule_holds(A, B, C) -> tuple:
+    lhs = np.linalg.pinv(A @ B @ C)
+    rhs = np.linalg.pinv(C) @ np.linalg.pinv(B) @ np.linalg.pinv(A)
+    err = float(np.linalg.norm(lhs - rhs) / np.linalg.norm(lhs))
+    # well-conditioned Gaussian draws of size <= 6: SVD-based pinv is accurate to ~1e-13 relative;
+    # 1e-8 separates round-off from a genuine mismatch (counterexamples differ at O(1))
+    return err <= 1e-8, err
+
+
+def _draw_factors(rng: np.random.Generator, singular_b: bool):
+    k = int(rng.integers(2, 5))           # inner dimension
+    m = k + int(rng.integers(0, 3))       # A: m x k, full column rank (Gaussian, m >= k)
+    n = k + int(rng.integers(0, 3))       # C: k x n, full row rank
+    A = rng.standard_normal((m, k))
+    C = rng.standard_normal((k, n))
+    if singular_b:
+        r = int(rng.integers(1, k))       # rank r < k
+        B = rng.standard_normal((k, r)) @ rng.standard_normal((r, k))
+    else:
+        B = rng.standard_normal((k, k)) + 3.0 * np.eye(k)  # invertible with probability 1, well conditioned
+    return A, B, C, m, k, n
+
+
+def _pinv_singular_draw(rng, cfg):
+    A, B, C, m, k, n = _draw_factors(rng, singular_b=True)
+    holds, err = _pinv_rule_holds(A, B, C)
+    return (f"A {m}x{k} (rank {k}), B {k}x{k} of rank {np.linalg.matrix_rank(B)}, C {k}x{n} (rank {k})", holds,
+            {"relative_difference": err, "rank_B": int(np.linalg.matrix_rank(B))}, "B invertible")
+
+
+def _pinv_invertible_draw(rng, cfg):
+    A, B, C, m, k, n = _draw_factors(rng, singular_b=False)
+    holds, err = _pinv_rule_holds(A, B, C)
+    return (f"A {m}x{k} (rank {k}), B {k}x{k} invertible, C {k}x{n} (rank {k})", holds,
+            {"relative_difference": err, "cond_B": float(np.linalg.cond(B))}, None)
+
+
+@claim("sanity.pinv_product_rule",
+       title="(deliberately false) (ABC)^+ = C^+ B^+ A^+ for A of full column rank, C of full row rank",
+       statement=r"\operatorname{rank} A = \#\mathrm{cols}(A),\ \operatorname{rank} C = \#\mathrm{rows}(C)"
+                 r"\;\Rightarrow\; (ABC)^{+} = C^{+} B^{+} A^{+}",
+       assumptions=["A has full column rank", "C has full row rank", "B arbitrary (possibly singular)"],
+       expected="refuted", reference="brief: mathematical notes (pseudo-inverse product rule)",
+       tags=("sanity", "symbolic"), falsifier={"B invertible": _pinv_singular_draw})
+def pinv_product_rule(cfg: RunConfig):
+    d = _pinv_counterexample()
+    verdict = derivation_verdict(d)
+    return to_result([verdict], predicted="[1/2, 1/4]", measured="[1/5, 2/5]", derivation=d,
+                     details={"counterexample": "A = diag(1, 2), B = [1, 1]^T, C = [1]"})
+
+
+@claim("sanity.pinv_product_rule_invertible",
+       title="(ABC)^+ = C^+ B^{-1} A^+ when A has full column rank, B is invertible, C has full row rank",
+       statement=r"\operatorname{rank} A = \#\mathrm{cols}(A),\ B \text{ invertible},\ "
+                 r"\operatorname{rank} C = \#\mathrm{rows}(C) \;\Rightarrow\; (ABC)^{+} = C^{+} B^{-1} A^{+}",
+       assumptions=["A has full column rank", "B is invertible", "C has full row rank"],
+       reference="brief: mathematical notes (pseudo-inverse product rule)", tags=("sanity", "symbolic"),
+       falsifier={"none": _pinv_invertible_draw, "B invertible": _pinv_singular_draw})
+def pinv_product_rule_invertible(cfg: RunConfig):
+    """An exact SymPy instance, plus random float64 instances (seeded) within the assumptions."""
+    A = sp.Matrix([[1, 0], [2, 1], [0, 3]])
+    B = sp.Matrix([[2, 1], [1, 1]])
+    C = sp.Matrix([[1, 0, 1], [0, 1, 1]])
+    d = Derivation("pseudo-inverse of a product, invertible middle factor", r"(ABC)^{+} = C^{+} B^{-1} A^{+}",
+                   ["A 3x2 of rank 2", "B 2x2 invertible (det 1)", "C 2x3 of rank 2"])
+    d.add_step("product rule on an exact instance", (A * B * C).pinv(), C.pinv() * B.inv() * A.pinv(),
+               "A^+ = (A^T A)^{-1} A^T and C^+ = C^T (C C^T)^{-1}; the Penrose conditions hold for C^+ B^{-1} A^+")
+    rng = cfg.rng("sanity.pinv_product_rule_invertible")
+    draws = cfg.pick(50, 500)
+    errors = [_pinv_rule_holds(*_draw_factors(rng, singular_b=False)[:3])[1] for _ in range(draws)]
+    # float64 SVD pinv on well-conditioned <= 6x6 matrices: ~1e-14 relative; 1e-8 is pure round-off allowance
+    numeric = compare(f"{draws} random float64 instances", 0.0, max(errors), tolerance=1e-8, error=max(errors))
+    return to_result([derivation_verdict(d), numeric], predicted=0.0, measured=max(errors), error=max(errors),
+                     tolerance=1e-8, derivation=d, details={"draws": draws, "max_relative_difference": max(errors)})
