@@ -269,55 +269,23 @@ def pattern_matrix(name: str, depth: int, pattern=None) -> np.ndarray:
     return np.array(S.tolist(), dtype=float)
 
 
-def kfac_test_operator(X, X_test, kernels_train, kernels_cross, n_samples: int) -> np.ndarray:
-    """Infinite-width K-FAC test kernel (C = 1, no bias in layer 1; paper.md R4):
-
-    ``Theta_G(x',X) = N sum_{l<L} [B_l(x',X) B_l^{-1}] o [Sigma^(l)(x',X) Sigma^(l)^{-1}]
-    + Sigma^(L)(x',X) Sigma^(L)^{-1}``, where for ``l = 1`` the input regression is the finite
-    projection ``z(x')^T (Z^T Z)^+ Z^T`` (``Sigma^(1)`` is singular when ``M_0 < N``; with Forster
-    inputs this gives ``M_0 B_1 o X' X^T / N``... times N: ``M_0 B_1(x',X) B_1^{-1} o x'.x``).
-    """
-    L = len(kernels_train.backward)
-    N = n_samples
-
-    def regression(cross, train, what):
-        return cross @ np.linalg.inv(_check_pd(train, what))
-
-    total = np.zeros((X_test.shape[0], X.shape[0]))
-    for l in range(1, L):
-        back = regression(kernels_cross.backward[l - 1], kernels_train.backward[l - 1], f"B_{l}")
-        if l == 1:
-            inputs = X_test @ np.linalg.pinv(X.T @ X, rcond=1e-10, hermitian=True) @ X.T
-        else:
-            inputs = regression(kernels_cross.nngp_layers[l - 1], kernels_train.nngp_layers[l - 1],
-                                f"Sigma^({l})")
-        total += N * back * inputs
-    total += regression(kernels_cross.nngp_layers[L - 1], kernels_train.nngp_layers[L - 1], f"Sigma^({L})")
-    return total
-
-
-def _check_pd(K, what):
-    w = np.linalg.eigvalsh(K)
-    cond = w.max() / w.min() if w.min() > 0 else np.inf
-    if not np.isfinite(cond) or cond > 1e13:
-        raise ValueError(f"kernel {what} is singular or ill-conditioned (condition number {cond:.3g})")
-    return K
-
-
 def analytic_test_operator(name: str, X: np.ndarray, X_test: np.ndarray, depth: int,
                            activation: str = "relu", sigma_w2: float = 2.0, sigma_b2: float = 0.0,
                            pattern=None) -> np.ndarray:
     """Infinite-width ``Theta_G(x', X)`` (``(N', N)``, C = 1) of a layer-wise approximation or K-FAC.
 
     Block patterns: :func:`theory.pattern_kernels.pattern_test_kernel` on the analytic layer NTKs
-    (min-norm limit, with the null-space correction when the pattern is singular).
+    (min-norm limit, with the null-space correction when the pattern is singular).  K-FAC:
+    :func:`theory.kfac_theory.kfac_test_kernel_from_analytic` (Hadamard product of the factor
+    regressions; pseudo-inverse input regression in layer 1, as Forster inputs with M_0 < N need).
     """
+    from theory.kfac_theory import kfac_test_kernel_from_analytic
     from theory.pattern_kernels import pattern_test_kernel
 
     k_train = _kernels(X, None, depth, activation, sigma_w2, sigma_b2)
     k_cross = _kernels(X_test, X, depth, activation, sigma_w2, sigma_b2)
     if name == "kfac":
-        return kfac_test_operator(X, X_test, k_train, k_cross, X.shape[0])
+        return kfac_test_kernel_from_analytic(k_train, k_cross)
     S = pattern_matrix(name, depth, pattern)
     return pattern_test_kernel(S, k_train.layer_ntk, k_cross.layer_ntk)
 
