@@ -69,7 +69,7 @@ def falsifiers_of(claim: Claim) -> Dict[str, Callable]:
         raise ValueError(f"claim {claim.id!r} has no falsifier; `ngd-verify list` marks the claims that have one")
     if isinstance(f, Mapping):
         return {str(k): v for k, v in f.items()}
-    return {getattr(f, "relaxes", None) or "(see each example)": f}
+    return {getattr(f, "relaxes", None) or "(unnamed)": f}
 
 
 def _normalise(value, draw: int, relaxation: str) -> Example:

@@ -17,16 +17,27 @@ All numbers are plain floats/ints or lists of them (numpy arrays are accepted). 
     ``{"kind": "width_sweep", "sweeps": {label: {"widths", "errors", "fit"?}, ...}}``.
     ``"expected_slope"`` (optional) is shown in the legend.
 
-``{"kind": "spectrum", "eigenvalues": {label: [...]}, "alpha": {label: value}}``
+``{"kind": "spectrum", "eigenvalues": {label: [...]}, "alpha": {label: value}, "normalise": False}``
     Sorted eigenvalues of Theta_G per approximation (index on x), with the predicted isotropy
     constant ``alpha`` (optional per label) as a dashed horizontal line.  Log y when all positive.
+    ``"normalise": True`` divides each spectrum (and its alpha) by its mean eigenvalue, so
+    approximations of very different scale share one axis (isotropic = flat at 1).
 
 ``{"kind": "eta_scan", "ratios": [eta/eta*, ...], "losses": {label: [...]}, "predicted": {label: [...]}}``
     One-step loss (or loss ratio) vs ``eta/eta*`` per approximation, with optional predicted
     curves (dashed) and a vertical line at ``eta = eta*``.
 
+Alternative single-curve form (as written by :mod:`proofs.evidence`), converted by
+:func:`normalise_series`: ``{"kind": "width_sweep", "x": widths, "y": errors, "fit"?, "quantity"?}``;
+``{"kind": "loss_curve", "x": steps, "train_measured", "train_predicted", "test_measured"?,
+"test_predicted"?, "approximation"?, "width"?}``; ``{"kind": "spectrum", "x": index, "y": eigenvalues,
+"approximation"?}``; ``{"kind": "eta_scan", "x": ratios, "measured": [...], "predicted"?: [...],
+"approximation"?}``.
+
 >>> validate_series({"kind": "width_sweep", "widths": [1, 2, 4], "errors": [1, .7, .5]})
 'width_sweep'
+>>> normalise_series({"kind": "spectrum", "x": [1, 2], "y": [1.0, 0.9], "approximation": "kfac"})["eigenvalues"]
+{'kfac': [1.0, 0.9]}
 """
 from __future__ import annotations
 
@@ -78,11 +89,45 @@ def _sweeps(series: Mapping) -> Dict[str, Mapping]:
     return {"error": series}
 
 
-def validate_series(series: Mapping) -> str:
-    """Check a series against the schema above; return its kind or raise ``ValueError`` naming
-    the problem."""
+def normalise_series(series: Mapping) -> dict:
+    """The canonical form (schema above) of a series given in the alternative single-curve form;
+    canonical series are returned as a shallow copy."""
     if not isinstance(series, Mapping):
         raise ValueError(f"a series must be a dict with a 'kind', got {type(series).__name__}")
+    s = dict(series)
+    kind = s.get("kind")
+    label = str(s.get("approximation") or s.get("quantity") or "measured")
+    if kind == "width_sweep" and "x" in s and "widths" not in s and "sweeps" not in s:
+        s["widths"], s["errors"] = s.pop("x"), _need(s, "y")
+        s.pop("y")
+        s.setdefault("ylabel", s.get("quantity", "error"))
+    elif kind == "loss_curve":
+        width = f" M={s['width']}" if s.get("width") is not None else ""
+        curves, predicted = {}, []
+        for split in ("train", "test"):
+            if f"{split}_measured" in s:
+                curves[f"{label} {split}{width}"] = s[f"{split}_measured"]
+            if f"{split}_predicted" in s:
+                curves[f"{label} {split} predicted"] = s[f"{split}_predicted"]
+                predicted.append(f"{label} {split} predicted")
+        s = {k: v for k, v in s.items() if k in ("title", "caption", "xlabel", "ylabel", "logy")}
+        s.update(kind="loss_curves", steps=series.get("x", series.get("steps")), curves=curves, predicted=predicted)
+    elif kind == "spectrum" and "eigenvalues" not in s and "y" in s:
+        s["eigenvalues"] = {label: s.pop("y")}
+        s.pop("x", None)
+    elif kind == "eta_scan" and "ratios" not in s and "x" in s:
+        s["ratios"] = s.pop("x")
+        s["losses"] = {label: _need(s, "measured")}
+        if isinstance(s.get("predicted"), (list, tuple, np.ndarray)):
+            s["predicted"] = {label: s["predicted"]}
+        s.pop("measured")
+    return s
+
+
+def validate_series(series: Mapping) -> str:
+    """Check a series against the schema above (either form); return its canonical kind or raise
+    ``ValueError`` naming the problem."""
+    series = normalise_series(series)
     kind = series.get("kind")
     if kind not in SERIES_KINDS:
         raise ValueError(f"series kind {kind!r} is not allowed: expected one of {', '.join(SERIES_KINDS)}")
@@ -159,7 +204,11 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         ax.set_ylabel(series.get("ylabel", "error"))
     elif kind == "spectrum":
         eig = _curves(series, "eigenvalues")
-        alphas = series.get("alpha") or {}
+        alphas = dict(series.get("alpha") or {})
+        if series.get("normalise"):
+            means = {k: float(np.mean(v)) for k, v in eig.items()}
+            eig = {k: v / means[k] if means[k] != 0 else v for k, v in eig.items()}
+            alphas = {k: float(a) / means[k] for k, a in alphas.items() if a is not None and means.get(k)}
         positive = all(np.all(v > 0) for v in eig.values())
         for label, vals in eig.items():
             colour = next(colours)
@@ -170,7 +219,7 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         if positive:
             ax.set_yscale("log")
         ax.set_xlabel(series.get("xlabel", "eigenvalue index"))
-        ax.set_ylabel(series.get("ylabel", r"eigenvalue of $\Theta_G$"))
+        ax.set_ylabel(series.get("ylabel", r"eigenvalue of $\Theta_G$" + (" / mean" if series.get("normalise") else "")))
     elif kind == "eta_scan":
         ratios = _floats("ratios", series["ratios"])
         losses = _curves(series, "losses", ratios.size)
@@ -190,6 +239,7 @@ def _draw(ax, series: Mapping, kind: str) -> None:
 def render_png(series: Mapping, title: str = "") -> bytes:
     """Draw one series (schema above) and return the PNG bytes; ``ValueError`` for a bad series."""
     kind = validate_series(series)
+    series = normalise_series(series)
     import matplotlib
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # object API: no global pyplot state, thread/test safe

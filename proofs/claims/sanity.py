@@ -107,11 +107,11 @@ def diagonal_fisher_isotropic(cfg: RunConfig):
                                          "Fisher (flat) against the exact Fisher (float64 round-off).",
                               "sweeps": {"diagonal": {"widths": widths, "errors": diag_err},
                                          "exact (control)": {"widths": widths, "errors": exact_err}}},
-        "spectrum": {"kind": "spectrum", "title": f"spectrum of Theta_G at width {widths[-1]}",
-                     "caption": f"Eigenvalues of Theta_G at width {widths[-1]}: exact is flat at alpha = 1, "
-                                "the diagonal Fisher spreads.",
+        "spectrum": {"kind": "spectrum", "title": f"spectrum of Theta_G / its mean at width {widths[-1]}",
+                     "caption": f"Eigenvalues of Theta_G divided by their mean at width {widths[-1]}: exact is flat "
+                                "(isotropic, alpha = 1), the diagonal Fisher's spread does not close.",
                      "eigenvalues": {"diagonal": eig_diag.tolist(), "exact": eig_exact.tolist()},
-                     "alpha": {"exact": 1.0}},
+                     "alpha": {"exact": 1.0}, "normalise": True},
     }
     return to_result([isotropy, control], predicted=0.0, measured=diag_err[-1], error=diag_err[-1],
                      width=widths[-1], series=series,

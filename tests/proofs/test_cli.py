@@ -1,0 +1,204 @@
+"""The ``ngd-verify`` command line on injected claims: list / verify / falsify, exit codes 0/1/2,
+one-line errors, strict JSON per interface.md; and one real run of the sanity claims."""
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+
+from proofs import cli
+from proofs.claim import ClaimResult, claim
+from proofs.registry import ClaimModuleError
+
+
+def _true_claim(cfg):
+    return ClaimResult.from_error(predicted=2.0, measured=2.0 + 1e-12, tolerance=1e-9, width=64,
+                                  details={"seed_seen": cfg.seed, "mode_seen": cfg.mode, "cond": float("inf")})
+
+
+def _false_claim(cfg):
+    return ClaimResult.from_error(predicted=1.0, measured=float(cfg.rng("x").uniform(1.5, 2.0)), tolerance=0.1)
+
+
+def _crashing(cfg):
+    raise RuntimeError("numerics blew up")
+
+
+def _falsifier(rng, cfg):
+    x = float(rng.uniform(-1, 1))
+    return f"x = {x:.3f}", x < 0.9, {"x": x}, "x < 0.9"
+
+
+FAKE = {
+    "demo.true": claim("demo.true", title="a true claim", statement=r"\alpha = 2", assumptions=["A1", "A2"],
+                       register=False)(_true_claim),
+    "demo.false": claim("demo.false", title="a false claim", statement="one equals two", expected="refuted",
+                        register=False, falsifier=_falsifier)(_false_claim),
+    "other.crash": claim("other.crash", title="crashes", statement="x", register=False)(_crashing),
+}
+
+
+def run(argv, claims=FAKE):
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(argv, claims=claims, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ngd-verify: error:"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+# ----------------------------------------------------------------------------- list
+def test_list_shows_id_statement_assumptions():
+    code, out, _ = run(["list"])
+    assert code == 0
+    assert "demo.true  [expects verified]  a true claim" in out
+    assert "assumptions: A1; A2" in out and r"statement: \alpha = 2" in out
+    assert "falsifier: yes" in out  # demo.false has one
+
+
+# ----------------------------------------------------------------------------- verify
+def test_verify_exit_0_when_every_verdict_is_expected():
+    code, out, err = run(["verify", "demo"])
+    assert code == 0, out + err
+    assert "demo.true" in out and "demo.false" in out and "all verdicts as expected" in out
+    header = out.splitlines()[0].split()
+    assert header == ["claim", "predicted", "measured", "error", "width", "verdict", "expected"]
+
+
+def test_verify_exit_1_when_some_verdict_differs_and_says_why():
+    code, out, _ = run(["verify"])
+    assert code == 1
+    assert "other.crash: inconclusive: check raised RuntimeError: numerics blew up" in out
+    assert "1 verdict(s) differ from the expected: other.crash" in out
+
+
+def test_verify_passes_seed_and_mode(tmp_path):
+    path = tmp_path / "r.json"
+    assert run(["verify", "demo.true", "--full", "--seed", "7", "--json", str(path)])[0] == 0
+    details = json.loads(path.read_text())["claims"][0]["details"]
+    assert details["seed_seen"] == 7 and details["mode_seen"] == "full"
+
+
+def test_verify_json_schema_and_strictness(tmp_path):
+    path = tmp_path / "results.json"
+    code, out, _ = run(["verify", "--seed", "3", "--json", str(path)])
+    assert code == 1 and str(path) in out
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert doc["seed"] == 3
+    assert doc["conventions"]["fisher"]["F"] == "F = J^T J / N"
+    assert [c["id"] for c in doc["claims"]] == ["demo.true", "demo.false", "other.crash"]
+    for c in doc["claims"]:
+        assert {"id", "title", "verdict", "predicted", "measured", "error", "width", "details"} <= set(c)
+        assert c["verdict"] in ("verified", "refuted", "conditional", "inconclusive")
+    true = doc["claims"][0]
+    assert true["verdict"] == "verified" and true["expected"] == "verified" and true["width"] == 64
+    assert true["details"]["cond"] == "inf"  # non-finite numbers become strings, not bare Infinity
+    assert doc["summary"]["unexpected"] == ["other.crash"]
+    assert not list(tmp_path.glob(".results.json.*"))  # no temp file left behind
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["verify", "demo.nope"], ["unknown claim id 'demo.nope'", "did you mean"]),
+    (["verify", "--seed", "abc"], ["--seed", "'abc'"]),
+    (["verify", "--seed", "-3"], ["--seed", "'-3'"]),
+    (["verify", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
+    (["verify", "--quick", "--full"], ["not allowed with"]),
+    (["bogus"], ["invalid choice: 'bogus'"]),
+    ([], ["required"]),
+    (["report"], ["--out"]),
+    (["falsify"], ["CLAIM_ID"]),
+    (["falsify", "demo.false", "--max-examples", "0"], ["--max-examples"]),
+    (["falsify", "demo.true"], ["has no falsifier"]),
+    (["falsify", "demo.false", "--relax", "nonsense"], ["--relax 'nonsense'", "allowed: '(unnamed)'"]),
+])
+def test_bad_usage_exits_2_with_one_line(argv, needles):
+    code, out, err = run(argv)
+    assert_one_line_error(code, err, *needles)
+
+
+def test_json_path_problems_are_caught_before_running(tmp_path):
+    code, out, err = run(["verify", "--json", str(tmp_path / "missing" / "r.json")])
+    assert_one_line_error(code, err, "does not exist")
+    assert out == ""  # nothing was run
+    code, _, err = run(["verify", "--json", str(tmp_path)])
+    assert_one_line_error(code, err, "is a directory")
+
+
+def test_library_value_and_type_errors_become_exit_2(monkeypatch):
+    def boom(*a, **k):
+        raise ValueError("depth=0 is not allowed: expected an integer >= 1\n(second line)")
+    monkeypatch.setattr(cli, "run_claims", boom)
+    code, _, err = run(["verify"])
+    assert_one_line_error(code, err, "depth=0 is not allowed")
+
+    def bad_type(*a, **k):
+        raise TypeError("widths must be a list")
+    monkeypatch.setattr(cli, "run_claims", bad_type)
+    assert_one_line_error(*run(["verify"])[::2], "widths must be a list")
+
+
+def test_broken_claim_module_exits_2(monkeypatch):
+    def broken(*a, **k):
+        raise ClaimModuleError("proofs.claims.kernels", ImportError("no module named theory.kernels"))
+    monkeypatch.setattr("proofs.registry.load_claims", broken)
+    code, _, err = run(["list"], claims=None)
+    assert_one_line_error(code, err, "proofs.claims.kernels failed to import")
+
+
+def test_help_exits_0():
+    with pytest.raises(SystemExit):  # argparse prints help to the real stdout; main maps the exit
+        raise SystemExit(cli.main(["--help"]))
+
+
+# ----------------------------------------------------------------------------- falsify
+def test_falsify_finds_counterexample_deterministically():
+    code1, out1, _ = run(["falsify", "demo.false", "--max-examples", "200", "--seed", "5"])
+    code2, out2, _ = run(["falsify", "demo.false", "--max-examples", "200", "--seed", "5"])
+    untimed = [re.sub(r"after [0-9.]+ s", "", o) for o in (out1, out2)]
+    assert code1 == code2 == 1 and untimed[0] == untimed[1]  # same seed, same draws, same counterexample
+    assert "relaxed assumption: x < 0.9" in out1 and "counterexample at draw" in out1
+
+
+def test_falsify_no_counterexample_exits_0():
+    code, out, _ = run(["falsify", "demo.false", "--max-examples", "2", "--seed", "0"])
+    # with seed 0 the first two uniform(-1, 1) draws of this claim stay below 0.9 (checked below)
+    from proofs.claim import RunConfig
+    draws = [float(RunConfig(seed=0).rng("falsify", "demo.false", "(unnamed)", k).uniform(-1, 1)) for k in range(2)]
+    assert all(x < 0.9 for x in draws)
+    assert code == 0 and "no counterexample found in 2 draws" in out
+
+
+def test_falsifier_that_raises_is_reported_not_passed():
+    def raising(rng, cfg):
+        raise np.linalg.LinAlgError("singular matrix")
+    claims = {"d.x": claim("d.x", title="t", statement="s", register=False, falsifier=raising)(_true_claim)}
+    code, out, _ = run(["falsify", "d.x"], claims=claims)
+    assert code == 2 and "raised LinAlgError: singular matrix" in out
+
+
+# ----------------------------------------------------------------------------- the real registry
+def test_real_sanity_claims_come_out_as_expected(tmp_path):
+    # the deliberately false claims must be refuted from real numbers, the true companion verified
+    path = tmp_path / "sanity.json"
+    code, out, err = run(["verify", "sanity", "--json", str(path)], claims=None)
+    assert code == 0, out + err
+    verdicts = {c["id"]: c["verdict"] for c in json.loads(path.read_text())["claims"]}
+    assert verdicts == {"sanity.diagonal_fisher_isotropic": "refuted", "sanity.pinv_product_rule": "refuted",
+                        "sanity.pinv_product_rule_invertible": "verified"}
+
+
+def test_real_falsify_relaxing_b_invertible_finds_the_counterexample():
+    code, out, _ = run(["falsify", "sanity.pinv_product_rule_invertible", "--relax", "B invertible"], claims=None)
+    assert code == 1 and "relaxed assumption: B invertible" in out
+    code, out, _ = run(["falsify", "sanity.pinv_product_rule_invertible", "--relax", "none",
+                        "--max-examples", "30"], claims=None)
+    assert code == 0 and "no counterexample found in 30 draws" in out

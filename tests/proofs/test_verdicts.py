@@ -1,0 +1,180 @@
+"""Verdict logic: every branch of compare / sweep / derivation_verdict / combine / to_result."""
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from proofs.verdicts import SubVerdict, combine, compare, derivation_verdict, sweep, to_result
+from theory.derivation import Derivation
+
+WIDTHS = [64, 128, 256, 512, 1024]
+
+
+def power_law(slope, prefactor=1.0, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    w = np.asarray(WIDTHS, dtype=float)
+    return (prefactor * w ** slope * np.exp(noise * rng.standard_normal(w.size))).tolist()
+
+
+# ----------------------------------------------------------------------------- compare
+def test_compare_within_tolerance_is_verified():
+    assert compare("a", 2.0, 2.0 + 1e-12, tolerance=1e-9).verdict == "verified"
+
+
+def test_compare_outside_tolerance_is_refuted_and_reason_has_numbers():
+    v = compare("alpha", 4.0, 5.0, tolerance=0.1)
+    assert v.verdict == "refuted"
+    assert v.numbers["error"] == pytest.approx(0.25)  # |5 - 4| / 4
+    assert "0.25" in v.reason and "0.1" in v.reason
+
+
+def test_compare_non_finite_is_inconclusive_never_verified():
+    assert compare("a", 1.0, float("nan"), tolerance=1e9).verdict == "inconclusive"
+    assert compare("a", 1.0, [1.0, np.inf], tolerance=1e9).verdict == "inconclusive"
+    assert compare("a", 1.0, 1.0, tolerance=1.0, error=float("nan")).verdict == "inconclusive"
+
+
+@pytest.mark.parametrize("tol", [-1.0, float("nan"), float("inf")])
+def test_compare_rejects_bad_tolerance(tol):
+    with pytest.raises(ValueError, match="tolerance"):
+        compare("a", 1, 1, tolerance=tol)
+
+
+# ----------------------------------------------------------------------------- sweep
+def test_sweep_shrinking_error_is_verified_with_fit():
+    v = sweep("iso", WIDTHS, power_law(-0.5, noise=0.02), expected_slope=-0.5, final_tolerance=0.1)
+    assert v.verdict == "verified", v.reason
+    assert v.fit.slope == pytest.approx(-0.5, abs=0.05)  # 2% log-noise over a 16x width range
+
+
+def test_sweep_flat_error_is_refuted():
+    v = sweep("iso", WIDTHS, power_law(0.0, prefactor=0.4, noise=0.03))
+    assert v.verdict == "refuted" and "does not shrink" in v.reason
+
+
+def test_sweep_growing_error_is_refuted():
+    assert sweep("iso", WIDTHS, power_law(0.5)).verdict == "refuted"
+
+
+def test_sweep_wrong_slope_is_refuted():
+    # shrinks like M^-1 but M^-1/2 was claimed; the band 0.2 plus 2 stderr (~0) excludes -1
+    v = sweep("iso", WIDTHS, power_law(-1.0), expected_slope=-0.5, slope_band=0.2)
+    assert v.verdict == "refuted" and "wrong slope" in v.reason
+
+
+def test_sweep_slope_within_band_is_verified():
+    assert sweep("iso", WIDTHS, power_law(-0.6), expected_slope=-0.5, slope_band=0.2).verdict == "verified"
+
+
+def test_sweep_too_noisy_is_inconclusive():
+    errors = [0.1, 1.0, 0.01, 2.0, 0.05]  # log-errors jump by decades: stderr of the slope > 0.5
+    v = sweep("iso", WIDTHS, errors)
+    assert v.verdict == "inconclusive" and "too noisy" in v.reason
+    assert v.fit.slope_stderr > 0.5
+
+
+def test_sweep_insignificant_decrease_is_inconclusive():
+    # slope about -0.2 with stderr ~0.1: not flat at 2 stderr (-0.2 - 0.2 < -0.1), not significant either
+    errors = [1.0, 0.6, 0.9, 0.45, 0.5]
+    v = sweep("iso", WIDTHS, errors)
+    s, se = v.fit.slope, v.fit.slope_stderr
+    assert s - 2 * se <= -0.1 and s + 2 * se >= 0  # the case the test is about
+    assert v.verdict == "inconclusive" and "not significant" in v.reason
+
+
+def test_sweep_shrinking_but_above_final_tolerance_is_inconclusive():
+    v = sweep("iso", WIDTHS, power_law(-0.5, prefactor=10.0), final_tolerance=0.01)
+    assert v.verdict == "inconclusive" and "--full" in v.reason
+
+
+def test_sweep_degenerate_inputs():
+    assert sweep("iso", [64, 128], [0.1, 0.05]).verdict == "inconclusive"  # two points: no stderr
+    assert sweep("iso", WIDTHS, [0.1, np.nan, 0.1, 0.1, 0.1]).verdict == "inconclusive"
+    assert sweep("iso", WIDTHS, [0.0] * 5).verdict == "verified"  # exact at every width
+    assert sweep("iso", WIDTHS, [0.1, 0.0, 0.1, 0.1, 0.1]).verdict == "inconclusive"
+    with pytest.raises(ValueError, match="equal length"):
+        sweep("iso", WIDTHS, [0.1, 0.2])
+
+
+# ----------------------------------------------------------------------------- derivations
+def _derivation(good=True, crash=False):
+    a, b = sp.symbols("a b")
+    d = Derivation("t", "a + b = b + a")
+    d.add_step("commute", a + b, b + a, "commutativity")
+    if not good:
+        d.add_step("wrong", (a + b) ** 2, a**2 + b**2, "false")
+    if crash:
+        d.add_step("crash", a, a, "checker raises", checker=lambda: 1 / 0)
+    return d
+
+
+def test_derivation_all_checked_is_verified():
+    assert derivation_verdict(_derivation()).verdict == "verified"
+
+
+def test_derivation_failed_step_is_refuted_and_named():
+    v = derivation_verdict(_derivation(good=False, crash=True))
+    assert v.verdict == "refuted" and "wrong" in v.reason
+
+
+def test_derivation_errored_step_is_inconclusive():
+    v = derivation_verdict(_derivation(crash=True))
+    assert v.verdict == "inconclusive" and "ZeroDivisionError" in v.reason
+
+
+def test_derivation_without_steps_is_inconclusive_and_type_checked():
+    assert derivation_verdict(Derivation("empty")).verdict == "inconclusive"
+    with pytest.raises(TypeError, match="Derivation"):
+        derivation_verdict("not a derivation")
+
+
+# ----------------------------------------------------------------------------- combine
+V, R, I = SubVerdict("v", "verified", "ok"), SubVerdict("r", "refuted", "bad"), SubVerdict("i", "inconclusive", "?")
+
+
+def test_combine_all_verified():
+    assert combine([V, V]).verdict == "verified"
+
+
+def test_combine_any_in_scope_refuted_wins():
+    assert combine([V, I, R], assumptions={"width >= N": False}).verdict == "refuted"
+
+
+def test_combine_inconclusive_before_conditional():
+    assert combine([V, I], assumptions={"width >= N": False}).verdict == "inconclusive"
+
+
+def test_combine_failed_assumption_is_conditional_and_named():
+    out = combine([V], assumptions={"M_0 >= N": False, "C = 1": True})
+    assert out.verdict == "conditional" and out.failed_assumption == "M_0 >= N"
+
+
+def test_combine_out_of_scope_refutation_is_conditional():
+    relaxed = SubVerdict("test kernel", "refuted", "null-space term", assumption="T invertible")
+    out = combine([V, relaxed])
+    assert out.verdict == "conditional" and out.failed_assumption == "T invertible"
+    # an out-of-scope part that holds does not make the claim conditional
+    assert combine([V, SubVerdict("x", "verified", assumption="T invertible")]).verdict == "verified"
+
+
+def test_combine_propagates_conditional_parts_and_handles_empty():
+    part = SubVerdict("sub", "conditional", failed_assumption="C = 1")
+    assert combine([V, part]).failed_assumption == "C = 1"
+    assert combine([]).verdict == "inconclusive"
+    with pytest.raises(TypeError):
+        combine(["verified"])
+
+
+def test_to_result_carries_checks_sweeps_and_failed_assumption():
+    s = sweep("iso", WIDTHS, power_law(-0.5))
+    res = to_result([V, s], assumptions={"M_0 >= N": False}, predicted=1, measured=1.01, error=0.01, width=1024)
+    assert res.verdict == "conditional" and res.failed_assumption == "M_0 >= N"
+    assert [c["name"] for c in res.details["checks"]] == ["v", "iso"]
+    assert math.isclose(res.sweeps["iso"].slope, -0.5, abs_tol=1e-9)  # noiseless power law: exact fit
+    assert res.details["assumptions_checked"] == {"M_0 >= N": False}
+
+
+def test_subverdict_rejects_unknown_verdict():
+    with pytest.raises(ValueError, match="verdict"):
+        SubVerdict("x", "probably")
