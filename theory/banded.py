@@ -24,6 +24,7 @@ from typing import List
 import sympy as sp
 
 from theory.derivation import Derivation
+from theory.non_isotropic import cached_derivation
 from theory.patterns import analyze_pattern, banded_pattern, tridiagonal_pattern
 
 s_sym = sp.Symbol("s", integer=True, nonnegative=True)
@@ -61,6 +62,7 @@ def _window_sum(center, lo_offset: int, hi_offset: int, a: int, period: int) -> 
     return sum((_code(center + m, a, period) for m in range(lo_offset, hi_offset + 1)), sp.Integer(0))
 
 
+@cached_derivation
 def banded_closed_form_derivation(bandwidth: int) -> Derivation:
     """Machine-checked proof, symbolic in ``s``, that ``alpha(S_b) = ceiling(L/(2b+1))`` for
     ``L = (2b+1)s + r`` and every residue ``r`` (``b`` a given integer).
@@ -105,6 +107,7 @@ def tridiagonal_determinant_closed_form(depth) -> sp.Expr:
     return 2 / sp.sqrt(3) * sp.sin((sp.sympify(depth) + 1) * sp.pi / 3)
 
 
+@cached_derivation
 def tridiagonal_closed_form_derivation() -> Derivation:
     """Block tri-diagonal: determinant recurrence, the 3-periodic ``c = T^+ 1`` for
     ``L = 3s, 3s+1, 3s+2`` and ``alpha = ceiling(L/3)``, all symbolic in ``s``."""

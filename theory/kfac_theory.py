@@ -27,7 +27,7 @@ import numpy as np
 import sympy as sp
 
 from theory.derivation import Derivation
-from theory.non_isotropic import IsotropyResult, NotIsotropic
+from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +111,7 @@ def _ge(a, b):
     return None
 
 
+@cached_derivation
 def kfac_derivation(seed: int = 0) -> Derivation:
     """The K-FAC constant from the definition, with checked steps (symbolic and exact-rational)."""
     Nn, L, M0 = sp.symbols("N L M_0", positive=True, integer=True)

@@ -40,6 +40,7 @@ import scipy.linalg
 import sympy as sp
 
 from theory.derivation import Derivation
+from theory.non_isotropic import cached_derivation
 from theory.patterns import analyze_pattern, tridiagonal_pattern
 
 #: condition numbers above this make a layer kernel "singular" for the rho = 0 formulas
@@ -197,6 +198,7 @@ def pattern_test_kernel(pattern, train_kernels, test_kernels, damping: float = 0
 # ---------------------------------------------------------------------------------------------
 # derivations: the finite-width exactness statement and the failing product rule
 # ---------------------------------------------------------------------------------------------
+@cached_derivation
 def naive_product_rule_counterexample() -> Derivation:
     """``(A B C)^+ != C^+ B^+ A^+`` with ``A = diag(1,2)`` (invertible), ``B = [1,1]^T``, ``C = [1]``."""
     A, B, C = sp.diag(1, 2), sp.Matrix([1, 1]), sp.Matrix([[1]])
@@ -220,6 +222,7 @@ def _cayley_rows(n_rows: int, n_cols: int) -> sp.Matrix:
     return Q[:n_rows, :]
 
 
+@cached_derivation
 def finite_width_exactness_derivation(seed: int = 0) -> Derivation:
     """``J G_S^+ J^T / N = (1^T S^+ 1) I`` exactly at finite width when every ``J_l`` has full row
     rank and ``1 in range(S)`` -- via orthonormal rows, not the (false) product rule.
