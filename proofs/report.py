@@ -269,6 +269,88 @@ def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[st
     return figures
 
 
+OVERVIEW_TITLES = {
+    "loss_curves": "Loss vs step for every approximation at its eta = 1/alpha: measured (solid) against the "
+                   "infinite-width prediction (dashed)",
+    "width_sweep": "Errors vs width on log-log axes with fitted slopes, all claims",
+    "spectrum": "Spectra of Theta_G per approximation",
+    "eta_scan": "One-step loss vs eta/eta*, every approximation",
+}
+
+
+def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
+    """One merged series per kind over all claims (only kinds that occur in >= 2 series): the
+    report's overview figures.  Labels that clash between claims get the claim id prefixed."""
+    from proofs.figures import normalise_series, validate_series
+
+    merged: Dict[str, dict] = {}
+    counts: Dict[str, int] = {}
+    for claim, result in pairs:
+        for name, raw in (result.series or {}).items():
+            try:
+                kind = validate_series(raw)
+                s = normalise_series(raw)
+            except (ValueError, TypeError):
+                continue
+            counts[kind] = counts.get(kind, 0) + 1
+            m = merged.setdefault(kind, {"kind": kind, "title": OVERVIEW_TITLES[kind], "caption": OVERVIEW_TITLES[kind]})
+
+            def label(text):
+                return f"{claim.id}: {text}"
+
+            if kind == "loss_curves":
+                steps = list(np.asarray(s["steps"], dtype=float))
+                if "steps" in m and len(m["steps"]) != len(steps):
+                    continue  # different horizons cannot share the x-axis; the claim's own figure shows it
+                m.setdefault("steps", steps)
+                predicted = set(s.get("predicted") or [k for k in s["curves"] if "predict" in k.lower()])
+                for k, v in s["curves"].items():
+                    key = k if k not in m.setdefault("curves", {}) else label(k)
+                    m["curves"][key] = v
+                    if k in predicted:
+                        m.setdefault("predicted", []).append(key)
+            elif kind == "width_sweep":
+                sweeps = s["sweeps"] if "sweeps" in s else {str(s.get("ylabel") or name): s}
+                for k, v in sweeps.items():
+                    m.setdefault("sweeps", {})[label(k)] = v
+                m["ylabel"] = "error"
+            elif kind == "spectrum":
+                for k, v in s["eigenvalues"].items():
+                    key = k if k not in m.setdefault("eigenvalues", {}) else label(k)
+                    m["eigenvalues"][key] = v
+                    if k in (s.get("alpha") or {}):
+                        m.setdefault("alpha", {})[key] = s["alpha"][k]
+                m["normalise"] = True  # different approximations have alphas from 1 to N L
+            elif kind == "eta_scan":
+                ratios = list(np.asarray(s["ratios"], dtype=float))
+                if "ratios" in m and m["ratios"] != ratios:
+                    continue
+                m.setdefault("ratios", ratios)
+                for k, v in s["losses"].items():
+                    key = k if k not in m.setdefault("losses", {}) else label(k)
+                    m["losses"][key] = v
+                    if k in (s.get("predicted") or {}):
+                        m.setdefault("predicted", {})[key] = s["predicted"][k]
+    return {f"overview-{kind}": m for kind, m in merged.items() if counts.get(kind, 0) >= 2}
+
+
+def draw_overview(pairs: Sequence[Pair], out_dir: Path) -> List[Dict[str, str]]:
+    from proofs.figures import render_png
+
+    entries = []
+    for name, s in overview_series(pairs).items():
+        rel = f"figures/{slug(name)}.png"
+        try:
+            png = render_png(s)
+        except (ValueError, TypeError) as exc:
+            entries.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / rel, png)
+        entries.append({"name": name, "path": rel, "caption": s["caption"]})
+    return entries
+
+
 # ----------------------------------------------------------------------------- Markdown
 def _md_cell(value: Any) -> str:
     return fmt(value).replace("|", "\\|") if not isinstance(value, str) else " ".join(value.split()).replace("|", "\\|")
@@ -316,6 +398,12 @@ def markdown_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, L
     out += _md_table(["claim", "verdict", "expected", "predicted", "measured", "error", "width", "failed assumption"],
                      [[f"[`{c.id}`](#{slug(c.id).lower()})", r.verdict, c.expected, r.predicted, r.measured, r.error,
                        r.width, r.failed_assumption] for c, r in pairs]) + [""]
+    overview = figures.get("__overview__", [])
+    if overview:
+        out += ["## Overview figures", ""]
+        for fig in overview:
+            if "path" in fig:
+                out += [f"![{fig['caption']}]({fig['path']})", "", f"*{fig['caption']}*", ""]
     out += ["## Claims", ""]
     for claim, result in pairs:
         out += _md_claim(claim, result, figures.get(claim.id, []))
@@ -443,14 +531,14 @@ def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List
                       "on finite-width networks, and given a verdict computed from the evidence."),
            r"\section*{Run}", r"{\small"]
     out += _tex_table(["", "value"], _env_rows(doc), r">{\raggedright}p{3.5cm}>{\raggedright\arraybackslash}p{12.5cm}")
-    out += ["}", r"\section*{Conventions}", r"{\small", r"\begin{itemize}"]
+    out += ["}", r"\section*{Conventions}", r"{\small\raggedright", r"\begin{itemize}"]
     for key, entries in CONVENTIONS.items():
         out.append(r"\item \textbf{" + tex_escape(SECTION_TITLES[key]) + "}")
         out.append(r"\begin{itemize}")
         out += [r"\item " + tex_escape(name.replace("_", " ")) + r": \texttt{" + tex_escape(text) + "}"
                 for name, text in entries.items()]
         out.append(r"\end{itemize}")
-    out += [r"\end{itemize}", "}"]
+    out += [r"\end{itemize}", r"\par}"]
     counts = ", ".join(f"{n} {v}" for v, n in summary["counts"].items())
     verdict_line = ("every verdict is the one its claim expects" if summary["all_as_expected"]
                     else f"verdicts differing from the expected one: {', '.join(summary['unexpected'])}")
@@ -460,7 +548,16 @@ def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List
                       [[c.id, r.verdict, c.expected, r.predicted, r.measured, r.error, r.width] for c, r in pairs],
                       r">{\raggedright}p{4.6cm}p{1.5cm}p{1.5cm}>{\raggedright}p{2.6cm}>{\raggedright}p{2.6cm}p{1.2cm}"
                       r">{\raggedright\arraybackslash}p{1cm}")
-    out += ["}", r"\section*{Claims}"]
+    out.append("}")
+    overview = [f for f in figures.get("__overview__", []) if "path" in f]
+    if overview:
+        out.append(r"\section*{Overview figures}")
+        for fig in overview:
+            out += [r"\begin{figure}[htbp]\centering",
+                    r"\includegraphics[width=0.8\linewidth]{" + fig["path"] + "}",
+                    r"\caption{" + tex_mixed(fig["caption"]) + "}", r"\end{figure}"]
+        out.append(r"\clearpage")
+    out += [r"\section*{Claims}"]
     for claim, result in pairs:
         out += _tex_claim(claim, result, figures.get(claim.id, []))
     out.append(r"\end{document}")
@@ -523,6 +620,7 @@ def write_report(pairs: Sequence[Pair], cfg: RunConfig, out_dir, environment: Op
     out.mkdir(parents=True, exist_ok=True)
     doc = results_document(pairs, cfg, environment)
     figures = draw_figures(pairs, out)
+    figures["__overview__"] = draw_overview(pairs, out)
     paths = {
         "json": write_json(out / "results.json", doc),
         "markdown": atomic_write_text(out / "report.md", markdown_report(doc, pairs, figures)),
