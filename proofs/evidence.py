@@ -351,12 +351,14 @@ def predicted_losses(f0_train, f0_test, Y, Y_test, alpha: float, test_operator, 
 def loss_curve_series(name: str, measured: dict, predicted: dict, width: int, learning_rate: float) -> dict:
     """Figure data: train/test loss vs step, measured at ``width`` and predicted (log y)."""
     steps = list(range(len(measured["train_loss"])))
-    return {"kind": "loss_curve", "approximation": name, "width": int(width),
-            "learning_rate": float(learning_rate), "x": steps, "xlabel": "step", "ylabel": "loss",
-            "logy": True, "train_measured": list(map(float, measured["train_loss"])),
-            "test_measured": list(map(float, measured["test_loss"])),
-            "train_predicted": list(map(float, predicted["train_loss"])),
-            "test_predicted": list(map(float, predicted["test_loss"]))}
+    out = {"kind": "loss_curve", "approximation": name, "width": int(width),
+           "learning_rate": float(learning_rate), "x": steps, "xlabel": "step", "ylabel": "loss",
+           "logy": True, "train_measured": list(map(float, measured["train_loss"])),
+           "test_measured": list(map(float, measured["test_loss"])),
+           "train_predicted": list(map(float, predicted["train_loss"]))}
+    if np.all(np.isfinite(predicted["test_loss"])):  # no test predictor: no predicted test curve
+        out["test_predicted"] = list(map(float, predicted["test_loss"]))
+    return out
 
 
 def eta_scan(net_factory: Callable[[], Any], X, Y, name: str, alpha: float, factors: Sequence[float],
