@@ -116,3 +116,134 @@ def load_digits_binary(classes: Sequence[int] = (0, 1), n_train: int = 100,
     train, test = slice(0, n_train), slice(n_train, n_train + n_test)
     return DigitsData(standardise_unit_norm(images[train]), labels[train],
                       standardise_unit_norm(images[test]), labels[test], classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# the experiment
+# ---------------------------------------------------------------------------------------------
+#: Approximations run at eta = 1/alpha on the digits (unit-wise separately: its assumption fails).
+LAYERWISE = ("exact", "block_diagonal", "block_tridiagonal", "kfac")
+
+
+def span_coordinates(X_train: np.ndarray, X_test: np.ndarray, rtol: float = 1e-10):
+    """Coordinates of the inputs in an orthonormal basis of the TRAINING inputs' row span.
+
+    An isometry on that span (inner products among training inputs unchanged), so every kernel of
+    the training set is unchanged up to the ``1/M_0`` of the first layer; it makes ``M_0 = rank(X)``,
+    which the Forster transform needs (points spanning a proper subspace have no isotropic position).
+    Test inputs are projected onto the same span.
+
+    >>> A = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    >>> P, Q = span_coordinates(A, A[:1])
+    >>> P.shape, bool(np.allclose(P @ P.T, A @ A.T))
+    ((3, 2), True)
+    """
+    _, s, Vt = np.linalg.svd(X_train, full_matrices=False)
+    rank = int(np.sum(s > rtol * s[0]))
+    basis = Vt[:rank].T
+    return X_train @ basis, X_test @ basis
+
+
+@dataclass
+class DigitsRun:
+    """One approximation on the digits: measured and predicted losses per step (index 0 = init)."""
+
+    approximation: str
+    alpha: float
+    learning_rate: float
+    width: int
+    input_dim: int
+    train_loss: list
+    test_loss: list
+    predicted_train_loss: list
+    predicted_test_loss: list
+    gd_train_loss: list
+    seconds: float
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _predicted(name, X, X_test, Y, Y_test, f0, f0_test, alpha, eta, steps, depth):
+    from proofs import evidence as ev
+
+    op = ev.analytic_test_operator(name, X, X_test, depth)
+    return ev.predicted_losses(f0, f0_test, Y, Y_test, alpha, op, eta, steps)
+
+
+def run_approximation(data: DigitsData, name: str, width: int, seed: int, steps: int = 2,
+                      depth: int = 3, gd: bool = False) -> DigitsRun:
+    """Train a fresh relu net (sigma_w2 = 2, no bias) with ``name`` at ``eta = 1/alpha`` for ``steps``
+    real steps (:func:`numerics.train_ngd`) and predict its losses from the analytic kernels.
+
+    K-FAC: the inputs are first written in coordinates of their span (``M_0 = rank X``) and put in
+    radial isotropic position by the Forster transform (the same map applied to the test inputs);
+    ``alpha = M_0 + N (L - 2) + 1`` from :mod:`theory.kfac_theory`.
+    """
+    import time
+
+    from numerics import MLP, train_ngd
+    from theory.isotropy import isotropy_constant
+
+    start = time.perf_counter()
+    X, X_test, note = data.X_train, data.X_test, ""
+    options = {}
+    if name == "kfac":
+        from numerics.forster import forster_transform
+
+        Xs, Xs_test = span_coordinates(X, X_test)
+        res = forster_transform(Xs)
+        X, X_test = res.inputs, res.transform(Xs_test)
+        note = (f"inputs in their {Xs.shape[1]}-dim span, Forster transform (isotropy error "
+                f"{res.isotropy_error:.1e}); test inputs through the same map")
+        alpha = float(isotropy_constant("kfac", depth, n_samples=X.shape[0], input_dim=X.shape[1], forster=True))
+    else:
+        alpha = float(isotropy_constant(name, depth, n_samples=X.shape[0], input_dim=X.shape[1]))
+    eta = 1.0 / alpha
+    net = MLP([X.shape[1]] + [width] * (depth - 1) + [1], activation="relu", sigma_w2=2.0, sigma_b2=0.0, seed=seed)
+    f0, f0_test = net.forward(X), net.forward(X_test)
+    hist = train_ngd(net, X, data.Y_train, name, learning_rate=eta, steps=steps, X_test=X_test,
+                     Y_test=data.Y_test, gd=gd, **options)
+    pred = _predicted(name, X, X_test, data.Y_train, data.Y_test, f0, f0_test, alpha, eta, steps, depth)
+    return DigitsRun(name, alpha, eta, width, X.shape[1], list(hist.train_loss), list(hist.test_loss),
+                     pred["train_loss"], pred["test_loss"], list(getattr(hist, "gd_train_loss", []) or []),
+                     time.perf_counter() - start, note)
+
+
+def unit_wise_probe(data: DigitsData, width: int, seed: int) -> dict:
+    """Unit-wise NGD on the digits: its assumption (linearly independent inputs, ``M_0 >= N``) is
+    checked by theory, and the measured operator's isotropy error and one real step are reported."""
+    from numerics import MLP
+    from numerics.approximations import get_approximation
+    from proofs import evidence as ev
+    from theory.non_isotropic import NotIsotropic
+    from theory.unit_wise_theory import active_count_moments, unit_wise_isotropy
+
+    widths = [data.input_dim, width, width, 1]
+    try:
+        unit_wise_isotropy(widths, "relu", n_samples=data.n_train)
+        failed = None
+    except NotIsotropic as exc:
+        failed = exc.failed_assumption
+    rank = data.train_input_rank
+    if failed is None and rank < data.n_train:
+        failed = f"linearly independent inputs (rank X = {rank} < N = {data.n_train})"
+    mean, var = active_count_moments([width, width], _relu_gamma())
+    alpha, spread = float(mean), float(np.sqrt(float(var)) / float(mean))
+    net = MLP(widths, activation="relu", sigma_w2=2.0, sigma_b2=0.0, seed=seed)
+    approx = get_approximation("unit_wise")(net, data.X_train)
+    err, alpha_hat = ev.isotropy_error(approx.operator())
+    step = ev.one_step(net, data.X_train, data.Y_train, "unit_wise", 1.0 / alpha)
+    return {"N": data.n_train, "input_rank": rank, "M_0": data.input_dim, "width": width,
+            "failed_assumption": failed, "alpha_predicted": alpha, "mean_diag": alpha_hat,
+            "isotropy_error": err, "relu_spread_predicted": spread,
+            "loss_ratio_one_step": step["loss1"] / step["loss0"],
+            "numerics_failed_assumption": approx.diagnostics.get("failed_assumption")}
+
+
+def _relu_gamma():
+    """gamma = P(relu'(u) != 0), derived from the activation (1/2)."""
+    from theory.activations import get_activation
+
+    return get_activation("relu").active_fraction()
