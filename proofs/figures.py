@@ -98,8 +98,11 @@ def normalise_series(series: Mapping) -> dict:
     kind = s.get("kind")
     label = str(s.get("approximation") or s.get("quantity") or "measured")
     if kind == "width_sweep" and "x" in s and "widths" not in s and "sweeps" not in s:
-        s["widths"], s["errors"] = s.pop("x"), _need(s, "y")
+        sw = {"widths": s.pop("x"), "errors": _need(s, "y")}
+        if "fit" in s:
+            sw["fit"] = s.pop("fit")
         s.pop("y")
+        s["sweeps"] = {label: sw}  # extra list-valued keys are data for the claim's text, not curves
         s.setdefault("ylabel", s.get("quantity", "error"))
     elif kind == "loss_curve":
         width = f" M={s['width']}" if s.get("width") is not None else ""

@@ -461,11 +461,36 @@ _UNICODE_TEX = {"–": "--", "—": "---", "±": r"$\pm$", "×": r"$\times$", "�
                 "²": r"$^2$", "⁺": r"$^+$", "ᵀ": r"$^T$"}
 
 
-def tex_escape(text: Any) -> str:
-    """Plain text -> LaTeX text (specials escaped, common Unicode mapped, the rest transliterated)."""
+def _is_control(ch: str) -> bool:
+    return (ord(ch) < 32 and ch not in "\n\t") or ord(ch) == 127
+
+
+def tex_math(text: Any) -> str:
+    """Math-mode content made pdflatex-safe: control characters (e.g. from a non-raw Python string
+    where "\\t" became a TAB) become ``?``, common Unicode symbols their commands, other
+    non-ASCII characters are transliterated."""
     out = []
     for ch in str(text):
-        if ch in _TEX_SPECIAL:
+        if ch == "\t" or _is_control(ch):
+            out.append("?")
+        elif ord(ch) < 128:
+            out.append(ch)
+        elif ch in _UNICODE_TEX:
+            out.append(_UNICODE_TEX[ch].replace("$", " ") if "$" in _UNICODE_TEX[ch] else r"\text{" + _UNICODE_TEX[ch] + "}")
+        else:
+            ascii_ = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            out.append(ascii_ if ascii_ else "?")
+    return "".join(out)
+
+
+def tex_escape(text: Any) -> str:
+    """Plain text -> LaTeX text (specials escaped, common Unicode mapped, the rest transliterated,
+    control characters shown as ``?``)."""
+    out = []
+    for ch in str(text):
+        if _is_control(ch):
+            out.append("?")
+        elif ch in _TEX_SPECIAL:
             out.append(_TEX_SPECIAL[ch])
         elif ch in _UNICODE_TEX:
             out.append(_UNICODE_TEX[ch])
@@ -480,13 +505,14 @@ def tex_escape(text: Any) -> str:
 def tex_mixed(text: str) -> str:
     """Text with ``$...$`` / ``$$...$$`` math: the text parts escaped, the math kept verbatim."""
     parts = re.split(r"(\$\$.+?\$\$|\$[^$]+?\$)", str(text), flags=re.S)
-    return "".join(p if p.startswith("$") and p.endswith("$") and len(p) > 1 else tex_escape(p) for p in parts)
+    return "".join(tex_math(p) if p.startswith("$") and p.endswith("$") and len(p) > 1 else tex_escape(p)
+                   for p in parts)
 
 
 def _tex_statement(statement: str) -> str:
     kind = statement_kind(statement)
     if kind == "math":
-        return "\\[ " + statement.strip() + " \\]"
+        return "\\[ " + tex_math(statement.strip()) + " \\]"
     return tex_mixed(statement.strip()) if kind == "mixed" else tex_escape(statement.strip())
 
 
@@ -505,14 +531,14 @@ def _tex_table(header: Sequence[str], rows: Sequence[Sequence[Any]], spec: str) 
 def _tex_derivation(derivation) -> List[str]:
     out = [r"\textbf{Derivation: " + tex_mixed(derivation.title) + "}"]
     if derivation.statement:
-        out.append(r"\[ " + derivation.statement + r" \]")
+        out.append(r"\[ " + tex_math(derivation.statement) + r" \]")
     if derivation.assumptions:
         out.append(r"\textit{Assumptions:} " + tex_mixed("; ".join(derivation.assumptions)) + ".")
     if derivation.steps:
         out.append(r"\begin{enumerate}")
         for s in derivation.steps:
             out.append(r"\item \textbf{" + tex_escape(s.name) + "} (" + tex_escape(s.status) + r"): \( "
-                       + s.latex() + r" \). " + tex_mixed(s.justification)
+                       + tex_math(s.latex()) + r" \). " + tex_mixed(s.justification)
                        + (r" \textit{" + tex_escape(s.detail) + "}" if s.detail else ""))
         out.append(r"\end{enumerate}")
     return out
@@ -611,6 +637,8 @@ def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) ->
 
 
 # ----------------------------------------------------------------------------- the report
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # never valid in a report; shown as "?"
+
 def write_report(pairs: Sequence[Pair], cfg: RunConfig, out_dir, environment: Optional[dict] = None) -> Dict[str, Any]:
     """Write ``report.md``, ``report.tex``, ``results.json`` and ``figures/*.png`` into ``out_dir``
     (created if missing) atomically; return ``{"markdown", "latex", "json", "figures": [paths]}``."""
@@ -623,8 +651,8 @@ def write_report(pairs: Sequence[Pair], cfg: RunConfig, out_dir, environment: Op
     figures["__overview__"] = draw_overview(pairs, out)
     paths = {
         "json": write_json(out / "results.json", doc),
-        "markdown": atomic_write_text(out / "report.md", markdown_report(doc, pairs, figures)),
-        "latex": atomic_write_text(out / "report.tex", latex_report(doc, pairs, figures)),
+        "markdown": atomic_write_text(out / "report.md", _CONTROL.sub("?", markdown_report(doc, pairs, figures))),
+        "latex": atomic_write_text(out / "report.tex", _CONTROL.sub("?", latex_report(doc, pairs, figures))),
         "figures": [out / f["path"] for figs in figures.values() for f in figs if "path" in f],
     }
     return paths

@@ -230,3 +230,15 @@ def test_overview_merges_series_of_the_same_kind_across_claims(tmp_path):
     paths = write_report(pairs, RunConfig(), tmp_path)
     assert tmp_path / "figures" / "overview-loss-curves.png" in paths["figures"]
     assert "## Overview figures" in (tmp_path / "report.md").read_text()
+
+
+def test_control_characters_from_non_raw_strings_do_not_break_latex(tmp_path):
+    # "\alpha" and "\theta" in a non-raw Python string become BEL and TAB: the report must still
+    # be valid pdflatex input (shown as "?"), never a fatal "Unicode character ^^G" error
+    bad = claim("c.bad", title="bad \theta", statement="\\eta = 1/\alpha \u2265 0", register=False)(
+        lambda cfg: ClaimResult("verified"))
+    write_report([(bad, bad.run())], RunConfig(), tmp_path)
+    tex = (tmp_path / "report.tex").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "\a" not in tex and "\a" not in md
+    assert r"\[ \eta = 1/?lpha  \ge  0 \]" in tex
