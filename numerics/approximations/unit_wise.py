@@ -57,6 +57,10 @@ CHUNK_ENTRIES = 1 << 23
 
 METHODS = ("auto", "eigh")
 
+#: Unit-block condition numbers beyond this are reported as an ill-conditioning problem: float64
+#: minimum-norm solves then keep fewer than ~8 digits.
+UNIT_CONDITION_WARN = 1e8
+
 
 class UnitWiseApproximation(Approximation):
     """Unit-wise preconditioner, batched over units.
@@ -78,7 +82,7 @@ class UnitWiseApproximation(Approximation):
         n, c = self.n_samples, self.n_outputs
         self.input_grams: List[np.ndarray] = []
         self.methods: List[str] = []
-        counts, dead, conds, problems = [], [], [], []
+        counts, dead, conds, problems, weakest, unit_bounds = [], [], [], [], [], []
         for l in range(1, self.depth + 1):
             Z = self.factors.Z[l - 1]
             Kz = Z @ Z.T
@@ -97,8 +101,17 @@ class UnitWiseApproximation(Approximation):
                 problems.append(f"layer {l}: input Gram Z_{l} Z_{l}^T is singular (condition number {cond:.3g}; "
                                 f"M_{l - 1} + bias = {Z.shape[1]} vs N = {n}): per-unit projections are not "
                                 "diagonal in the samples")
-            active = self._signal_norms2(l) > 0
+            s2 = self._signal_norms2(l)
+            active = s2 > 0
             counts.append(active.sum(axis=1))
+            if active.any():
+                weakest.append(float(np.sqrt(s2[active].min() / s2.max())))
+                # per unit: smallest active signal / largest; cond(J_{l,i}) <= sqrt(cond(Z Z^T)) / ratio
+                unit_max = s2.max(axis=0)
+                unit_min = np.where(active, s2, np.inf).min(axis=0)
+                live = unit_max > 0
+                ratio = float(np.sqrt(np.min(unit_min[live] / unit_max[live])))
+                unit_bounds.append(np.sqrt(cond) / ratio if ratio > 0 else float("inf"))
             dead.append(int(np.sum(~active.any(axis=0))))
         self.active_counts = counts
         total = np.sum(counts, axis=0)
@@ -106,12 +119,21 @@ class UnitWiseApproximation(Approximation):
         widths = self.net.widths
         self.diagnostics.update(
             methods=self.methods, input_gram_conditions=conds, dead_units=dead,
+            # smallest nonzero backward signal relative to the largest: a tiny value means a unit
+            # that counts as active in the exact projection is numerically close to inactive
+            min_active_signal_ratio=min(weakest) if weakest else 0.0,
             active_count_mean=float(total.mean()), active_count_min=int(total.min()),
             active_count_max=int(total.max()),
             active_count_relative_spread=float(total.std() / total.mean()) if total.mean() > 0 else float("inf"),
             gamma=str(gamma),
             predicted_alpha_limit=float(gamma) * float(sum(widths[1:-1])) + (1.0 if c == 1 else float(widths[-1]) / c),
         )
+        worst_unit = max(unit_bounds) if unit_bounds else 0.0
+        self.diagnostics["max_unit_condition_bound"] = worst_unit
+        if self.damping == 0 and worst_unit > UNIT_CONDITION_WARN:
+            problems.append(f"ill-conditioned unit blocks (condition number up to {worst_unit:.3g}): some unit is "
+                            "active on an input with a backward signal many orders below its largest, so the "
+                            "minimum-norm step is dominated by it (use damping > 0)")
         if c > 1:
             problems.append(f"C = {c} > 1: each unit's projection is blockdiag_n(u u^T) with u the unit's C-dim "
                             "backward signal direction, so Theta_G has within-sample off-diagonal entries")
