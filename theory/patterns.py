@@ -93,7 +93,10 @@ def validate_pattern(pattern, name: str = "pattern") -> sp.Matrix:
             v = arr[i, j]
             if isinstance(v, bool) or not isinstance(v, (numbers.Number, sp.Basic, np.number)):
                 raise TypeError(f"{name}[{i}, {j}] = {v!r} is not allowed: entries must be 0 or 1")
-            v = sp.nsimplify(v) if not isinstance(v, sp.Basic) else v
+            if isinstance(v, (numbers.Integral, np.integer)):
+                v = int(v)
+            elif not isinstance(v, sp.Basic):
+                v = sp.nsimplify(v)
             if v not in (0, 1):
                 raise ValueError(f"{name}[{i}, {j}] = {v} is not allowed: entries must be 0 or 1")
             out[i, j] = sp.Integer(v)
@@ -208,7 +211,7 @@ def analyze_pattern(pattern) -> PatternAnalysis:
                    "and the pseudo-inverse step is not isotropic for generic layer kernels")
     d.conclusion = alpha
     d.check()
-    return PatternAnalysis(S, c, alpha, Nb, S.rank(), Nb.cols == 0, bool(one_in_range), moving, frozen,
+    return PatternAnalysis(S, c, alpha, Nb, L - Nb.cols, Nb.cols == 0, bool(one_in_range), moving, frozen,
                            coupled, d)
 
 
