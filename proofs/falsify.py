@@ -122,7 +122,8 @@ def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int 
 
 def format_outcome(outcome: FalsifyOutcome) -> str:
     """Human-readable lines for the CLI."""
-    head = f"falsify {outcome.claim_id} (relaxing: {', '.join(outcome.relaxations)})"
+    relaxing = ", ".join(r for r in outcome.relaxations if r != "(unnamed)") or "as stated by each draw"
+    head = f"falsify {outcome.claim_id} (relaxing: {relaxing})"
     if outcome.counterexample is not None:
         ex = outcome.counterexample
         lines = [f"{head}: counterexample at draw {ex.draw} (of at most {outcome.max_examples}), "

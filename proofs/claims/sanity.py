@@ -57,21 +57,24 @@ def _operators(width: int, cfg: RunConfig, approximation: str, setting=DIAGONAL_
 
 
 def _diagonal_falsifier(rng: np.random.Generator, cfg: RunConfig):
-    """One random architecture within the statement's own assumptions (any width, depth, smooth or
-    relu activation, C = 1, distinct unit-norm inputs): does the diagonal Fisher give an isotropic
-    operator (isotropy error <= 0.1, an allowance far above the exact approximations' ~1e-10 and
-    above the ~M^-1/2 finite-width spread at these widths)?"""
+    """One random architecture within the statement's own assumptions (depth 2-4, width 128 or 256,
+    relu/tanh/erf, C = 1, 2-8 distinct unit-norm inputs): is the diagonal-Fisher operator isotropic?
+
+    Tolerance 0.2 on the isotropy error: an approximation that is isotropic in the limit shows a
+    finite-width spread ~ M^-1/2 <= 0.09 at these widths (unit-wise), and the exact layer-wise ones
+    ~1e-10; the diagonal Fisher stays near 0.4-0.5 at every width (the claim's own sweep).
+    """
     from numerics import MLP, function_space_operator
 
     depth = int(rng.integers(2, 5))
-    width = int(rng.choice([32, 64, 128, 256]))
+    width = int(rng.choice([128, 256]))
     n = int(rng.integers(2, 9))
     activation = str(rng.choice(["relu", "tanh", "erf"]))
     X = unit_norm_inputs(rng, n, 8)
     net = MLP([8] + [width] * (depth - 1) + [1], activation=activation, sigma_w2=2.0, seed=rng)
     err = operator_isotropy_error(function_space_operator(net, X, approximation="diagonal"))
     desc = f"depth {depth}, width {width}, {activation}, N = {n} unit-norm inputs in dimension 8, C = 1"
-    return desc, err <= 0.1, {"isotropy_error": err, "tolerance": 0.1}, None
+    return desc, err <= 0.2, {"isotropy_error": err, "tolerance": 0.2}, None
 
 
 @claim("sanity.diagonal_fisher_isotropic",

@@ -134,7 +134,8 @@ def test_report_cli_writes_files_and_exits_with_verdict_status(tmp_path):
     code = cli.main(["report", "--out", str(out), "--seed", "2"], claims=CLAIMS[:1])
     assert code == 0 and (out / "report.md").exists() and (out / "report.tex").exists()
     assert json.loads((out / "results.json").read_text())["seed"] == 2
-    assert cli.main(["report", "--out", str(out)], claims=CLAIMS) == 1  # demo.numeric_1 is not as expected
+    wrong = claim("demo.wrong", title="t", statement="s", expected="refuted", register=False)(_symbolic_claim)
+    assert cli.main(["report", "--out", str(out)], claims=[wrong]) == 1  # verified, but refuted was expected
 
 
 # ----------------------------------------------------------------------------- atomic writes & JSON
