@@ -62,6 +62,18 @@ METHODS = ("auto", "eigh")
 UNIT_CONDITION_WARN = 1e8
 
 
+_GAMMA_CACHE: dict = {}
+
+
+def _active_fraction(activation):
+    """``gamma = P(phi'(u) != 0)`` derived symbolically by ``theory.activations`` (cached per activation:
+    the SymPy derivation takes ~0.5 s and the answer depends only on the expression)."""
+    key = (activation.name, str(activation.expr))
+    if key not in _GAMMA_CACHE:
+        _GAMMA_CACHE[key] = activation.active_fraction()
+    return _GAMMA_CACHE[key]
+
+
 class UnitWiseApproximation(Approximation):
     """Unit-wise preconditioner, batched over units.
 
@@ -115,7 +127,7 @@ class UnitWiseApproximation(Approximation):
             dead.append(int(np.sum(~active.any(axis=0))))
         self.active_counts = counts
         total = np.sum(counts, axis=0)
-        gamma = self.net.activation.active_fraction()
+        gamma = _active_fraction(self.net.activation)
         widths = self.net.widths
         self.diagnostics.update(
             methods=self.methods, input_gram_conditions=conds, dead_units=dead,
