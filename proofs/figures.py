@@ -180,11 +180,19 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         steps = _floats("steps", series["steps"])
         curves = _curves(series, "curves", steps.size)
         predicted = set(series.get("predicted") or [k for k in curves if "predict" in k.lower()])
+        palette: Dict[str, str] = {}
         for label, ys in curves.items():
             dashed = label in predicted
+            # a prediction shares the colour of the measured curves it predicts ("kfac train M=512"
+            # and "kfac train predicted" -> key "kfac train")
+            key = label.replace(" predicted", "").replace("predicted", "").split(" M=")[0].strip()
+            if key not in palette:
+                palette[key] = next(colours)
+            colour = palette[key]
             ax.plot(steps, np.where(ys > 0, ys, np.nan) if series.get("logy", True) else ys,
-                    "--" if dashed else "-o", lw=1.2 if dashed else 1.6, ms=3, label=label,
-                    color="black" if dashed and len(predicted) == 1 else next(colours))
+                    "--" if dashed else "-o", lw=1.2 if dashed else 1.6, ms=3, label=label, color=colour)
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(series.get("xlabel", "step t"))
         ax.set_ylabel(series.get("ylabel", "train loss"))
         if series.get("logy", True):
@@ -251,7 +259,7 @@ def render_png(series: Mapping, title: str = "") -> bytes:
     ax = fig.add_subplot(1, 1, 1)
     _draw(ax, series, kind)
     ax.set_title(series.get("title") or title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if labels:
         ax.legend(fontsize=7, loc="best")
