@@ -109,7 +109,7 @@ def isotropic_residual_derivation(check: bool = True) -> Derivation:
     )
     d.add_step("isotropic update", r"(I - \eta\,\alpha I)\,r", r"(1-\eta\alpha)\,r", "generic 3-vector r",
                checker=lambda: _zero((sp.eye(3) - eta * alpha * sp.eye(3)) * vec0 - (1 - eta * alpha) * vec0))
-    d.add_step("recurrence solved (rsolve)", r"r_t", residual, "sympy.rsolve of r_{t+1} = (1 - eta alpha) r_t, r(0) = r_0",
+    d.add_step("recurrence solved (rsolve)", r"r_t", residual, r"sympy.rsolve of $r_{t+1} = (1-\eta\alpha)r_t$, $r(0) = r_0$",
                checker=lambda: residual.subs(t, 0) == r0)
     d.add_step("induction step", residual.subs(t, t + 1), (1 - eta * alpha) * residual,
                "the closed form satisfies the recursion for symbolic t",
@@ -162,7 +162,7 @@ def learning_rate_derivation(check: bool = True) -> Derivation:
                checker=lambda: isinstance(stable, sp.Interval) and stable.left == 0 and stable.left_open
                and stable.right_open and _zero(stable.right - 2 / alpha))
     d.add_step("boundary eta = 2/alpha", base["residual"].subs(eta, stable.right), (-1) ** t * r0,
-               "factor -1: r_t = (-1)^t r_0 oscillates with |r_t| = |r_0|, no decay",
+               r"factor $-1$: $r_t = (-1)^t r_0$ oscillates with $|r_t| = |r_0|$, no decay",
                checker=lambda: _zero(factor.subs(eta, stable.right) + 1))
     d.add_step("divergence beyond", r"\{\eta \ge 0: |1-\eta\alpha| > 1\}", r"(2/\alpha, \infty)",
                "eta > 2/alpha blows the residual up geometrically",
@@ -196,7 +196,7 @@ def test_prediction_derivation(check: bool = True) -> Derivation:
                "sympy.summation; eta alpha > 0 excludes the ratio-1 branch",
                checker=lambda: not coefficient.has(sp.Piecewise, sp.Sum))
     d.add_step("recursion of the coefficient", coefficient.subs(t, t + 1) - coefficient, summand.subs(s, t),
-               "c_{t+1} - c_t = eta (1 - eta alpha)^t and c_0 = 0",
+               r"$c_{t+1} - c_t = \eta(1-\eta\alpha)^t$ and $c_0 = 0$",
                checker=lambda: _zero(coefficient.subs(t, t + 1) - coefficient - summand.subs(s, t))
                and coefficient.subs(t, 0) == 0)
 
@@ -209,7 +209,7 @@ def test_prediction_derivation(check: bool = True) -> Derivation:
     d.add_step("vector check at t = 4", r"f_4(x')\ \text{(unrolled)}", r"f_0 - c_4\,\Theta_G(x',X) r_0",
                "generic 2 x 3 cross-kernel and residual", checker=unrolled)
     d.add_step("at eta = 1/alpha", coefficient.subs(eta, 1 / alpha), 1 / alpha,
-               "for t >= 1: f_1(x') = f_0(x') - Theta_G(x',X) r_0 / alpha (the kernel-regression predictor)",
+               r"for $t \ge 1$: $f_1(x') = f_0(x') - \Theta_G(x',X)r_0/\alpha$ (the kernel-regression predictor)",
                checker=lambda: _zero(coefficient.subs(eta, 1 / alpha).subs(t, 1) - 1 / alpha)
                and _zero(sp.simplify(coefficient.subs(eta, 1 / alpha).subs(t, t + 1)) - 1 / alpha))
     d.conclusion = {"coefficient": coefficient}
@@ -257,7 +257,7 @@ def gd_derivation(check: bool = True) -> Derivation:
     d.add_step("per-eigenvalue factor (rsolve)", r"(1-\eta\lambda)^t", factor_t, "r(t+1) = (1 - eta lambda) r(t)",
                checker=lambda: _zero(factor_t.subs(t, t + 1) - (1 - eta * lam) * factor_t) and factor_t.subs(t, 0) == 1)
     d.add_step("eigenbasis induction step", r"(I-\eta\Theta)\,Q(I-\eta\Lambda)^tQ^T", r"Q(I-\eta\Lambda)^{t+1}Q^T",
-               "generic rational rotation Q (Cayley, parameter p) and eigenvalues lambda_1, lambda_2",
+               r"generic rational rotation $Q$ (Cayley, parameter $p$) and eigenvalues $\lambda_1$, $\lambda_2$",
                checker=lambda: _zero((sp.eye(2) - eta * Theta) * power(t) - power(t + 1)) and _zero(power(0) - sp.eye(2)))
     d.add_step("stable set per eigenvalue (solveset)", r"\{\eta: |1-\eta\lambda|<1\}", stable_one,
                "each eigen-component contracts iff 0 < eta < 2/lambda",
@@ -265,7 +265,7 @@ def gd_derivation(check: bool = True) -> Derivation:
                and _zero(stable_one.right - 2 / lam))
     d.add_step("largest eigenvalue binds", sp.Symbol(r"2/\lambda_{\min} - 2/(\lambda_{\min}+\delta)"),
                sp.simplify(2 / lam_min - 2 / (lam_min + gap)),
-               "2/lambda decreases in lambda, so the intersection over the spectrum is (0, 2/lambda_max)",
+               r"$2/\lambda$ decreases in $\lambda$, so the intersection over the spectrum is $(0, 2/\lambda_{\max})$",
                checker=lambda: bool(sp.simplify(stable_one.right.subs(lam, lam_min)
                                                 - stable_one.right.subs(lam, lam_min + gap)).is_positive))
     d.add_step("balanced step", r"1-\eta\lambda_{\min} = \eta\lambda_{\max}-1", sp.Eq(eta, eta_opt),
@@ -273,10 +273,10 @@ def gd_derivation(check: bool = True) -> Derivation:
                checker=lambda: len(eta_opt_list) == 1)
     d.add_step("it minimises the worst factor", r"\max(|1-\eta\lambda_{\min}|, |1-\eta\lambda_{\max}|)",
                r"\text{decreasing for } \eta<\eta^*, \text{ increasing for } \eta>\eta^*",
-               "below eta* the max is 1 - eta lambda_min (slope -lambda_min), above it eta lambda_max - 1 (slope lambda_max)",
+               r"below $\eta^*$ the max is $1-\eta\lambda_{\min}$ (slope $-\lambda_{\min}$), above it $\eta\lambda_{\max}-1$ (slope $\lambda_{\max}$)",
                checker=lambda: bool(sp.simplify((1 - eta_opt * lam_min) - (eta_opt * lam_max - 1)) == 0)
                and bool((-lam_min).is_negative) and bool(lam_max.is_positive))
-    d.add_step("optimal rate", opt_rate, rate_kappa, "with kappa = lambda_max / lambda_min",
+    d.add_step("optimal rate", opt_rate, rate_kappa, r"with $\kappa = \lambda_{\max}/\lambda_{\min}$",
                checker=lambda: _zero(opt_rate.subs(lam_max, kappa * lam_min) - rate_kappa))
     d.add_step("steps to a tolerance (solve)", r"q^t = \epsilon", sp.Eq(t, steps_expr),
                "t = log(epsilon)/log(q); round up to an integer",
@@ -313,7 +313,7 @@ def damped_ngd_derivation(check: bool = True) -> Derivation:
         [r"exact Fisher $F = J^TJ/N$, damping $\rho > 0$", r"$\Theta = JJ^T/N = Q\Lambda Q^T$"],
     )
     d.add_step("push-through (cleared)", r"(J^TJ/N + \rho I)\,J^T", r"J^T\,(JJ^T/N + \rho I)",
-               "so J (J^TJ/N + rho I)^{-1} J^T / N = Theta (Theta + rho I)^{-1} (generic 2 x 3 J)",
+               r"so $J(J^TJ/N + \rho I)^{-1}J^T/N = \Theta(\Theta+\rho I)^{-1}$ (generic $2\times 3$ $J$)",
                checker=lambda: all(sp.expand(e) == 0 for e in
                                    (J.T * J / Nsym + rho * sp.eye(3)) * J.T - J.T * (theta + rho * sp.eye(2))))
     d.add_step("eigenbasis", r"\Theta(\Theta+\rho I)^{-1}", r"Q\,\mathrm{diag}\!\left(\tfrac{\lambda_i}{\lambda_i+\rho}\right)Q^T",
@@ -327,7 +327,7 @@ def damped_ngd_derivation(check: bool = True) -> Derivation:
         return _zero(step * q1 - factor.subs(lam, l1) * q1)
 
     d.add_step("per-eigenvalue factor", r"(I-\eta\Theta_G)\,q_i", sp.Mul(factor, sp.Symbol("q_i"), evaluate=False),
-               "eigenvector q_i of Theta: the isotropic factor with alpha -> lambda_i/(lambda_i + rho)",
+               r"eigenvector $q_i$ of $\Theta$: the isotropic factor with $\alpha \to \lambda_i/(\lambda_i+\rho)$",
                checker=eigenpair)
     d.add_step("strictly increasing", sp.diff(eig_map, lam), rho / (lam + rho) ** 2,
                "positive for rho > 0: distinct lambda give distinct factors, so isotropy needs equal eigenvalues",

@@ -178,7 +178,7 @@ def push_through_lemma(p: int = 3, n: int = 2, check: bool = True) -> Derivation
     d = Derivation(
         "Push-through identity",
         r"(\rho I_p + AB)^{-1} A = A(\rho I_n + BA)^{-1}",
-        [rf"A \in \mathbb{{R}}^{{{p}\times {n}}}, B \in \mathbb{{R}}^{{{n}\times {p}}} generic (independent symbols)",
+        [rf"$A \in \mathbb{{R}}^{{{p}\times {n}}}$, $B \in \mathbb{{R}}^{{{n}\times {p}}}$ generic (independent symbols)",
          r"$\rho \ne 0$ and $-\rho \notin \operatorname{spec}(BA)$ (then both inverses exist); "
          r"for $B = A^T/N$ any $\rho > 0$ qualifies"],
     )
@@ -190,7 +190,7 @@ def push_through_lemma(p: int = 3, n: int = 2, check: bool = True) -> Derivation
                checker=lambda: _expands_to_zero(big.det(method="berkowitz") - rho ** (p - n) * small.det(method="berkowitz")))
     d.add_step("inverses (cleared denominators)", r"\operatorname{adj}(\rho I_p + AB)\,A",
                rf"\rho^{{{p - n}}} A\,\operatorname{{adj}}(\rho I_n + BA)",
-               "divide by det(rho I_p + AB) = rho^(p-n) det(rho I_n + BA) (previous step) to get the lemma",
+               r"divide by $\det(\rho I_p + AB) = \rho^{p-n}\det(\rho I_n + BA)$ (previous step) to get the lemma",
                checker=lambda: _expands_to_zero(big.adjugate(method="berkowitz") * A
                                                 - rho ** (p - n) * A * small.adjugate(method="berkowitz")))
     d.conclusion = sp.Eq(sp.Symbol(r"(\rho I + AB)^{-1}A"), sp.Symbol(r"A(\rho I + BA)^{-1}"))
@@ -262,7 +262,7 @@ def pinv_limit_lemma(rows: int = 2, cols: int = 3, check: bool = True) -> Deriva
     d = Derivation(
         "Pseudo-inverse as the damping limit",
         r"\lim_{\rho\to 0^+} (J^TJ + \rho I)^{-1} J^T = J^+ = J^T (JJ^T)^{-1}",
-        [rf"J \in \mathbb{{R}}^{{{rows}\times {cols}}} generic; the closed form $J^T(JJ^T)^{{-1}}$ needs full row rank "
+        [rf"$J \in \mathbb{{R}}^{{{rows}\times {cols}}}$ generic; the closed form $J^T(JJ^T)^{{-1}}$ needs full row rank "
          r"($\det JJ^T \ne 0$)",
          r"for rank-deficient $J$ the limit is the Moore-Penrose $J^+$ (SVD argument)"],
     )
@@ -287,15 +287,15 @@ def pinv_limit_lemma(rows: int = 2, cols: int = 3, check: bool = True) -> Deriva
             lambda e: sp.Poly(sp.expand(e), rho).all_coeffs()[::-1][gap] if gap < sp.Poly(sp.expand(e), rho).degree() + 1 else 0)
         return _expands_to_zero(quotient_at_zero - J.T * K.adjugate(method="berkowitz"))
 
-    d.add_step("numerator vanishes to order rho^(P-N)", rf"\operatorname{{adj}}(J^TJ + \rho I)J^T", rf"O(\rho^{{{gap}}})",
-               "coefficients of rho^0 .. rho^(P-N-1) are identically zero", checker=numerator_divisible)
+    d.add_step("numerator vanishes to order rho to the P-N", rf"\operatorname{{adj}}(J^TJ + \rho I)J^T", rf"O(\rho^{{{gap}}})",
+               r"coefficients of $\rho^0, \dots, \rho^{P-N-1}$ are identically zero", checker=numerator_divisible)
     d.add_step("limit of the quotient", rf"\left[\rho^{{-{gap}}}\operatorname{{adj}}(J^TJ + \rho I)J^T\right]_{{\rho=0}}",
                r"J^T \operatorname{adj}(JJ^T)",
-               "so the limit is J^T adj(K)/det(K) = J^T K^{-1} when det K != 0", checker=limit_numerator)
+               r"so the limit is $J^T\operatorname{adj}(K)/\det K = J^TK^{-1}$ when $\det K \ne 0$", checker=limit_numerator)
 
     right_inverse = J.T * K.adjugate(method="berkowitz") / K.det(method="berkowitz")
-    d.add_step("Penrose conditions for J^T K^{-1}", r"J X J,\ X J X,\ (JX)^T,\ (XJ)^T", r"J,\ X,\ JX,\ XJ",
-               "J X = I_N (so 1 and 3 hold); X J = J^T K^{-1} J is symmetric; X J X = X",
+    d.add_step("Penrose conditions for the right inverse", r"J X J,\ X J X,\ (JX)^T,\ (XJ)^T", r"J,\ X,\ JX,\ XJ",
+               r"$JX = I_N$ (so 1 and 3 hold); $XJ = J^TK^{-1}J$ is symmetric; $XJX = X$",
                checker=lambda: (_cancels_to_zero(J * right_inverse - sp.eye(rows))
                                 and _cancels_to_zero((right_inverse * J).T - right_inverse * J)))
 
@@ -306,14 +306,14 @@ def pinv_limit_lemma(rows: int = 2, cols: int = 3, check: bool = True) -> Deriva
         return _cancels_to_zero(derivative + right_inverse * (K.adjugate() / K.det()))
 
     d.add_step("first-order term", r"\frac{d}{d\rho}(J^TJ + \rho I)^{-1}J^T\big|_{\rho=0}", r"-J^T (JJ^T)^{-2}",
-               "the error to J^+ is linear in rho (slope 1 on log-log axes)", checker=first_order)
+               r"the error to $J^+$ is linear in $\rho$ (slope 1 on log-log axes)", checker=first_order)
 
     s = sp.Symbol("s", positive=True)
     d.add_step("singular-value limit, s > 0", r"\lim_{\rho\to0^+} \frac{s}{s^2 + \rho}", r"\frac{1}{s}",
-               "with J = U S V^T, (J^TJ + rho I)^{-1}J^T = V diag(s/(s^2+rho)) U^T",
+               r"with $J = USV^T$, $(J^TJ + \rho I)^{-1}J^T = V\operatorname{diag}(s/(s^2+\rho))U^T$",
                checker=lambda: sp.limit(s / (s ** 2 + rho), rho, 0, "+") == 1 / s)
     d.add_step("singular-value limit, s = 0", r"\lim_{\rho\to0^+} \frac{0}{0 + \rho}", "0",
-               "zero singular values stay zero: the limit is V S^+ U^T = J^+ for any rank",
+               r"zero singular values stay zero: the limit is $VS^+U^T = J^+$ for any rank",
                checker=lambda: sp.limit(sp.Integer(0) / (0 + rho), rho, 0, "+") == 0)
 
     x, y = _generic_vector("x", rows), _generic_vector("y", cols)
@@ -328,10 +328,10 @@ def pinv_limit_lemma(rows: int = 2, cols: int = 3, check: bool = True) -> Deriva
         limit = damped.applyfunc(lambda e: sp.limit(sp.cancel(e), rho, 0, "+"))
         return _cancels_to_zero(limit - rank_one_pinv)
 
-    d.add_step("rank-deficient instance J = x y^T", r"\lim_{\rho\to0^+}(J^TJ + \rho I)^{-1}J^T",
-               r"\frac{y x^T}{\|x\|^2\|y\|^2} = (xy^T)^+", "generic x, y; JJ^T is singular here",
+    d.add_step("rank-deficient rank-one instance", r"\lim_{\rho\to0^+}(J^TJ + \rho I)^{-1}J^T",
+               r"\frac{y x^T}{\|x\|^2\|y\|^2} = (xy^T)^+", r"$J = xy^T$ with generic $x$, $y$; $JJ^T$ is singular here",
                checker=rank_one_limit)
-    d.add_step("Penrose conditions for (x y^T)^+", r"J X J,\ X J X,\ (JX)^T,\ (XJ)^T", r"J,\ X,\ JX,\ XJ",
+    d.add_step("Penrose conditions for the rank-one limit", r"J X J,\ X J X,\ (JX)^T,\ (XJ)^T", r"J,\ X,\ JX,\ XJ",
                "the claimed limit is the Moore-Penrose inverse",
                checker=lambda: max(penrose_symbolic(rank_one, y * x.T, rank_one_den)) == 0)
     d.conclusion = sp.Eq(sp.Symbol("J^+"), sp.Symbol(r"J^T(JJ^T)^{-1}"))
@@ -499,10 +499,10 @@ def kronecker_pinv_lemma(check: bool = True) -> Derivation:
     den_b, den_a = (b.T * b)[0] * (c.T * c)[0], (a.T * a)[0] * (e.T * e)[0]
     Bp_num, Ap_num = c * b.T, e * a.T  # (x y^T)^+ = y x^T / (|x|^2 |y|^2), denominators cleared
     d.add_step("factor pseudo-inverses", r"(xy^T)^+", r"\frac{y x^T}{\|x\|^2\|y\|^2}",
-               "Penrose conditions hold for B = b c^T and A = a e^T (generic, rank 1)",
+               r"Penrose conditions hold for $B = bc^T$ and $A = ae^T$ (generic, rank 1)",
                checker=lambda: max(penrose_symbolic(B, Bp_num, den_b)) == 0
                and max(penrose_symbolic(A, Ap_num, den_a)) == 0)
-    d.add_step("Penrose conditions for B^+ (x) A^+", r"(B\otimes A)^+", r"B^+\otimes A^+",
+    d.add_step("Penrose conditions for the Kronecker product of pseudo-inverses", r"(B\otimes A)^+", r"B^+\otimes A^+",
                "all four conditions for the 6 x 4 rank-one Kronecker product, identically in the 9 symbols",
                checker=lambda: max(penrose_symbolic(kron(B, A), kron(Bp_num, Ap_num), den_b * den_a)) == 0)
 
@@ -521,7 +521,7 @@ def kronecker_pinv_lemma(check: bool = True) -> Derivation:
                                 - (Delta * Bg * Delta.T).multiply_elementwise(Z * Ag * Z.T))
 
     d.add_step("Hadamard corollary (K-FAC kernel)", r"J(B\otimes A)J^T", r"(\Delta B\Delta^T)\circ(Z A Z^T)",
-               r"rows of J are kron(delta_n, z_n); entrywise the quadratic form above", checker=hadamard_corollary)
+               r"rows of $J$ are $\delta_n\otimes z_n$; entrywise the quadratic form above", checker=hadamard_corollary)
     return _finish(d, check)
 
 
@@ -612,7 +612,7 @@ def khatri_rao_gram_lemma(n_samples: int = 2, n_outputs: int = 2, width: int = 2
                    sp.kronecker_product(deltas[0][0], Z[0, :]) * sp.kronecker_product(deltas[-1][-1], Z[-1, :]).T
                    - (deltas[0][0] * deltas[-1][-1].T) * (Z[0, :] * Z[-1, :].T)))
     d.add_step("Gram as a Hadamard product", r"J_lJ_l^T", r"(\Delta\Delta^T)\circ(ZZ^T\otimes 1_C1_C^T)",
-               "entry ((n,c),(m,c')) = (delta_{n,c}.delta_{m,c'})(z_n.z_m); the Kronecker with 1 1^T repeats z_n.z_m over (c,c')",
+               r"entry $((n,c),(m,c'))$ is $(\delta_{n,c}\cdot\delta_{m,c'})(z_n\cdot z_m)$; the Kronecker factor $1_C1_C^T$ repeats $z_n\cdot z_m$ over $(c,c')$",
                checker=lambda: _expands_to_zero(
                    J * J.T - (Delta * Delta.T).multiply_elementwise(sp.kronecker_product(Z * Z.T, ones))))
     return _finish(d, check)
@@ -733,11 +733,11 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
         [r"$A \in \mathbb{R}^{m\times r}$ rank $r$, $B \in \mathbb{R}^{r\times n}$ rank $r$",
          r"false in general for three factors with a non-invertible middle factor (counterexample below)"],
     )
-    d.add_step("left inverse", r"A^+A", r"I_r", "A^+ = (A^TA)^{-1}A^T, generic 3 x 2 A",
+    d.add_step("left inverse", r"A^+A", r"I_r", r"$A^+ = (A^TA)^{-1}A^T$, generic $3\times 2$ $A$",
                checker=lambda: _cancels_to_zero(Ap * A - sp.eye(2)))
-    d.add_step("right inverse", r"BB^+", r"I_r", "B^+ = B^T(BB^T)^{-1}, generic 2 x 3 B",
+    d.add_step("right inverse", r"BB^+", r"I_r", r"$B^+ = B^T(BB^T)^{-1}$, generic $2\times 3$ $B$",
                checker=lambda: _cancels_to_zero(B * Bp - sp.eye(2)))
-    d.add_step("symmetric projectors", r"(AA^+)^T,\ (B^+B)^T", r"AA^+,\ B^+B", "orthogonal projectors onto range(A), range(B^T)",
+    d.add_step("symmetric projectors", r"(AA^+)^T,\ (B^+B)^T", r"AA^+,\ B^+B", r"orthogonal projectors onto $\operatorname{range}(A)$, $\operatorname{range}(B^T)$",
                checker=lambda: _cancels_to_zero((A * Ap).T - A * Ap) and _cancels_to_zero((Bp * B).T - Bp * B))
 
     a_, b_, ap_, bp_ = sp.symbols("A B A^+ B^+", commutative=False)
@@ -749,12 +749,12 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
         return expr
 
     M_, X_ = a_ * b_, bp_ * ap_
-    d.add_step("Penrose 1 (non-commutative reduction)", r"(AB)(B^+A^+)(AB)", r"AB", "uses A^+A = I and BB^+ = I",
+    d.add_step("Penrose 1 (non-commutative reduction)", r"(AB)(B^+A^+)(AB)", r"AB", r"uses $A^+A = I$ and $BB^+ = I$",
                checker=lambda: reduce(M_ * X_ * M_) - M_ == 0)
-    d.add_step("Penrose 2 (non-commutative reduction)", r"(B^+A^+)(AB)(B^+A^+)", r"B^+A^+", "uses A^+A = I and BB^+ = I",
+    d.add_step("Penrose 2 (non-commutative reduction)", r"(B^+A^+)(AB)(B^+A^+)", r"B^+A^+", r"uses $A^+A = I$ and $BB^+ = I$",
                checker=lambda: reduce(X_ * M_ * X_) - X_ == 0)
     d.add_step("Penrose 3 and 4", r"(AB)(B^+A^+),\ (B^+A^+)(AB)", r"AA^+,\ B^+B",
-               "symmetric by the projector step, so X = B^+A^+ = (AB)^+ by uniqueness",
+               r"symmetric by the projector step, so $X = B^+A^+ = (AB)^+$ by uniqueness",
                checker=lambda: reduce(M_ * X_) - a_ * ap_ == 0 and reduce(X_ * M_) - bp_ * b_ == 0)
 
     Ac, Bc, Cc = COUNTEREXAMPLE["A"], COUNTEREXAMPLE["B"], COUNTEREXAMPLE["C"]
@@ -764,11 +764,11 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
                r"2 = \#\text{cols}(A),\ 1 = \#\text{rows}(C),\ B \in \mathbb{R}^{2\times 1}\ \text{not invertible}",
                "A full column rank, C full row rank, middle factor singular (not square)",
                checker=lambda: Ac.rank() == Ac.cols and Cc.rank() == Cc.rows and not Bc.is_square)
-    d.add_step("counterexample: (ABC)^+", r"(ABC)^+", sp.latex(true_pinv), "exact rational pseudo-inverse",
+    d.add_step("counterexample: the true pseudo-inverse", r"(ABC)^+", sp.latex(true_pinv), "exact rational pseudo-inverse",
                checker=lambda: max(penrose_symbolic(Ac * Bc * Cc, true_pinv)) == 0
                and true_pinv == sp.Matrix([[sp.Rational(1, 5), sp.Rational(2, 5)]]))
-    d.add_step("counterexample: C^+B^+A^+ differs", r"C^+B^+A^+ - (ABC)^+", sp.latex(naive - true_pinv),
-               "non-zero, and Penrose condition 3 fails for C^+B^+A^+: the product rule is false here",
+    d.add_step("counterexample: the reversed product differs", r"C^+B^+A^+ - (ABC)^+", sp.latex(naive - true_pinv),
+               r"non-zero, and Penrose condition 3 fails for $C^+B^+A^+$: the product rule is false here",
                checker=lambda: (naive - true_pinv) != sp.zeros(1, 2)
                and penrose_symbolic(Ac * Bc * Cc, naive)[2] == 1)
 
@@ -799,7 +799,7 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
         return p1 and p2 and p3 and p4
 
     d.add_step("conjugation rule (non-commutative reduction)", r"(U^TMU)^+", r"U^TM^+U",
-               "U U^T = I collapses every product to the Penrose conditions of M^+ (any M, any k <= n)",
+               r"$UU^T = I$ collapses every product to the Penrose conditions of $M^+$ (any $M$, any $k \le n$)",
                checker=conjugation_abstract)
     Q = _cayley_orthogonal((sp.Rational(1, 2), sp.Rational(1, 3), sp.Rational(-2, 5)))
     U = Q[:2, :]
@@ -810,7 +810,7 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
                "U = first two rows of the (exact rational) Cayley transform of a skew matrix",
                checker=lambda: _cancels_to_zero(U * U.T - sp.eye(2)))
     d.add_step("conjugation rule (instance)", r"(U^TMU)^+", r"U^TM^+U",
-               "all four Penrose conditions, identically in the entries of a generic rank-one M = x y^T",
+               r"all four Penrose conditions, identically in the entries of a generic rank-one $M = xy^T$",
                checker=lambda: max(penrose_symbolic(U.T * Mr * U, U.T * Mp_num * U, Mp_den)) == 0)
     d.conclusion = {"counterexample_true": true_pinv, "counterexample_naive": naive}
     return _finish(d, check)
@@ -925,17 +925,17 @@ def ntk_telescoping_lemma(max_depth: int = 8, check: bool = True) -> Derivation:
 
     summand_next = S[l] * sp.Product(D[k], (k, l + 1, L + 1))
     split = sp.Sum(summand_next, (l, 1, L)) + sp.Sum(summand_next, (l, L + 1, L + 1))
-    d.add_step("split off the last term", T(L + 1), split, "adjacent ranges 1..L and L+1..L+1 merge (sum_simplify)",
+    d.add_step("split off the last term", T(L + 1), split, r"adjacent ranges $1..L$ and $L+1..L+1$ merge (SymPy sum\_simplify)",
                checker=lambda: sum_simplify(split) == T(L + 1))
     d.add_step("last term", sp.Sum(summand_next, (l, L + 1, L + 1)), S[L + 1], "one term with an empty product",
                checker=lambda: sp.Sum(summand_next, (l, L + 1, L + 1)).doit() == S[L + 1])
     peeled = sp.Product(D[k], (k, l + 1, L)) * sp.Product(D[k], (k, L + 1, L + 1))
     d.add_step("peel the last factor", sp.Product(D[k], (k, l + 1, L + 1)), sp.Product(D[k], (k, l + 1, L)) * D[L + 1],
-               "adjacent ranges merge (product_simplify); the one-factor product is D_{L+1}",
+               r"adjacent ranges merge (SymPy product\_simplify); the one-factor product is $\dot\Sigma^{(L+1)}$",
                checker=lambda: product_simplify(peeled) == sp.Product(D[k], (k, l + 1, L + 1))
                and sp.Product(D[k], (k, L + 1, L + 1)).doit() == D[L + 1])
     pulled = sp.Sum(S[l] * sp.Product(D[k], (k, l + 1, L)) * D[L + 1], (l, 1, L))
-    d.add_step("pull the constant out", pulled, D[L + 1] * T(L), "D_{L+1} does not depend on l",
+    d.add_step("pull the constant out", pulled, D[L + 1] * T(L), r"$\dot\Sigma^{(L+1)}$ does not depend on $l$",
                checker=lambda: sp.simplify(pulled - D[L + 1] * T(L)) == 0)
 
     def induction_step() -> bool:

@@ -1,5 +1,7 @@
 """theory.dynamics: the derivations check, the derived SymPy results have the expected forms, and
 the lambdified predictions agree with direct simulation of the linear recursions."""
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -24,6 +26,12 @@ def _spd(rng, n, lo=0.5, hi=20.0):
     Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
     lams = np.concatenate([[lo, hi], rng.uniform(lo, hi, n - 2)])
     return (Q * lams) @ Q.T, Q, lams
+
+
+def _latex_unsafe(text):
+    """Characters that break LaTeX text mode when they appear outside $...$ (escaped \\_ is fine)."""
+    outside = re.sub(r"\$[^$]*\$", "", text).replace(r"\_", "")
+    return [c for c in "^_&%#" if c in outside]
 
 
 # ------------------------------------------------------------------------------ symbolic
@@ -56,6 +64,14 @@ def test_a_failing_step_would_be_reported():
     # the identity checker used by the derivations can fail (it is not a rubber stamp)
     assert not D._zero((1 - eta * alpha) ** (t + 1) - (1 - eta * alpha) ** t)
     assert D._zero((1 - eta * alpha) ** (t + 1) - (1 - eta * alpha) * (1 - eta * alpha) ** t)
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_text_parts_are_latex_safe(derivations, index):
+    # report.tex puts names, assumptions and justifications in text mode: math must sit in $...$
+    d = derivations[index]
+    for text in [*d.assumptions, *(s.name for s in d.steps), *(s.justification for s in d.steps)]:
+        assert not _latex_unsafe(text), text
 
 
 # ------------------------------------------------------------------------------ isotropic NGD vs simulation

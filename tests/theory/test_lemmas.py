@@ -1,6 +1,8 @@
 """theory.lemmas: every lemma's symbolic derivation checks, and the numeric checks hold on large
 random instances with tolerances c * eps * cond (constants justified in each check's docstring),
 while a deliberately wrong variant of each identity is caught."""
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -15,6 +17,12 @@ SEEDS = st.integers(0, 2**32 - 1)
 @pytest.fixture(scope="module")
 def catalogue():
     return L.all_lemmas()
+
+
+def _latex_unsafe(text):
+    """Characters that break LaTeX text mode when they appear outside $...$ (escaped \\_ is fine)."""
+    outside = re.sub(r"\$[^$]*\$", "", text).replace(r"\_", "")
+    return [c for c in "^_&%#" if c in outside]
 
 
 # ------------------------------------------------------------------------------ symbolic
@@ -74,6 +82,14 @@ def test_counterexample_really_is_one():
 def test_counterexample_in_the_conclusion(catalogue):
     conc = catalogue[4].conclusion
     assert conc["counterexample_true"] != conc["counterexample_naive"]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_text_parts_are_latex_safe(catalogue, index):
+    # report.tex puts names, assumptions and justifications in text mode: math must sit in $...$
+    d = catalogue[index]
+    for text in [*d.assumptions, *(s.name for s in d.steps), *(s.justification for s in d.steps)]:
+        assert not _latex_unsafe(text), text
 
 
 # ------------------------------------------------------------------------------ push-through
