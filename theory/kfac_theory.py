@@ -34,7 +34,11 @@ from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
 # numeric constructions (finite width, exact identities)
 # ---------------------------------------------------------------------------------------------
 def projection(A: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
-    """Orthogonal projection onto the column space of ``A`` (``A A^+``), via SVD with a rank cut."""
+    """Orthogonal projection onto the column space of ``A`` (``A A^+``), via SVD with a rank cut.
+
+    >>> np.round(projection(np.array([[1.0], [1.0]])), 12).tolist()
+    [[0.5, 0.5], [0.5, 0.5]]
+    """
     U, s, _ = np.linalg.svd(A, full_matrices=False)
     r = int(np.sum(s > rtol * s[0])) if s.size and s[0] > 0 else 0
     return U[:, :r] @ U[:, :r].T
@@ -44,6 +48,11 @@ def kfac_layer_operator(Delta: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """``N * P_Delta o (P_Z (x) 1 1^T)``: the layer's K-FAC function-space block (NC x NC).
 
     ``Delta``: (N, C, M_l) backward signals (or (N, M_l) for C = 1); ``Z``: (N, m) layer inputs.
+
+    >>> rng = np.random.default_rng(0)
+    >>> op = kfac_layer_operator(rng.standard_normal((3, 5)), rng.standard_normal((3, 4)))  # hidden layer
+    >>> bool(np.allclose(op, 3 * np.eye(3)))
+    True
     """
     Delta = Delta[:, None, :] if Delta.ndim == 2 else Delta
     N, C, _ = Delta.shape
@@ -63,7 +72,11 @@ def kfac_layer_operator_dense(Delta: np.ndarray, Z: np.ndarray) -> np.ndarray:
 
 
 def factor_regression(gram_test: np.ndarray, gram_train: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
-    """``K(x', X) K(X, X)^+`` (pseudo-inverse with relative eigenvalue cut ``rtol``)."""
+    """``K(x', X) K(X, X)^+`` (pseudo-inverse with relative eigenvalue cut ``rtol``).
+
+    >>> factor_regression(np.array([[2.0, 0.0]]), np.diag([4.0, 1.0])).tolist()
+    [[0.5, 0.0]]
+    """
     w, V = np.linalg.eigh((gram_train + gram_train.T) / 2)
     keep = w > rtol * max(w[-1], 0.0)
     if not np.any(keep):

@@ -69,6 +69,9 @@ def spd_inverse(K: np.ndarray, what: str) -> np.ndarray:
 
     Raises ``ValueError`` naming ``what`` and the condition number when ``K`` is not p.d. or its
     condition number exceeds :data:`COND_LIMIT` (e.g. width < N: the layer Gram has rank < N).
+
+    >>> spd_inverse(np.diag([2.0, 4.0]), "K").tolist()
+    [[0.5, 0.0], [0.0, 0.25]]
     """
     Ks = (K + K.T) / 2
     w, V = np.linalg.eigh(Ks)

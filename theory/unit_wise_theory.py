@@ -63,7 +63,11 @@ def unit_wise_operator(Deltas: Sequence[np.ndarray], Zs: Sequence[np.ndarray], r
 def unit_wise_operator_predicted(Deltas: Sequence[np.ndarray]) -> np.ndarray:
     """The derived form (valid when every ``Z_l`` has full row rank N):
     ``blockdiag_n sum_{l,i} delta_{l,i}(x_n) delta_{l,i}(x_n)^T / ||delta_{l,i}(x_n)||^2`` (zero-norm terms
-    dropped); for C = 1 this is ``diag_n(#{(l,i): delta_{l,i}(x_n) != 0})``."""
+    dropped); for C = 1 this is ``diag_n(#{(l,i): delta_{l,i}(x_n) != 0})``.
+
+    >>> unit_wise_operator_predicted([np.array([[1.0, 0.0, 2.0], [0.5, 3.0, 0.0]])]).tolist()
+    [[2.0, 0.0], [0.0, 2.0]]
+    """
     blocks = None
     for Delta in Deltas:
         D = _as_nci(np.asarray(Delta, float))
@@ -82,7 +86,11 @@ def unit_wise_operator_predicted(Deltas: Sequence[np.ndarray]) -> np.ndarray:
 # symbolic results
 # ---------------------------------------------------------------------------------------------
 def active_count_moments(hidden_widths, gamma):
-    """Mean ``gamma sum M_l + 1`` and variance ``gamma(1-gamma) sum M_l`` of a sample's active-unit count."""
+    """Mean ``gamma sum M_l + 1`` and variance ``gamma(1-gamma) sum M_l`` of a sample's active-unit count.
+
+    >>> active_count_moments([512, 512], sp.Rational(1, 2))
+    (513, 256)
+    """
     total = sum((sp.sympify(m) for m in hidden_widths), sp.Integer(0))
     g = sp.sympify(gamma)
     return g * total + 1, g * (1 - g) * total

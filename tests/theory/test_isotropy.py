@@ -109,3 +109,20 @@ def test_numerics_call_convention(name, expected):
 def test_argument_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         isotropy_constant(**kwargs)
+
+
+def test_docstring_examples_run():
+    """The runnable examples in every module of the symbolic isotropy theory."""
+    import doctest
+
+    import theory.banded
+    import theory.isotropy
+    import theory.kfac_theory
+    import theory.non_isotropic
+    import theory.pattern_kernels
+    import theory.patterns
+    import theory.unit_wise_theory
+    for module in (theory.patterns, theory.banded, theory.pattern_kernels, theory.kfac_theory,
+                   theory.unit_wise_theory, theory.non_isotropic, theory.isotropy):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
