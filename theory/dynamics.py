@@ -425,34 +425,38 @@ def _steps(value) -> int:
     return check_positive_int("steps", value, minimum=0)
 
 
-def predicted_train_losses(loss0_value, learning_rate, alpha_value, steps) -> np.ndarray:
+# Parameter names follow the paper (eta, alpha, r0, t, ...): inside these helpers they are numbers
+# and shadow the module-level SymPy symbols of the same names, which only the derivations use.
+
+
+def predicted_train_losses(loss0, eta, alpha, steps) -> np.ndarray:
     """``L_t = (1 - eta alpha)^{2t} L_0`` for ``t = 0 .. steps`` (isotropic NGD).
 
     >>> predicted_train_losses(1.0, 1.0, 1.0, 2).tolist()    # eta = 1/alpha: zero after one step
     [1.0, 0.0, 0.0]
     """
-    L0 = check_nonnegative("loss0", loss0_value)
-    e, a = _positive("learning_rate", learning_rate), _positive("alpha", alpha_value)
+    L0 = check_nonnegative("loss0", loss0)
+    e, a = _positive("eta", eta), _positive("alpha", alpha)
     ts = np.arange(_steps(steps) + 1)
     return np.asarray(_compiled("loss")(L0, e, a, ts), dtype=float) * np.ones(ts.size)
 
 
-def predicted_residuals(r0_value, learning_rate, alpha_value, steps) -> np.ndarray:
+def predicted_residuals(r0, eta, alpha, steps) -> np.ndarray:
     """``r_t = (1 - eta alpha)^t r_0`` for ``t = 0 .. steps``; shape ``(steps + 1,) + r0.shape``.
 
     >>> predicted_residuals(np.array([2.0, -1.0]), 0.5, 1.0, 2).tolist()
     [[2.0, -1.0], [1.0, -0.5], [0.5, -0.25]]
     """
-    r = np.asarray(r0_value, dtype=float)
+    r = np.asarray(r0, dtype=float)
     if not np.all(np.isfinite(r)):
         raise ValueError("r0 contains a non-finite value")
-    e, a = _positive("learning_rate", learning_rate), _positive("alpha", alpha_value)
+    e, a = _positive("eta", eta), _positive("alpha", alpha)
     ts = np.arange(_steps(steps) + 1)
     factors = np.asarray(_compiled("residual_factor")(e, a, ts), dtype=float) * np.ones(ts.size)
     return factors.reshape((-1,) + (1,) * r.ndim) * r
 
 
-def predicted_test_outputs(f0_test, theta_g_test, r0_value, learning_rate, alpha_value, t_value) -> np.ndarray:
+def predicted_test_outputs(f0_test, theta_g_test, r0, eta, alpha, t) -> np.ndarray:
     """``f_t(x') = f_0(x') - (1 - (1 - eta alpha)^t)/alpha * Theta_G(x', X) r_0``.
 
     ``f0_test`` is (N2, C) or (N2*C,), ``theta_g_test`` is (N2*C, N*C), ``r0`` (N, C) or (N*C,); stacked
@@ -463,13 +467,13 @@ def predicted_test_outputs(f0_test, theta_g_test, r0_value, learning_rate, alpha
     """
     f0 = np.asarray(f0_test, dtype=float)
     K = check_matrix("theta_g_test", theta_g_test)
-    r = np.asarray(r0_value, dtype=float).ravel()
+    r = np.asarray(r0, dtype=float).ravel()
     if K.shape != (f0.size, r.size):
         raise ValueError(f"theta_g_test has shape {K.shape}; expected (f0_test.size, r0.size) = {(f0.size, r.size)}")
     if not (np.all(np.isfinite(f0)) and np.all(np.isfinite(r))):
         raise ValueError("f0_test or r0 contains a non-finite value")
-    e, a = _positive("learning_rate", learning_rate), _positive("alpha", alpha_value)
-    coefficient = float(_compiled("test_coefficient")(e, a, check_positive_int("t", t_value, minimum=0)))
+    e, a = _positive("eta", eta), _positive("alpha", alpha)
+    coefficient = float(_compiled("test_coefficient")(e, a, check_positive_int("t", t, minimum=0)))
     return (f0.ravel() - coefficient * (K @ r)).reshape(f0.shape)
 
 
@@ -484,7 +488,7 @@ def _symmetric(name: str, M) -> np.ndarray:
     return M
 
 
-def gd_predicted_residuals(theta, r0_value, learning_rate, steps) -> np.ndarray:
+def gd_predicted_residuals(Theta, r0, eta, steps) -> np.ndarray:
     """``r_t = (I - eta Theta)^t r_0 = Q diag((1 - eta lambda_i)^t) Q^T r_0`` for ``t = 0 .. steps``.
 
     One ``eigh`` of the symmetric ``Theta``; returns shape ``(steps + 1, n)``.
@@ -492,55 +496,55 @@ def gd_predicted_residuals(theta, r0_value, learning_rate, steps) -> np.ndarray:
     >>> gd_predicted_residuals(np.diag([1.0, 3.0]), np.ones(2), 0.5, 1).tolist()
     [[1.0, 1.0], [0.5, -0.5]]
     """
-    Th = _symmetric("theta", theta)
-    r = np.asarray(r0_value, dtype=float).ravel()
+    Th = _symmetric("Theta", Theta)
+    r = np.asarray(r0, dtype=float).ravel()
     if r.size != Th.shape[0]:
-        raise ValueError(f"r0 has {r.size} entries, theta is {Th.shape[0]} x {Th.shape[0]}")
+        raise ValueError(f"r0 has {r.size} entries, Theta is {Th.shape[0]} x {Th.shape[0]}")
     if not np.all(np.isfinite(r)):
         raise ValueError("r0 contains a non-finite value")
-    e = _positive("learning_rate", learning_rate)
+    e = _positive("eta", eta)
     lams, Q = np.linalg.eigh(Th)
     ts = np.arange(_steps(steps) + 1)
     factors = np.asarray(_compiled("gd_factor")(e, lams[None, :], ts[:, None]), dtype=float)
     return (factors * (Q.T @ r)[None, :]) @ Q.T
 
 
-def one_step_loss_ratio(learning_rate, alpha_value) -> float:
+def one_step_loss_ratio(eta, alpha) -> float:
     """``L_1 / L_0 = (1 - eta alpha)^2``.
 
     >>> one_step_loss_ratio(0.5, 1.0)
     0.25
     """
-    return float(_compiled("one_step_ratio")(_positive("learning_rate", learning_rate), _positive("alpha", alpha_value)))
+    return float(_compiled("one_step_ratio")(_positive("eta", eta), _positive("alpha", alpha)))
 
 
-def optimal_learning_rate(alpha_value) -> float:
+def optimal_learning_rate(alpha) -> float:
     """``eta* = 1/alpha`` (one-step convergence).
 
     >>> optimal_learning_rate(4.0)
     0.25
     """
-    return float(_compiled("optimal_learning_rate")(_positive("alpha", alpha_value)))
+    return float(_compiled("optimal_learning_rate")(_positive("alpha", alpha)))
 
 
-def stable_learning_rate_interval(alpha_value) -> Tuple[float, float]:
+def stable_learning_rate_interval(alpha) -> Tuple[float, float]:
     """The open interval ``(0, 2/alpha)`` of learning rates for which the residual contracts.
 
     >>> stable_learning_rate_interval(1.0)
     (0.0, 2.0)
     """
-    a = _positive("alpha", alpha_value)
+    a = _positive("alpha", alpha)
     return float(_compiled("stable_left")(a)), float(_compiled("stable_right")(a))
 
 
 def _spectrum(theta_or_eigenvalues) -> np.ndarray:
     arr = np.asarray(theta_or_eigenvalues, dtype=float)
-    lams = np.linalg.eigvalsh(_symmetric("theta", arr)) if arr.ndim == 2 else arr.ravel()
+    lams = np.linalg.eigvalsh(_symmetric("Theta", arr)) if arr.ndim == 2 else arr.ravel()
     if lams.size == 0 or not np.all(np.isfinite(lams)):
         raise ValueError("the spectrum must be non-empty and finite")
     if lams.min() <= 0:
         cond = float("inf") if lams.min() == 0 else float(lams.max() / abs(lams.min()))
-        raise ValueError(f"theta must be positive definite for GD rates: smallest eigenvalue {lams.min():.3g} "
+        raise ValueError(f"Theta must be positive definite for GD rates: smallest eigenvalue {lams.min():.3g} "
                          f"(condition number {cond:.3g})")
     return lams
 
@@ -595,7 +599,7 @@ def steps_to_tolerance(rate_value, tol) -> int:
     return max(n, 1)
 
 
-def damped_ngd_factors(eigenvalues, learning_rate, damping) -> np.ndarray:
+def damped_ngd_factors(eigenvalues, eta, damping) -> np.ndarray:
     """Per-eigenvalue one-step factors ``1 - eta lambda/(lambda + rho)`` of damped exact NGD.
 
     >>> damped_ngd_factors([1.0, 3.0], 1.0, 1.0).tolist()
@@ -604,6 +608,6 @@ def damped_ngd_factors(eigenvalues, learning_rate, damping) -> np.ndarray:
     lams = np.asarray(eigenvalues, dtype=float).ravel()
     if lams.size == 0 or not np.all(np.isfinite(lams)) or lams.min() < 0:
         raise ValueError(f"eigenvalues must be finite and >= 0, got min {lams.min() if lams.size else 'none'}")
-    e = _positive("learning_rate", learning_rate)
+    e = _positive("eta", eta)
     r = _positive("damping", damping)
     return np.asarray(_compiled("damped_factor")(e, lams, r), dtype=float) * np.ones(lams.size)

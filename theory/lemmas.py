@@ -59,7 +59,7 @@ __all__ = [
     "kronecker_quadratic_form_check", "explicit_layer_jacobian", "khatri_rao_gram",
     "khatri_rao_gram_check", "pinv_product_check", "triple_product_pinv_gap",
     "orthonormal_conjugation_pinv_check", "ntk_by_recursion", "ntk_by_layer_sum",
-    "ntk_telescoping_check", "COUNTEREXAMPLE",
+    "ntk_telescoping_check", "COUNTEREXAMPLE", "numeric_lemma_checks", "NUMERIC_CHECK_NAMES",
 ]
 
 
@@ -1056,3 +1056,44 @@ def all_lemmas(check: bool = True) -> List[Derivation]:
     ['Push-through identity', 'Pseudo-inverse as the damping limit']
     """
     return [lemma(check=check) for lemma in LEMMAS]
+
+
+def numeric_lemma_checks(seed: int = 0, size: int = 200) -> dict:
+    """Every lemma's numeric check on one seeded random instance with ``size`` rows (default 200).
+
+    Rank-deficient factors are used where the lemma allows them (Kronecker, conjugation), so the
+    pseudo-inverse statements are exercised beyond the invertible case.  Returns
+    ``{lemma name: NumericCheck}``; a report can print error, tolerance and condition per lemma.
+
+    >>> checks = numeric_lemma_checks(seed=0, size=60)
+    >>> sorted(checks) == sorted(NUMERIC_CHECK_NAMES), all(c.passed for c in checks.values())
+    (True, True)
+    """
+    size = check_positive_int("size", size, minimum=40)
+    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))
+    n = size // 4
+
+    def low_rank(m, k, r):
+        return rng.standard_normal((m, r)) @ rng.standard_normal((r, k))
+
+    A = rng.standard_normal((size, n))
+    kb, ka = max(4, size // 20), max(5, size // 16)          # Kronecker product of about size x size
+    U = np.linalg.qr(rng.standard_normal((size, n)))[0].T
+    L = 8
+    return {
+        "push-through": push_through_check(A, A.T / size, 0.1),
+        "right inverse": right_inverse_check(rng.standard_normal((n, size))),
+        "Kronecker pseudo-inverse": kronecker_pinv_check(low_rank(kb, kb + 2, kb - 2), low_rank(ka, ka + 3, ka - 3)),
+        "Kronecker quadratic form": kronecker_quadratic_form_check(
+            rng.standard_normal((kb, kb)), rng.standard_normal((ka, ka)),
+            *rng.standard_normal((2, kb)), *rng.standard_normal((2, ka))),
+        "Khatri-Rao Gram": khatri_rao_gram_check(rng.standard_normal((n, 2, n)), rng.standard_normal((n, n))),
+        "pseudo-inverse of a product": pinv_product_check(A, rng.standard_normal((n, size // 2))),
+        "orthonormal conjugation pseudo-inverse": orthonormal_conjugation_pinv_check(U, low_rank(n, n, n - n // 4)),
+        "NTK telescoping": ntk_telescoping_check(rng.uniform(0.1, 2.0, (L, n, n)), rng.uniform(0.1, 2.0, (L - 1, n, n))),
+    }
+
+
+NUMERIC_CHECK_NAMES = ("push-through", "right inverse", "Kronecker pseudo-inverse", "Kronecker quadratic form",
+                       "Khatri-Rao Gram", "pseudo-inverse of a product", "orthonormal conjugation pseudo-inverse",
+                       "NTK telescoping")

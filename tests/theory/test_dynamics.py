@@ -244,12 +244,12 @@ def test_damped_ngd_factors_are_the_eigenvalues_of_the_step_operator():
 # ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("call, match", [
     (lambda: D.predicted_train_losses(1.0, 0.1, 0.0, 3), "alpha=0.0"),
-    (lambda: D.predicted_train_losses(1.0, -0.1, 1.0, 3), "learning_rate=-0.1"),
+    (lambda: D.predicted_train_losses(1.0, -0.1, 1.0, 3), "eta=-0.1"),
     (lambda: D.predicted_train_losses(-1.0, 0.1, 1.0, 3), "loss0=-1.0"),
     (lambda: D.predicted_train_losses(1.0, 0.1, 1.0, -1), "steps=-1"),
     (lambda: D.stable_learning_rate_interval(float("nan")), "alpha=nan"),
     (lambda: D.one_step_loss_ratio(0.1, -2.0), "alpha=-2.0"),
-    (lambda: D.gd_predicted_residuals(np.array([[1.0, 2.0], [0.0, 1.0]]), np.ones(2), 0.1, 2), "symmetric"),
+    (lambda: D.gd_predicted_residuals(np.array([[1.0, 2.0], [0.0, 1.0]]), np.ones(2), 0.1, 2), "Theta must be symmetric"),
     (lambda: D.gd_predicted_residuals(np.eye(2), np.ones(3), 0.1, 2), "r0 has 3 entries"),
     (lambda: D.gd_optimal_learning_rate([1.0, -1.0]), "positive definite"),
     (lambda: D.steps_to_tolerance(1.0, 1e-3), "rate=1.0"),

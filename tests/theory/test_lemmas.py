@@ -313,3 +313,14 @@ def test_ntk_layer_sum_differs_from_a_wrong_recursion():
     assert np.max(np.abs(L.ntk_by_layer_sum(S, D) - S.sum(axis=0))) > 0.1
     with pytest.raises(ValueError, match="dot_sigmas must hold"):
         L.ntk_by_recursion(S, D[:1])
+
+
+# ------------------------------------------------------------------------------ catalogue of numeric checks
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numeric_lemma_checks_all_pass(seed):
+    checks = L.numeric_lemma_checks(seed=seed)
+    assert sorted(checks) == sorted(L.NUMERIC_CHECK_NAMES)
+    for name, res in checks.items():
+        assert res.passed, (name, res)
+        # the tolerances stay meaningful (far below any O(1) failure of an identity)
+        assert res.tolerance < 1e-8, (name, res)
