@@ -87,7 +87,11 @@ def _pattern_result(name, S, depth, conditions, closed_form=None, closed_derivat
     if closed_form is not None:
         derivation.add_step("agrees with the closed form", a.alpha, closed_form, "exact rational pinv vs formula")
         derivation.check()
-    notes = [f"layer weights c = S^+ 1 = {list(a.weights)}", f"moving layers {list(a.moving_layers)}"]
+    notes = [f"layer weights c = S^+ 1 = {list(a.weights)}", f"moving layers {list(a.moving_layers)}",
+             "rho -> 0+ limit equals G_S^+ grad because grad lies in range(G_S) (1 in range(S))"]
+    if np.linalg.eigvalsh(np.array(a.pattern.tolist(), dtype=float))[0] < -1e-12:
+        notes.append("S is indefinite, so G_S is not positive semi-definite: G_S + rho I is singular at isolated "
+                     "rho > 0, but the rho -> 0+ limit is well defined")
     if not a.invertible:
         notes.append(f"S singular (null space {a.null_basis.T.tolist()}): the test kernel carries the null-space "
                      f"correction, not sum_l c_l Theta_l(x',X) Theta_l^-1 (theory.pattern_kernels)")

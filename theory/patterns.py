@@ -11,7 +11,8 @@ Derived here (see :func:`analyze_pattern` and :mod:`theory.pattern_kernels` for 
   ``S c = P_range(S) 1`` and ``c`` orthogonal to ``null(S)``;
 * ``alpha(S) = 1^T S^+ 1``; when ``1`` is in ``range(S)`` this equals ``1^T c'`` for *any*
   solution ``c'`` of ``S c' = 1`` (because ``1^T S^+ 1 = c'^T S S^+ S c' = c'^T S c' = 1^T c'``);
-* isotropy on the training set holds iff ``1 in range(S)`` (for generic layer kernels);
+* isotropy on the training set holds iff ``1 in range(S)`` (for generic layer kernels; if all
+  layer kernels are equal, ``M = S (x) K`` and the operator is ``(1^T S^+ 1) I`` for every ``S``);
 * which layers move: layer ``l`` moves iff ``c_l != 0`` or a null vector of ``S`` is nonzero at
   ``l`` (the null-space correction of the singular case, generic layer kernels).
 
@@ -209,6 +210,19 @@ def analyze_pattern(pattern) -> PatternAnalysis:
         d.add_step("1 has a component in null(S)", sp.Integer(int(any(e != 0 for e in Nb.T * one))),
                    sp.Integer(1), "so the rho -> 0+ limit of (G_S + rho I)^{-1} grad diverges like 1/rho "
                    "and the pseudo-inverse step is not isotropic for generic layer kernels")
+    for l in range(L):  # which layers move: v_l = K_l^{-1} (c_l r + sum_k n_kl z_k)
+        if l + 1 in frozen:
+            d.add_step(f"layer {l + 1} is frozen: c_l = 0 and every null vector vanishes there",
+                       sp.Matrix([c[l]] + [Nb[l, k] for k in range(Nb.cols)]), sp.zeros(1 + Nb.cols, 1),
+                       "so its dual vector v_l = K_l^{-1}(c_l r + sum_k n_kl z_k) is 0 for every residual")
+        elif not null_rows_nonzero[l]:
+            d.add_step(f"layer {l + 1} always moves: c_l != 0, no null-space coupling",
+                       sp.Integer(int(c[l] != 0)), 1, "v_l = c_l K_l^{-1} r != 0 for r != 0")
+        else:
+            d.add_step(f"layer {l + 1} moves through the null-space correction (generic kernels)",
+                       sp.Integer(int(null_rows_nonzero[l])), 1,
+                       "n_kl != 0, and z != 0 unless the layer kernels make sum_l n_l c_l K_l^{-1} r vanish "
+                       "(e.g. all K_l equal)")
     d.conclusion = alpha
     d.check()
     return PatternAnalysis(S, c, alpha, Nb, L - Nb.cols, Nb.cols == 0, bool(one_in_range), moving, frozen,

@@ -96,6 +96,15 @@ def test_non_range_pattern_uses_general_pinv():
     assert np.abs(train - np.mean(np.diag(train)) * np.eye(4)).max() > 1e-3  # not isotropic
 
 
+def test_non_range_pattern_with_equal_kernels_is_isotropic():
+    """The 'only if' needs generic kernels: with K_l = K for all l, M = S (x) K and the operator is
+    (1^T S^+ 1) I = (16/9) I even though 1 is not in range(S)."""
+    _, _, Ktr, _ = _instance(6, 12)
+    pk = PatternKernel.from_pattern(NON_RANGE_6)
+    assert abs(pk.alpha - 16 / 9) < 1e-12
+    assert np.abs(pk.train_operator([Ktr[0]] * 6) - 16 / 9 * np.eye(4)).max() < TOL
+
+
 @pytest.mark.parametrize("rho", [1e-3, 0.3, 5.0])
 @pytest.mark.parametrize("L", [3, 5])
 def test_damped_kernel_matches_dense(rho, L):
