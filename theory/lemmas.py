@@ -273,18 +273,17 @@ def pinv_limit_lemma(rows: int = 2, cols: int = 3, check: bool = True) -> Deriva
 
     numerator = primal.adjugate(method="berkowitz") * J.T
 
+    def rho_coefficient(entry, power):
+        """Coefficient of rho**power in a polynomial entry (0 beyond its degree)."""
+        return sp.expand(entry).coeff(rho, power) if power > 0 else sp.expand(entry).subs(rho, 0)
+
     def numerator_divisible() -> bool:
-        # every entry, as a polynomial in rho, has its coefficients of rho^0..rho^(gap-1) equal to 0
-        for e in numerator:
-            poly = sp.Poly(sp.expand(e), rho)
-            coeffs = poly.all_coeffs()[::-1]  # ascending powers
-            if any(sp.expand(c) != 0 for c in coeffs[:gap]):
-                return False
-        return True
+        # every entry, as a polynomial in rho, has zero coefficients of rho^0 .. rho^(gap-1)
+        return all(sp.expand(rho_coefficient(e, pw)) == 0 for e in numerator for pw in range(gap))
 
     def limit_numerator() -> bool:
-        quotient_at_zero = numerator.applyfunc(
-            lambda e: sp.Poly(sp.expand(e), rho).all_coeffs()[::-1][gap] if gap < sp.Poly(sp.expand(e), rho).degree() + 1 else 0)
+        # after dividing by rho^gap, the value at rho = 0 is the coefficient of rho^gap
+        quotient_at_zero = numerator.applyfunc(lambda e: rho_coefficient(e, gap))
         return _expands_to_zero(quotient_at_zero - J.T * K.adjugate(method="berkowitz"))
 
     d.add_step("numerator vanishes to order rho to the P-N", rf"\operatorname{{adj}}(J^TJ + \rho I)J^T", rf"O(\rho^{{{gap}}})",

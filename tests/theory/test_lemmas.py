@@ -92,6 +92,26 @@ def test_text_parts_are_latex_safe(catalogue, index):
         assert not _latex_unsafe(text), text
 
 
+@pytest.mark.parametrize("p, n", [(2, 1), (3, 3)])
+def test_push_through_other_sizes(p, n):
+    # the size-dependent step (Sylvester factor rho^(p-n)) must hold for square and tall cases too
+    assert L.push_through_lemma(p, n).verified
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 3), (2, 4)])
+def test_pinv_limit_other_sizes(rows, cols):
+    # P - N = 2 exercises the division by rho^(P-N) beyond a simple pole
+    assert L.pinv_limit_lemma(rows, cols).verified
+
+
+def test_symbolic_lemmas_reject_bad_sizes():
+    with pytest.raises(ValueError, match="p=2 is not allowed"):
+        L.push_through_lemma(2, 3)
+    with pytest.raises(ValueError, match="rows=3 must be < cols=3"):
+        L.pinv_limit_lemma(3, 3)
+    with pytest.raises(TypeError, match="max_depth"):
+        L.ntk_telescoping_lemma(max_depth=2.5)
+
 # ------------------------------------------------------------------------------ push-through
 @settings(max_examples=6, deadline=None)
 @given(seed=SEEDS, p=st.integers(150, 250), n=st.integers(20, 60), log_rho=st.floats(-3, 1), psd=st.booleans())
