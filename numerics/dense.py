@@ -61,7 +61,8 @@ class DenseReference:
 
     Attributes: ``G`` (P x P), ``J`` (N C x P), ``gradient`` (P), ``update`` (P, the solution
     ``(G + rho I)^{-1} grad`` or ``G^+ grad``), ``directions`` (per layer), ``operator``
-    (``J(X2) (G + rho I)^{-1} J^T / N``).
+    (``J (G + rho I)^{-1} J^T / N``, train x train), ``test_operator`` (``J(X2) ... / N`` or None),
+    ``condition_number`` (of ``G + rho I``, or of ``G`` on its range when ``rho = 0``), ``rank``.
     """
 
     G: np.ndarray
@@ -70,33 +71,37 @@ class DenseReference:
     update: np.ndarray
     directions: List[np.ndarray]
     operator: np.ndarray
+    test_operator: Optional[np.ndarray]
+    condition_number: float
+    rank: int
 
 
 def dense_reference(approx, residual, X2=None, rcond: float = 1e-10) -> DenseReference:
-    """The dense answer for ``approx`` built from its explicit ``G``.
+    """The dense answer for ``approx`` built from its explicit ``G`` (symmetric, so via ``eigh``).
 
-    ``rho = approx.damping``: ``(G + rho I)^{-1}`` by ``numpy.linalg.solve`` for ``rho > 0``, the
-    Moore-Penrose ``numpy.linalg.pinv(G, rcond)`` for ``rho = 0`` (``rcond`` relative to the
-    largest singular value; the exact zeros of ``G`` sit at ~1e-15 relative, its genuine
-    eigenvalues of the small test nets well above 1e-10).
+    ``rho = approx.damping``: ``(G + rho I)^{-1}`` for ``rho > 0``; for ``rho = 0`` the Moore-Penrose
+    pseudo-inverse with eigenvalues ``|lambda| <= rcond * max |lambda|`` dropped (the exact zeros of
+    ``G`` sit at ~1e-16 relative; genuine eigenvalues of well-conditioned test nets well above 1e-10).
     """
     net, X = approx.net, approx.X
     _check_small(net.n_params)
     n = X.shape[0]
     G = np.asarray(approx.dense_matrix(), dtype=float)
+    if not np.allclose(G, G.T, rtol=0, atol=1e-12 * max(np.abs(G).max(), 1e-300)):
+        raise ValueError(f"{approx.name}: dense_matrix() is not symmetric")
     J = dense_jacobian(net, X)
     r = approx.residual_matrix(residual).ravel()
     grad = J.T @ r / n
-    if approx.damping > 0:
-        inverse_times = lambda B: np.linalg.solve(G + approx.damping * np.eye(G.shape[0]), B)  # noqa: E731
-    else:
-        G_pinv = np.linalg.pinv(G, rcond=rcond, hermitian=True)
-        inverse_times = lambda B: G_pinv @ B  # noqa: E731
-    update = inverse_times(grad)
-    J2 = J if X2 is None else dense_jacobian(net, X2)
-    operator = J2 @ inverse_times(J.T) / n
-    return DenseReference(G=G, J=J, gradient=grad, update=update,
-                          directions=split_layers(update, net), operator=operator)
+    lam, V = np.linalg.eigh((G + G.T) / 2 + approx.damping * np.eye(G.shape[0]))
+    mag = np.abs(lam)
+    keep = mag > (rcond * mag.max() if approx.damping == 0 else 0.0)
+    inv = (V[:, keep] / lam[keep]) @ V[:, keep].T
+    update = inv @ grad
+    JinvJt = inv @ J.T
+    test_operator = None if X2 is None else dense_jacobian(net, X2) @ JinvJt / n
+    return DenseReference(G=G, J=J, gradient=grad, update=update, directions=split_layers(update, net),
+                          operator=J @ JinvJt / n, test_operator=test_operator,
+                          condition_number=float(mag[keep].max() / mag[keep].min()), rank=int(keep.sum()))
 
 
 def finite_difference_jacobian(net: MLP, X, step: float = 1e-6) -> np.ndarray:
@@ -119,3 +124,25 @@ def finite_difference_jacobian(net: MLP, X, step: float = 1e-6) -> np.ndarray:
         minus = probe.forward(X).ravel()
         columns.append((plus - minus) / (2 * step))
     return np.stack(columns, axis=1)
+
+
+def relative_error(a, b) -> float:
+    """``||a - b||_F / ||b||_F`` (absolute when ``b = 0``)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    nb = float(np.linalg.norm(b))
+    return float(np.linalg.norm(a - b) / nb) if nb > 0 else float(np.linalg.norm(a - b))
+
+
+def compare_with_dense(approx, residual, X2=None, rcond: float = 1e-10) -> dict:
+    """Relative errors of ``approx``'s fast paths against :func:`dense_reference`.
+
+    Returns ``{"direction", "operator", "test_operator" (with X2), "condition_number"}``: the
+    oracle every approximation's tests assert (at ~1e-8 for well-conditioned ``G``).
+    """
+    ref = dense_reference(approx, residual, X2=X2, rcond=rcond)
+    fast = np.concatenate([np.asarray(d).ravel() for d in approx.direction(residual)])
+    out = {"direction": relative_error(fast, ref.update), "operator": relative_error(approx.operator(), ref.operator)}
+    if X2 is not None:
+        out["test_operator"] = relative_error(approx.operator(X2), ref.test_operator)
+    out["condition_number"] = ref.condition_number
+    return out

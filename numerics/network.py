@@ -138,7 +138,7 @@ class MLP:
         h = X
         for l, W in enumerate(self.params):
             z = self._layer_input(h, self.widths[l])
-            u = z @ W.T
+            u = (W @ z.T).T  # = z @ W.T; this operand order is several times faster in OpenBLAS for N << M
             Z.append(z)
             U.append(u)
             if l < self.depth - 1:
@@ -174,7 +174,7 @@ class MLP:
         for l in range(self.depth - 2, -1, -1):  # 0-based index of the layer whose Delta we compute
             fan_in = self.widths[l + 1]
             W_next = self.params[l + 1][:, :fan_in]
-            back = (delta.reshape(n * c, -1) @ W_next).reshape(n, c, fan_in)
+            back = (W_next.T @ delta.reshape(n * c, -1).T).T.reshape(n, c, fan_in)  # = delta @ W_next
             delta = back * ((self.sigma_w / np.sqrt(fan_in)) * self.activation.dphi(U[l]))[:, None, :]
             deltas[l] = delta
         return JacobianFactors(Z=Z, Delta=deltas, outputs=U[-1])
@@ -215,8 +215,12 @@ class MLP:
             d = np.asarray(d, dtype=float)
             if d.shape != p.shape:
                 raise ValueError(f"directions[{l}] has shape {d.shape}, expected {p.shape}")
-            if not np.all(np.isfinite(d)):
+            # a sum is finite iff no entry is inf/nan (barring overflow, which the full check resolves)
+            if not np.isfinite(d.sum()) and not np.all(np.isfinite(d)):
                 raise ValueError(f"directions[{l}] contains non-finite values; the update was not applied")
             checked.append(d)
         for l, d in enumerate(checked):
-            self.params[l] = self.params[l] - lr * d
+            p = self.params[l]
+            if not p.flags.writeable or not p.flags.c_contiguous:
+                p = self.params[l] = np.array(p, dtype=float, order="C")
+            p -= lr * d  # in place: no second P_l-sized parameter array
