@@ -183,7 +183,9 @@ class Claim:
             if not isinstance(result, ClaimResult):
                 raise TypeError(f"claim {self.id} check returned {type(result).__name__}, not ClaimResult")
         except Exception as exc:  # noqa: BLE001 -- reported, not swallowed
-            result = ClaimResult(verdict="inconclusive", notes=f"check raised {type(exc).__name__}: {exc}")
+            import traceback  # the last frames say where, for the report's details
+            result = ClaimResult(verdict="inconclusive", notes=f"check raised {type(exc).__name__}: {exc}",
+                                 details={"traceback": traceback.format_exc(limit=-4).strip().splitlines()})
         result.seconds = time.perf_counter() - start
         return result
 

@@ -202,3 +202,23 @@ def test_real_falsify_relaxing_b_invertible_finds_the_counterexample():
     code, out, _ = run(["falsify", "sanity.pinv_product_rule_invertible", "--relax", "none",
                         "--max-examples", "30"], claims=None)
     assert code == 0 and "no counterexample found in 30 draws" in out
+
+
+def test_set_falsifier_accumulates_named_relaxations():
+    c = claim("d.y", title="t", statement="s", register=False)(_true_claim)
+
+    @c.set_falsifier
+    def plain(rng, cfg):
+        return "plain", True, {}
+
+    c.set_falsifier(lambda rng, cfg: ("relaxed", False, {"k": 1}), relaxes="M_0 >= N")
+    assert set(c.falsifier) == {"(unnamed)", "M_0 >= N"}
+    code, out, _ = run(["falsify", "d.y", "--relax", "M_0 >= N"], claims={"d.y": c})
+    assert code == 1 and "relaxed assumption: M_0 >= N" in out and "k = 1" in out
+
+
+def test_crashing_check_keeps_a_traceback_in_details(tmp_path):
+    path = tmp_path / "r.json"
+    run(["verify", "other.crash", "--json", str(path)])
+    details = json.loads(path.read_text())["claims"][0]["details"]
+    assert any("numerics blew up" in line for line in details["traceback"])
