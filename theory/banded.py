@@ -76,8 +76,8 @@ def banded_closed_form_derivation(bandwidth: int) -> Derivation:
     d = Derivation(
         f"Banded pattern, half-bandwidth b = {b}: alpha = ceiling(L/{period}) for every depth L",
         rf"\alpha(S_{{{b}}}) = \mathbf 1^T S_{{{b}}}^+ \mathbf 1 = \lceil L/{period} \rceil",
-        [f"S_ll' = 1 iff |l-l'| <= {b}", "L = (2b+1) s + r, s large enough that rows split into "
-         "first b, interior, last b"],
+        [f"S_ll' = 1 iff |l-l'| <= {b}", "L = (2b+1) s + r with s >= 1 symbolic (first b, interior and "
+         "last b rows are then disjoint); s = 0 by exact enumeration"],
     )
     for r in range(period):
         a = perfect_code_offset(r, b)[0]
@@ -96,6 +96,10 @@ def banded_closed_form_derivation(bandwidth: int) -> Derivation:
         d.add_step(f"r={r}: alpha = number of ones = ceiling(L/{period})", count,
                    banded_alpha_closed_form(L, b),
                    "alpha = 1^T c for any solution of S c = 1 (S S^+ S = S)")
+    small = list(range(1, period))  # s = 0 (L <= 2b): rows overlap both ends, so check these directly
+    d.add_step(f"s = 0 (L = 1..{2 * b}): exact rational pinv", sp.Matrix(enumerate_banded_alpha(2 * b, b))
+               if b else sp.zeros(0, 1), sp.Matrix([banded_alpha_closed_form(x, b) for x in small]) if b else
+               sp.zeros(0, 1), "the symbolic rows above assume s >= 1 (first b and last b rows disjoint)")
     d.conclusion = banded_alpha_closed_form(L_sym, b)
     d.check()
     return d

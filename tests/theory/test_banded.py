@@ -65,7 +65,7 @@ def test_banded_symbolic_proof(b):
     d = banded_closed_form_derivation(b)
     assert d.verified
     # rows checked per residue: 2b+1 interior + b top + b bottom + 1 count
-    assert len(d.steps) == (2 * b + 1) * (2 * b + 1 + 2 * b + 1)
+    assert len(d.steps) == (2 * b + 1) * (2 * b + 1 + 2 * b + 1) + 1  # + the s = 0 enumeration
 
 
 def test_banded_proof_rejects_a_wrong_code():
