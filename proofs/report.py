@@ -410,6 +410,12 @@ def markdown_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, L
     return "\n".join(out).rstrip() + "\n"
 
 
+def _reason(check: Mapping) -> str:
+    """A sub-verdict's reason without the leading "name: " the verdict helpers prefix."""
+    reason, name = str(check.get("reason") or ""), str(check.get("name") or "")
+    return reason[len(name) + 2:] if name and reason.startswith(name + ": ") else reason
+
+
 def _md_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) -> List[str]:
     mark = "" if result.verdict == claim.expected else " — **differs from the expected verdict**"
     out = [f'<a id="{slug(claim.id).lower()}"></a>', f"### `{claim.id}`: {claim.title}", "",
@@ -429,7 +435,7 @@ def _md_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) -> 
     checks = result.details.get("checks") if isinstance(result.details, Mapping) else None
     if checks:
         out += _md_table(["check", "verdict", "relaxed assumption", "reason"],
-                         [[c.get("name"), c.get("verdict"), c.get("assumption"), c.get("reason")] for c in checks]) + [""]
+                         [[c.get("name"), c.get("verdict"), c.get("assumption"), _reason(c)] for c in checks]) + [""]
     if result.sweeps:
         out += ["**Width sweeps.**", ""]
         out += _md_table(["sweep", "widths", "errors", "slope", "stderr", "prefactor"],
@@ -612,7 +618,7 @@ def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) ->
     checks = result.details.get("checks") if isinstance(result.details, Mapping) else None
     if checks:
         out += _tex_table(["check", "verdict", "relaxed assumption", "reason"],
-                          [[c.get("name"), c.get("verdict"), c.get("assumption"), c.get("reason")] for c in checks],
+                          [[c.get("name"), c.get("verdict"), c.get("assumption"), _reason(c)] for c in checks],
                           r">{\raggedright}p{3cm}p{1.6cm}>{\raggedright}p{2.8cm}>{\raggedright\arraybackslash}p{8.4cm}")
     if result.sweeps:
         out += _tex_table(["sweep", "widths", "errors", "slope", "stderr", "prefactor"],
