@@ -222,3 +222,13 @@ def test_crashing_check_keeps_a_traceback_in_details(tmp_path):
     run(["verify", "other.crash", "--json", str(path)])
     details = json.loads(path.read_text())["claims"][0]["details"]
     assert any("numerics blew up" in line for line in details["traceback"])
+
+
+def test_progress_is_quiet_unless_asked():
+    from proofs.claim import RunConfig
+    from proofs.progress import progress
+    items = [1, 2, 3]
+    assert progress(items, RunConfig(), "x") is items          # progress off: the iterable itself
+    assert progress(items, None, "x") is items
+    bar = progress(items, RunConfig(progress=True), "x")
+    assert list(bar) == items and hasattr(bar, "set_postfix_str")  # a tqdm bar when asked
