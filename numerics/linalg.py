@@ -16,6 +16,7 @@ the 2 inputs are distinct True
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -92,7 +93,9 @@ def lu_solve_checked(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
                      max_condition: float = MAX_CONDITION) -> np.ndarray:
     """Solve a general square system ``A X = B`` by LU with LAPACK's condition estimate (``dgecon``)."""
     A = np.asarray(A, dtype=float)
-    lu, piv = scipy.linalg.lu_factor(A, check_finite=True)
+    with warnings.catch_warnings():  # an exactly singular U is reported below, with its condition number
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        lu, piv = scipy.linalg.lu_factor(A, check_finite=True)
     anorm = float(np.abs(A).sum(axis=0).max())
     rcond, info = lapack.dgecon(lu, anorm, norm="1")
     cond = float("inf") if rcond == 0 else 1.0 / float(rcond)
