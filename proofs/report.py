@@ -602,14 +602,15 @@ def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) ->
            + (r" \textbf{--- differs from the expected verdict}" if result.verdict != claim.expected else "")
            + tex_escape(f". Checked in {result.seconds:.2f} s.")
            + (" Reference: " + tex_mixed(claim.reference) + "." if claim.reference else "")]
+    out.append("")
     if result.failed_assumption:
-        out.append(r"\textbf{Failed assumption:} " + tex_mixed(result.failed_assumption))
-    out += [r"\textbf{Statement.} " + _tex_statement(claim.statement)]
+        out += [r"\textbf{Failed assumption:} " + tex_mixed(result.failed_assumption), ""]
+    out += [r"\textbf{Statement.} " + _tex_statement(claim.statement), ""]
     if claim.assumptions:
         out += [r"\textbf{Assumptions.}", r"\begin{itemize}"] + [r"\item " + tex_mixed(a) for a in claim.assumptions]
-        out.append(r"\end{itemize}")
+        out += [r"\end{itemize}", ""]
     if result.derivation is not None:
-        out += _tex_derivation(result.derivation)
+        out += _tex_derivation(result.derivation) + [""]
     out += [r"\textbf{Evidence.}", r"{\small"]
     out += _tex_table(["quantity", "value"], [["predicted", result.predicted], ["measured", result.measured],
                                                ["error", result.error], ["tolerance", result.tolerance],

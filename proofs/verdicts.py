@@ -204,21 +204,30 @@ def combine(parts: Sequence[SubVerdict], assumptions: Optional[Mapping[str, bool
     in_scope = [p for p in parts if p.assumption is None]
     refuted = [p for p in in_scope if p.verdict == "refuted"]
     if refuted:
-        return SubVerdict(name, "refuted", "; ".join(p.reason or p.name for p in refuted))
+        return SubVerdict(name, "refuted", _first_reasons(refuted))
     unsure = [p for p in in_scope if p.verdict == "inconclusive"]
     if unsure:
-        return SubVerdict(name, "inconclusive", "; ".join(p.reason or p.name for p in unsure))
+        return SubVerdict(name, "inconclusive", _first_reasons(unsure))
     failed = [a for a, ok in assumptions.items() if not ok]
     failed += [p.assumption for p in parts if p.assumption is not None and p.verdict == "refuted"]
     failed += [p.failed_assumption or p.name for p in parts if p.verdict == "conditional"]
     failed = list(dict.fromkeys(failed))  # unique, in order
     if failed:
-        reasons = [p.reason for p in parts if p.verdict in ("refuted", "conditional") and p.reason]
-        return SubVerdict(name, "conditional", "; ".join([f"fails where assumption does not hold: {', '.join(failed)}"]
-                                                         + reasons), failed_assumption="; ".join(failed))
+        relaxed = [p for p in parts if p.verdict in ("refuted", "conditional")]
+        text = f"fails where assumption does not hold: {', '.join(failed)}"
+        return SubVerdict(name, "conditional", text + (f"; {_first_reasons(relaxed)}" if relaxed else ""),
+                          failed_assumption="; ".join(failed))
     if not parts:
         return SubVerdict(name, "inconclusive", "no evidence was gathered")
+    if len(parts) > 3:
+        return SubVerdict(name, "verified", f"all {len(parts)} checks verified")
     return SubVerdict(name, "verified", "; ".join(p.reason for p in parts if p.reason))
+
+
+def _first_reasons(parts: Sequence[SubVerdict], limit: int = 3) -> str:
+    """The reasons of the first ``limit`` parts (the checks table lists them all)."""
+    text = "; ".join(p.reason or p.name for p in parts[:limit])
+    return text + (f"; and {len(parts) - limit} more" if len(parts) > limit else "")
 
 
 def to_result(parts: Sequence[SubVerdict], *, assumptions: Optional[Mapping[str, bool]] = None,
