@@ -346,10 +346,19 @@ DERIVATIONS = (isotropic_residual_derivation, learning_rate_derivation, test_pre
 def all_dynamics(check: bool = True) -> List[Derivation]:
     """Every dynamics derivation (checked unless ``check=False``).
 
+    The checked list is computed once per process and shared: treat it as read-only.
+
     >>> [d.title for d in all_dynamics(check=False)][0]
     'Isotropic NGD: train residual and loss'
     """
-    return [f(check=check) for f in DERIVATIONS]
+    if check:
+        return list(_checked_derivations())
+    return [f(check=False) for f in DERIVATIONS]
+
+
+@functools.lru_cache(maxsize=1)
+def _checked_derivations():
+    return tuple(f(check=True) for f in DERIVATIONS)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1051,10 +1051,20 @@ LEMMAS: Tuple[Callable[..., Derivation], ...] = (
 def all_lemmas(check: bool = True) -> List[Derivation]:
     """Every lemma's derivation (checked unless ``check=False``), in catalogue order.
 
+    The checked catalogue is computed once per process (about 10 s of SymPy) and shared: treat the
+    returned derivations as read-only.
+
     >>> [d.title for d in all_lemmas(check=False)][:2]
     ['Push-through identity', 'Pseudo-inverse as the damping limit']
     """
-    return [lemma(check=check) for lemma in LEMMAS]
+    if check:
+        return list(_checked_catalogue())
+    return [lemma(check=False) for lemma in LEMMAS]
+
+
+@functools.lru_cache(maxsize=1)
+def _checked_catalogue() -> Tuple[Derivation, ...]:
+    return tuple(lemma(check=True) for lemma in LEMMAS)
 
 
 def numeric_lemma_checks(seed: int = 0, size: int = 200) -> dict:
