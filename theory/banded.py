@@ -53,6 +53,49 @@ def perfect_code_offset(remainder: int, bandwidth: int) -> List[int]:
     return [a for a in range(1, bandwidth + 2) if r_prime - bandwidth <= a <= r_prime]
 
 
+def admissible_offsets(depth: int, bandwidth: int) -> List[int]:
+    """Offsets of the perfect codes solving ``S_b c = 1`` at this depth (any ``L >= 1``).
+
+    >>> admissible_offsets(5, 1), admissible_offsets(8, 2)
+    ([1, 2], [1, 2, 3])
+    """
+    period = 2 * bandwidth + 1
+    out = []
+    for a in range(1, bandwidth + 2):
+        if a > depth:
+            break
+        last = a + ((depth - a) // period) * period
+        if last >= depth - bandwidth:
+            out.append(a)
+    return out
+
+
+def banded_weights_closed_form(depth: int, bandwidth: int) -> sp.Matrix:
+    """``c = S_b^+ 1`` in closed form: the average of the ``m`` admissible perfect codes,
+    ``c_l = 1/m`` if ``l = a (mod 2b+1)`` for an admissible offset ``a``, else 0.
+
+    Why: every code solves ``S c = 1`` and the codes have disjoint supports and equal counts, so the
+    average is orthogonal to their differences; the differences span ``null(S_b)`` (nullity = m - 1:
+    ``>=`` proved since disjoint supports make them independent, ``=`` checked by exact enumeration,
+    L <= 40, b <= 4) -- hence the average is the min-norm solution.  For b = 1 this is
+    ``(0,1,0,...)``, ``(1,0,0,...,1)`` or ``(1/2,1/2,0,...,1/2,1/2)``.
+
+    >>> list(banded_weights_closed_form(5, 1))
+    [1/2, 1/2, 0, 1/2, 1/2]
+    """
+    period = 2 * bandwidth + 1
+    offsets = admissible_offsets(depth, bandwidth)
+    m = len(offsets)
+    return sp.Matrix([sp.Rational(1, m) if any((l - a) % period == 0 for a in offsets) else 0
+                      for l in range(1, depth + 1)])
+
+
+def banded_nullity_closed_form(depth: int, bandwidth: int) -> int:
+    """``dim null(S_b) = (number of admissible offsets) - 1``: S_b is singular iff ``L mod (2b+1)``
+    is not 0 or 1 (for ``L >= 2``)."""
+    return len(admissible_offsets(depth, bandwidth)) - 1
+
+
 def _code(l, a: int, period: int) -> sp.Expr:
     """Entry ``l`` of the perfect code with offset ``a`` (valid for ``1 <= l <= L``)."""
     return sp.Piecewise((1, sp.Eq(sp.Mod(l - a, period), 0)), (0, True))

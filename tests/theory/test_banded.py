@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory.banded import (_window_sum, banded_alpha_closed_form, banded_closed_form_derivation,
+from theory.banded import (_window_sum, admissible_offsets, banded_alpha_closed_form, banded_closed_form_derivation,
+                           banded_nullity_closed_form, banded_weights_closed_form,
                            enumerate_banded_alpha, perfect_code_offset, s_sym,
                            tridiagonal_closed_form_derivation, tridiagonal_determinant_closed_form,
                            tridiagonal_weights)
@@ -56,8 +57,16 @@ def test_singular_tridiagonal_null_vector():
 
 @pytest.mark.parametrize("b", [0, 1, 2, 3, 4])
 def test_banded_alpha_against_enumeration(b):
-    """Exact rational pinv for L = 1..30 equals ceiling(L/(2b+1)) (b = 0 is block-diagonal: L)."""
-    assert enumerate_banded_alpha(30, b) == [banded_alpha_closed_form(L, b) for L in range(1, 31)]
+    """Exact rational pinv for L = 1..30 equals ceiling(L/(2b+1)) (b = 0 is block-diagonal: L),
+    c = S^+ 1 equals the average of the admissible perfect codes, and dim null(S) = #codes - 1."""
+    for L in range(1, 31):
+        a = analyze_pattern(banded_pattern(L, b))
+        assert a.alpha == banded_alpha_closed_form(L, b)
+        assert a.weights == banded_weights_closed_form(L, b)
+        assert a.null_basis.cols == banded_nullity_closed_form(L, b)
+        if L >= 2:  # singular iff L mod (2b+1) is not 0 or 1
+            assert (a.null_basis.cols > 0) == (L % (2 * b + 1) not in (0, 1))
+    assert enumerate_banded_alpha(5, b) == [banded_alpha_closed_form(L, b) for L in range(1, 6)]
 
 
 @pytest.mark.parametrize("b", [1, 2, 3])
@@ -84,6 +93,12 @@ def test_two_codes_imply_singular(b):
             assert banded_pattern(L, b).det() == 0
     if b == 1:  # for T this is exactly the L = 2 mod 3 family
         assert all((len(perfect_code_offset(L % 3, 1)) > 1) == (L % 3 == 2) for L in range(4, 30))
+
+
+def test_admissible_offsets_agree_with_residue_rule():
+    for b in (1, 2, 3):
+        for L in range(2 * b + 1, 40):
+            assert admissible_offsets(L, b) == perfect_code_offset(L % (2 * b + 1), b)
 
 
 def test_closed_form_symbolic():
