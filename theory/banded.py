@@ -12,6 +12,11 @@ When two offsets ``a`` work, ``S_b`` is singular (two different solutions) and `
 the min-norm solution; for ``b = 1`` this happens iff ``L = 2 (mod 3)``, where ``T^+ 1`` is the
 average of the two codes ``(1/2, 1/2, 0, ..., 1/2, 1/2)``.
 
+General b (:func:`banded_weights_closed_form`): ``S_b^+ 1`` is the average of the ``m`` admissible codes
+and ``dim null(S_b) = m - 1``, so ``S_b`` is singular iff ``L mod (2b+1)`` is not 0 or 1 (L >= 2).
+Proved: the codes solve ``S c = 1`` and their differences (independent: disjoint supports) lie in
+the null space; that they span it is checked by exact enumeration for L <= 40, b <= 4.
+
 >>> banded_alpha_closed_form(sp.Symbol("L", positive=True, integer=True), 1)
 ceiling(L/3)
 >>> tridiagonal_closed_form_derivation().verified
