@@ -15,7 +15,7 @@ average of the two codes ``(1/2, 1/2, 0, ..., 1/2, 1/2)``.
 General b (:func:`banded_weights_closed_form`): ``S_b^+ 1`` is the average of the ``m`` admissible codes
 and ``dim null(S_b) = m - 1``, so ``S_b`` is singular iff ``L mod (2b+1)`` is not 0 or 1 (L >= 2).
 Proved: the codes solve ``S c = 1`` and their differences (independent: disjoint supports) lie in
-the null space; that they span it is checked by exact enumeration for L <= 40, b <= 4.
+the null space; that they span it is checked by exact enumeration for L <= 30, b <= 4 (tests).
 
 >>> banded_alpha_closed_form(sp.Symbol("L", positive=True, integer=True), 1)
 ceiling(L/3)
@@ -82,7 +82,7 @@ def banded_weights_closed_form(depth: int, bandwidth: int) -> sp.Matrix:
     Why: every code solves ``S c = 1`` and the codes have disjoint supports and equal counts, so the
     average is orthogonal to their differences; the differences span ``null(S_b)`` (nullity = m - 1:
     ``>=`` proved since disjoint supports make them independent, ``=`` checked by exact enumeration,
-    L <= 40, b <= 4) -- hence the average is the min-norm solution.  For b = 1 this is
+    L <= 30, b <= 4) -- hence the average is the min-norm solution.  For b = 1 this is
     ``(0,1,0,...)``, ``(1,0,0,...,1)`` or ``(1/2,1/2,0,...,1/2,1/2)``.
 
     >>> list(banded_weights_closed_form(5, 1))
