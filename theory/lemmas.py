@@ -709,7 +709,8 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
        ``A A^+`` symmetric; ``B^+ = B^T(BB^T)^{-1}`` a right inverse with ``B^+ B`` symmetric.
     2. With ``A^+ A = I = B B^+`` (non-commutative algebra, checked by substitution) the Penrose
        conditions of ``X = B^+ A^+`` for ``M = A B`` reduce to ``MXM = M``, ``XMX = X``,
-       ``MX = A A^+``, ``XM = B^+ B`` -- symmetric by step 1.
+       ``MX = A A^+``, ``XM = B^+ B`` -- symmetric by step 1.  The same reduction proves
+       ``(ABC)^+ = C^+ B^{-1} A^+`` when the middle factor is invertible.
     3. Counterexample (exact rationals): ``A = diag(1, 2)``, ``B = [1, 1]^T``, ``C = [1]``: then
        ``(ABC)^+ = [1, 2]/5`` but ``C^+ B^+ A^+ = [1/2, 1/4]``, although ``A`` has full column rank and
        ``C`` full row rank -- the middle factor is not invertible.  Penrose condition 3 fails.
@@ -755,6 +756,23 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
     d.add_step("Penrose 3 and 4", r"(AB)(B^+A^+),\ (B^+A^+)(AB)", r"AA^+,\ B^+B",
                r"symmetric by the projector step, so $X = B^+A^+ = (AB)^+$ by uniqueness",
                checker=lambda: reduce(M_ * X_) - a_ * ap_ == 0 and reduce(X_ * M_) - bp_ * b_ == 0)
+
+    # three factors: with an invertible middle factor the same reduction goes through
+    c_, cp_, binv_ = sp.symbols("C C^+ B^{-1}", commutative=False)
+    triple_rules = {ap_ * a_: 1, b_ * binv_: 1, binv_ * b_: 1, c_ * cp_: 1}
+
+    def triple_reduce(expr):
+        expr = sp.expand(expr)
+        for _ in range(6):
+            expr = sp.expand(expr.subs(triple_rules))
+        return expr
+
+    M3, X3 = a_ * b_ * c_, cp_ * binv_ * ap_
+    d.add_step("three factors, invertible middle", r"(ABC)^+", r"C^+B^{-1}A^+",
+               r"Penrose 1, 2 reduce to identities and $MX = AA^+$, $XM = C^+C$ (symmetric projectors) when "
+               r"$A^+A = I$, $CC^+ = I$ and $B$ is invertible",
+               checker=lambda: triple_reduce(M3 * X3 * M3) - M3 == 0 and triple_reduce(X3 * M3 * X3) - X3 == 0
+               and triple_reduce(M3 * X3) - a_ * ap_ == 0 and triple_reduce(X3 * M3) - cp_ * c_ == 0)
 
     Ac, Bc, Cc = COUNTEREXAMPLE["A"], COUNTEREXAMPLE["B"], COUNTEREXAMPLE["C"]
     true_pinv = (Ac * Bc * Cc).pinv()
