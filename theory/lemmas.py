@@ -579,7 +579,7 @@ def kronecker_quadratic_form_check(B, A, u, u2, v, v2) -> NumericCheck:
 # --------------------------------------------------------------------------------------------
 # 4. Khatri-Rao Gram identity
 # --------------------------------------------------------------------------------------------
-def khatri_rao_gram_lemma(n_samples: int = 2, n_outputs: int = 2, width: int = 2, fan_in: int = 2,
+def khatri_rao_gram_lemma(n_samples: int = 2, n_outputs: int = 2, width: int = 3, fan_in: int = 2,
                           check: bool = True) -> Derivation:
     r"""``J_l J_l^T = (Delta Delta^T) o (Z Z^T (x) 1_C 1_C^T)`` for rows ``kron(delta_{n,c}, z_n)``.
 
