@@ -154,3 +154,26 @@ def test_factor_regression_rank_deficient_and_zero():
     assert np.abs(R - X @ X.T * 2 / 8).max() < 1e-12  # projection (M0/N) X X^T in Forster position
     with pytest.raises(ValueError, match="zero"):
         factor_regression(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+def test_analytic_kernels_reduce_to_alpha_on_train():
+    """On the analytic kernels (theory.kernels), the test kernel evaluated at the training inputs is
+    (N(L-1)+1) I (M_0 >= N), and with Forster inputs (M_0 < N, no bias) it is (M_0 + N(L-2) + 1) I."""
+    from theory.kernels import analytic_kernels
+
+    from theory.kfac_theory import kfac_test_kernel_from_analytic
+    rng = np.random.default_rng(7)
+    N, L = 6, 3
+    X = rng.standard_normal((N, 10))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    k = analytic_kernels(X, depth=L, activation="relu")
+    op = kfac_test_kernel_from_analytic(k, k)
+    # analytic Grams of condition ~1e2-1e4: regression products accurate to ~1e-10 relative
+    assert np.abs(op - (N * (L - 1) + 1) * np.eye(N)).max() < 1e-8
+    Xf = _harmonic_frame(10, 4)
+    kf = analytic_kernels(Xf, depth=L, activation="relu")
+    opf = kfac_test_kernel_from_analytic(kf, kf)
+    assert np.abs(opf - (4 + 10 * (L - 2) + 1) * np.eye(10)).max() < 1e-8
+    # test points: shape (N', N) and the last-layer term is the plain NNGP regression
+    kt = analytic_kernels(X[:2] * 0.5 + X[2:4] * 0.5, X, depth=L, activation="relu")
+    assert kfac_test_kernel_from_analytic(k, kt).shape == (2, N)

@@ -170,3 +170,18 @@ def test_derivations_verified():
     d = finite_width_exactness_derivation()
     assert d.verified, [s.name for s in d.failed_steps()]
     assert d.conclusion == 2
+
+
+@pytest.mark.parametrize("L", [3, 5])
+def test_analytic_layer_kernels_reproduce_train_operator(L):
+    """With the analytic layer NTKs (theory.kernels) as K_l, X' = X gives alpha I (the derived test
+    kernel reduces to the train operator), also for the singular L = 5 pattern."""
+    from theory.kernels import analytic_kernels
+
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((6, 9))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    k = analytic_kernels(X, depth=L, activation="erf", sigma_b2=0.1)
+    pk = PatternKernel.from_pattern(tridiagonal_pattern(L))
+    # layer NTK condition numbers ~1e3: 1e-8 absolute on O(1) entries
+    assert np.abs(pk.test_kernel(k.layer_ntk, k.layer_ntk) - pk.alpha * np.eye(6)).max() < 1e-8
