@@ -357,3 +357,22 @@ def test_numeric_lemma_checks_all_pass(seed):
         assert res.passed, (name, res)
         # the tolerances stay meaningful (far below any O(1) failure of an identity)
         assert res.tolerance < 1e-8, (name, res)
+
+
+def test_khatri_rao_lemma_agrees_with_numerics_layer_gram():
+    # the lemma's explicit J_l (rows kron(delta_{n,c}, z_n)) against numerics.factors.layer_gram on a
+    # real network: same matrix up to the rigorous dot-product rounding bound of khatri_rao_gram_check
+    from numerics.factors import layer_gram
+    from numerics.network import MLP
+
+    rng = np.random.default_rng(15)
+    net = MLP([12, 40, 30, 3], activation="tanh", sigma_w2=2.0, sigma_b2=0.1, seed=15)
+    factors = net.factors(rng.standard_normal((9, 12)))
+    for l in range(1, net.depth + 1):
+        Delta, Z = factors.Delta[l - 1], factors.Z[l - 1]
+        J = L.explicit_layer_jacobian(Delta, Z)
+        check = L.khatri_rao_gram_check(Delta, Z)
+        assert check.passed, (l, check)
+        G = layer_gram(factors, l)
+        norms = np.linalg.norm(J, axis=1)
+        assert np.max(np.abs(G - J @ J.T) / np.outer(norms, norms)) <= check.tolerance, l
