@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 import sympy as sp
 
+from theory.activations import get_activation
 from theory.banded import (banded_alpha_closed_form, banded_closed_form_derivation,
                            tridiagonal_closed_form_derivation)
 from theory.derivation import Derivation
@@ -56,6 +57,28 @@ def _depth(depth, widths, pattern):
     if int(depth) < 1:
         raise ValueError(f"depth={depth} is not allowed: expected an integer >= 1")
     return sp.Integer(int(depth))
+
+
+def _check_count(name: str, value, minimum: int = 1):
+    """A positive integer (numbers) or any SymPy expression (symbols); ``None`` passes through."""
+    if value is None or (isinstance(value, sp.Basic) and not value.is_number):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer, sp.Integer)):
+        raise TypeError(f"{name}={value!r} is not allowed: expected an integer >= {minimum} or a SymPy symbol")
+    if int(value) < minimum:
+        raise ValueError(f"{name}={value} is not allowed: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _check_widths(widths):
+    if widths is None or (isinstance(widths, sp.Basic) and not widths.is_number):
+        return widths
+    if isinstance(widths, (list, tuple, np.ndarray)):
+        ws = list(widths)
+        if len(ws) < 2:
+            raise ValueError(f"widths={ws!r} is not allowed: expected [M_0, ..., M_(L-1), C] (at least 2 entries)")
+        return [_check_count(f"widths[{i}]", w) for i, w in enumerate(ws)]
+    return _check_count("widths", widths)  # a single hidden width M (with depth)
 
 
 def _check_layer_ranks(depth, widths, n_samples, n_outputs, bias, only_total: bool) -> None:
@@ -102,6 +125,13 @@ def isotropy_result(approximation, depth=None, *, n_samples=None, input_dim=None
                     n_outputs=1, pattern=None, forster=False, bias=False, damping=0, bandwidth=None) -> IsotropyResult:
     """Like :func:`isotropy_constant` but returns the :class:`IsotropyResult` (value, conditions, derivation)."""
     name = check_choice("approximation", approximation, APPROXIMATIONS)
+    n_samples = _check_count("n_samples", n_samples)
+    input_dim = _check_count("input_dim", input_dim)
+    n_outputs = _check_count("n_outputs", n_outputs)
+    widths = _check_widths(widths)
+    get_activation(activation)  # ValueError naming the allowed activations
+    if not isinstance(forster, (bool, np.bool_)) or not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"forster={forster!r}, bias={bias!r}: both must be bool")
     rho = sp.sympify(damping)
     if rho.is_negative:
         raise ValueError(f"damping={damping!r} is not allowed: expected a number >= 0")

@@ -126,3 +126,23 @@ def test_docstring_examples_run():
                    theory.unit_wise_theory, theory.non_isotropic, theory.isotropy):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(approximation="kfac", depth=3, n_samples=0), ValueError, "n_samples=0"),
+    (dict(approximation="kfac", depth=3, n_samples=2.5), TypeError, "n_samples=2.5"),
+    (dict(approximation="kfac", depth=3, n_samples=10, input_dim=-1), ValueError, "input_dim=-1"),
+    (dict(approximation="exact", depth=3, n_outputs=0), ValueError, "n_outputs=0"),
+    (dict(approximation="unit_wise", depth=2, widths=[10, 0, 1]), ValueError, r"widths\[1\]=0"),
+    (dict(approximation="unit_wise", depth=2, widths=[10]), ValueError, "widths"),
+    (dict(approximation="exact", depth=3, activation="nope"), ValueError, "activation"),
+    (dict(approximation="kfac", depth=3, n_samples=10, forster="yes"), TypeError, "forster"),
+])
+def test_more_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        isotropy_constant(**kwargs)
+
+
+def test_numpy_integer_arguments():
+    assert isotropy_constant("kfac", depth=np.int64(3), n_samples=np.int64(10), input_dim=np.int64(20)) == 21
+    assert isotropy_constant("unit_wise", widths=np.array([20, 16, 16, 1]), activation="tanh") == 33
