@@ -273,7 +273,8 @@ def gd_derivation(check: bool = True) -> Derivation:
                checker=lambda: len(eta_opt_list) == 1)
     d.add_step("it minimises the worst factor", r"\max(|1-\eta\lambda_{\min}|, |1-\eta\lambda_{\max}|)",
                r"\text{decreasing for } \eta<\eta^*, \text{ increasing for } \eta>\eta^*",
-               r"below $\eta^*$ the max is $1-\eta\lambda_{\min}$ (slope $-\lambda_{\min}$), above it $\eta\lambda_{\max}-1$ (slope $\lambda_{\max}$)",
+               r"below $\eta^*$ the max is $1-\eta\lambda_{\min}$ (slope $-\lambda_{\min}$), "
+               r"above it $\eta\lambda_{\max}-1$ (slope $\lambda_{\max}$)",
                checker=lambda: bool(sp.simplify((1 - eta_opt * lam_min) - (eta_opt * lam_max - 1)) == 0)
                and bool((-lam_min).is_negative) and bool(lam_max.is_positive))
     d.add_step("optimal rate", opt_rate, rate_kappa, r"with $\kappa = \lambda_{\max}/\lambda_{\min}$",
@@ -309,14 +310,16 @@ def damped_ngd_derivation(check: bool = True) -> Derivation:
     factor = sp.expand(iso.subs(t, 1) / r0).subs(alpha, eig_map)
     d = Derivation(
         "Damped exact NGD is not isotropic",
-        r"\Theta_G = \Theta(\Theta+\rho I)^{-1},\quad r_{t+1} = Q\,\mathrm{diag}\!\left(1-\eta\tfrac{\lambda_i}{\lambda_i+\rho}\right)Q^T r_t",
+        r"\Theta_G = \Theta(\Theta+\rho I)^{-1},\quad "
+        r"r_{t+1} = Q\,\mathrm{diag}\!\left(1-\eta\tfrac{\lambda_i}{\lambda_i+\rho}\right)Q^T r_t",
         [r"exact Fisher $F = J^TJ/N$, damping $\rho > 0$", r"$\Theta = JJ^T/N = Q\Lambda Q^T$"],
     )
     d.add_step("push-through (cleared)", r"(J^TJ/N + \rho I)\,J^T", r"J^T\,(JJ^T/N + \rho I)",
                r"so $J(J^TJ/N + \rho I)^{-1}J^T/N = \Theta(\Theta+\rho I)^{-1}$ (generic $2\times 3$ $J$)",
                checker=lambda: all(sp.expand(e) == 0 for e in
                                    (J.T * J / Nsym + rho * sp.eye(3)) * J.T - J.T * (theta + rho * sp.eye(2))))
-    d.add_step("eigenbasis", r"\Theta(\Theta+\rho I)^{-1}", r"Q\,\mathrm{diag}\!\left(\tfrac{\lambda_i}{\lambda_i+\rho}\right)Q^T",
+    d.add_step("eigenbasis", r"\Theta(\Theta+\rho I)^{-1}",
+               r"Q\,\mathrm{diag}\!\left(\tfrac{\lambda_i}{\lambda_i+\rho}\right)Q^T",
                "generic rational rotation Q and eigenvalues",
                checker=lambda: _zero(Th * (Th + rho * sp.eye(2)).inv()
                                      - Q * sp.diag(eig_map.subs(lam, l1), eig_map.subs(lam, l2)) * Q.T))

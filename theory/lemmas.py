@@ -611,7 +611,8 @@ def khatri_rao_gram_lemma(n_samples: int = 2, n_outputs: int = 2, width: int = 3
                    sp.kronecker_product(deltas[0][0], Z[0, :]) * sp.kronecker_product(deltas[-1][-1], Z[-1, :]).T
                    - (deltas[0][0] * deltas[-1][-1].T) * (Z[0, :] * Z[-1, :].T)))
     d.add_step("Gram as a Hadamard product", r"J_lJ_l^T", r"(\Delta\Delta^T)\circ(ZZ^T\otimes 1_C1_C^T)",
-               r"entry $((n,c),(m,c'))$ is $(\delta_{n,c}\cdot\delta_{m,c'})(z_n\cdot z_m)$; the Kronecker factor $1_C1_C^T$ repeats $z_n\cdot z_m$ over $(c,c')$",
+               r"entry $((n,c),(m,c'))$ is $(\delta_{n,c}\cdot\delta_{m,c'})(z_n\cdot z_m)$; "
+               r"the Kronecker factor $1_C1_C^T$ repeats $z_n\cdot z_m$ over $(c,c')$",
                checker=lambda: _expands_to_zero(
                    J * J.T - (Delta * Delta.T).multiply_elementwise(sp.kronecker_product(Z * Z.T, ones))))
     return _finish(d, check)
@@ -737,7 +738,8 @@ def pinv_product_lemma(check: bool = True) -> Derivation:
                checker=lambda: _cancels_to_zero(Ap * A - sp.eye(2)))
     d.add_step("right inverse", r"BB^+", r"I_r", r"$B^+ = B^T(BB^T)^{-1}$, generic $2\times 3$ $B$",
                checker=lambda: _cancels_to_zero(B * Bp - sp.eye(2)))
-    d.add_step("symmetric projectors", r"(AA^+)^T,\ (B^+B)^T", r"AA^+,\ B^+B", r"orthogonal projectors onto $\operatorname{range}(A)$, $\operatorname{range}(B^T)$",
+    d.add_step("symmetric projectors", r"(AA^+)^T,\ (B^+B)^T", r"AA^+,\ B^+B",
+               r"orthogonal projectors onto $\operatorname{range}(A)$, $\operatorname{range}(B^T)$",
                checker=lambda: _cancels_to_zero((A * Ap).T - A * Ap) and _cancels_to_zero((Bp * B).T - Bp * B))
 
     a_, b_, ap_, bp_ = sp.symbols("A B A^+ B^+", commutative=False)
