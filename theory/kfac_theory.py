@@ -21,7 +21,7 @@ layer gives ``N diag(P_Z)``: isotropic iff the leverage scores are equal, which 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import sympy as sp

@@ -25,7 +25,7 @@ multiple of ``I_C`` at any finite width (for any activation), and its trace give
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import List, Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import sympy as sp

@@ -1,6 +1,5 @@
 """Non-isotropic cases with their derived reasons: diagonal Fisher, damping, singular layer Grams."""
 import numpy as np
-import pytest
 import sympy as sp
 
 from theory.non_isotropic import (IsotropyResult, NotIsotropic, damping_derivation, diagonal_fisher_derivation,
