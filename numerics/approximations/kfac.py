@@ -36,6 +36,13 @@ output layer (``Delta_L`` rows ``e_c``) contributes ``I``: ``alpha = N (L - 1) +
 width.  Cost per layer: two Grams (``(NC)^2 M_l``, ``N^2 m``), two ``eigh`` of ``N C``/``N`` size and
 one ``M_l x N C x m`` GEMM for the direction -- the same order as computing the gradient.
 
+When is K-FAC exact?  ``F_ll = (1/N) sum_n S_n (x) z_n z_n^T`` with ``S_n = sum_c delta_{n,c} delta_{n,c}^T``,
+so ``F_ll - B (x) A = (1/N) sum_n (S_n - S_bar) (x) z_n z_n^T`` (``S_bar`` the mean): K-FAC is exact iff
+this sample covariance between the backward outer products and the input outer products vanishes --
+in particular for ``N = 1``, for the output layer (``delta_{n,c} = e_c`` for every sample), and for
+every layer of a deep *linear* network (the backward pass is a fixed product of weight matrices, so
+``S_n`` does not depend on ``n``).
+
 Forster option (``forster=True``): the *training inputs themselves* are replaced by their Forster
 transform (:mod:`numerics.forster`), ``X -> rownormalise(X T)``, before anything else; the network
 then computes a different function of the raw data, exactly as when the transform is applied to a
