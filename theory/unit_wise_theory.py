@@ -171,6 +171,17 @@ def multi_output_derivation() -> Derivation:
                "trace = #active units + C, so the mean diagonal is gamma sum M_l / C + 1, not gamma sum M_l + 1; "
                "off-diagonal entries are O(sqrt(M)) (random directions), i.e. relative O(M^-1/2)",
                checker=not_multiple_of_identity)
+    th = sp.Symbol("theta", real=True)
+    avg = lambda f: sp.integrate(f, (th, 0, 2 * sp.pi)) / (2 * sp.pi)  # noqa: E731 - uniform angle
+    d.add_step("rotation invariance (C = 2): E[u u^T] = I_C / C for a uniformly distributed unit direction u",
+               sp.Matrix([[avg(sp.cos(th) ** 2), avg(sp.cos(th) * sp.sin(th))],
+                          [avg(sp.cos(th) * sp.sin(th)), avg(sp.sin(th) ** 2)]]), sp.eye(2) / 2,
+               "the law of the output weights W_L is invariant under rotations of R^C, hence so is the law of "
+               "each backward direction delta_(l,i)(x_n): the blocks average to (gamma sum M_l / C + 1) I_C")
+    d.add_step("fluctuation of an off-diagonal term: E[u_1^2 u_2^2] = 1/8 (C = 2)",
+               avg(sp.cos(th) ** 2 * sp.sin(th) ** 2), sp.Rational(1, 8),
+               "a sum over ~gamma M independent units has std sqrt(gamma M / 8) against a diagonal gamma M / 2: "
+               "relative O(M^-1/2), so C > 1 unit-wise NGD is isotropic only asymptotically (as relu with C = 1)")
     d.conclusion = blocks
     d.check()
     return d
