@@ -124,6 +124,12 @@ def load_digits_binary(classes: Sequence[int] = (0, 1), n_train: int = 100,
 #: Approximations run at eta = 1/alpha on the digits (unit-wise separately: its assumption fails).
 LAYERWISE = ("exact", "block_diagonal", "block_tridiagonal", "kfac")
 
+#: The digits are NOT in general position (48-dim span, many near-dependent subsets), so an exact
+#: radial isotropic position does not exist and the Forster iteration stalls at ~2% isotropy error
+#: (measured: 0.0198 after 2000 iterations).  We stop at 3% and report the achieved error; the
+#: authors' code likewise runs a fixed number of iterations (100) without a convergence check.
+DIGITS_FORSTER_TOL = 0.03
+
 
 def span_coordinates(X_train: np.ndarray, X_test: np.ndarray, rtol: float = 1e-10):
     """Coordinates of the inputs in an orthonormal basis of the TRAINING inputs' row span.
@@ -157,8 +163,9 @@ class DigitsRun:
     test_loss: list
     predicted_train_loss: list
     predicted_test_loss: list
-    gd_train_loss: list
     seconds: float
+    measured_alpha: float = float("nan")
+    isotropy_error: float = float("nan")
     note: str = ""
 
     def to_dict(self) -> dict:
@@ -173,42 +180,45 @@ def _predicted(name, X, X_test, Y, Y_test, f0, f0_test, alpha, eta, steps, depth
 
 
 def run_approximation(data: DigitsData, name: str, width: int, seed: int, steps: int = 2,
-                      depth: int = 3, gd: bool = False) -> DigitsRun:
+                      depth: int = 3) -> DigitsRun:
     """Train a fresh relu net (sigma_w2 = 2, no bias) with ``name`` at ``eta = 1/alpha`` for ``steps``
-    real steps (:func:`numerics.train_ngd`) and predict its losses from the analytic kernels.
+    real NGD steps and predict its losses from the analytic kernels.
 
     K-FAC: the inputs are first written in coordinates of their span (``M_0 = rank X``) and put in
-    radial isotropic position by the Forster transform (the same map applied to the test inputs);
-    ``alpha = M_0 + N (L - 2) + 1`` from :mod:`theory.kfac_theory`.
+    (approximately, see :data:`DIGITS_FORSTER_TOL`) radial isotropic position by the Forster
+    transform, the same map applied to the test inputs; ``alpha = M_0 + N (L - 2) + 1`` from
+    :mod:`theory.kfac_theory`.  ``measured_alpha``/``isotropy_error`` are those of the measured
+    ``Theta_G`` at initialisation.
     """
     import time
 
-    from numerics import MLP, train_ngd
+    from numerics import MLP
+    from proofs import evidence as ev
     from theory.isotropy import isotropy_constant
 
     start = time.perf_counter()
     X, X_test, note = data.X_train, data.X_test, ""
-    options = {}
     if name == "kfac":
         from numerics.forster import forster_transform
 
         Xs, Xs_test = span_coordinates(X, X_test)
-        res = forster_transform(Xs)
+        res = forster_transform(Xs, tol=DIGITS_FORSTER_TOL)
         X, X_test = res.inputs, res.transform(Xs_test)
-        note = (f"inputs in their {Xs.shape[1]}-dim span, Forster transform (isotropy error "
-                f"{res.isotropy_error:.1e}); test inputs through the same map")
+        note = (f"inputs in their {Xs.shape[1]}-dim span, Forster transform stopped at isotropy error "
+                f"{res.isotropy_error:.2g} after {res.iterations} iterations (no exact radial isotropic "
+                f"position: the digits are not in general position); test inputs through the same map")
         alpha = float(isotropy_constant("kfac", depth, n_samples=X.shape[0], input_dim=X.shape[1], forster=True))
     else:
         alpha = float(isotropy_constant(name, depth, n_samples=X.shape[0], input_dim=X.shape[1]))
     eta = 1.0 / alpha
     net = MLP([X.shape[1]] + [width] * (depth - 1) + [1], activation="relu", sigma_w2=2.0, sigma_b2=0.0, seed=seed)
-    f0, f0_test = net.forward(X), net.forward(X_test)
-    hist = train_ngd(net, X, data.Y_train, name, learning_rate=eta, steps=steps, X_test=X_test,
-                     Y_test=data.Y_test, gd=gd, **options)
-    pred = _predicted(name, X, X_test, data.Y_train, data.Y_test, f0, f0_test, alpha, eta, steps, depth)
-    return DigitsRun(name, alpha, eta, width, X.shape[1], list(hist.train_loss), list(hist.test_loss),
-                     pred["train_loss"], pred["test_loss"], list(getattr(hist, "gd_train_loss", []) or []),
-                     time.perf_counter() - start, note)
+    iso, measured_alpha = ev.isotropy_error(ev.measured_operator(net, X, name))
+    run = ev.train_steps(net, X, data.Y_train, X_test, data.Y_test, name, eta, steps)
+    pred = _predicted(name, X, X_test, data.Y_train, data.Y_test, run["f0_train"], run["f0_test"], alpha, eta,
+                      steps, depth)
+    return DigitsRun(name, alpha, eta, width, X.shape[1], run["train_loss"], run["test_loss"],
+                     pred["train_loss"], pred["test_loss"], time.perf_counter() - start,
+                     measured_alpha, iso, note)
 
 
 def unit_wise_probe(data: DigitsData, width: int, seed: int) -> dict:

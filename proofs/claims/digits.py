@@ -1,0 +1,117 @@
+"""The authors' experiment on real images (scikit-learn's bundled digits, 0 vs 1; paper.md §4.1):
+real NGD training at eta = 1/alpha for every approximation against the infinite-width prediction
+from the analytic kernels, and what happens to unit-wise NGD whose input assumption fails here.
+See :mod:`proofs.experiments.digits` for the setting.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from proofs import verdicts as V
+from proofs.claim import ClaimResult, RunConfig, claim
+from proofs.experiments import digits as D
+
+DEPTH = 3
+
+
+def settings(cfg: RunConfig) -> dict:
+    # the headline (exact NGD) always at the authors' width 4096; in quick mode the other
+    # approximations run at 2048 (a width-4096 run costs ~4x more: ~6-8 s each on 2 cores)
+    widths = {name: 4096 if (name == "exact" or cfg.full) else 2048 for name in D.LAYERWISE}
+    return {"n_train": 100, "n_test": 50, "widths": widths, "steps": cfg.pick(2, 3),
+            "unit_wise_width": cfg.pick(256, 1024)}
+
+
+@lru_cache(maxsize=2)
+def digits_runs(cfg: RunConfig):
+    s = settings(cfg)
+    data = D.load_digits_binary(n_train=s["n_train"], n_test=s["n_test"])
+    runs = {}
+    for name in D.LAYERWISE:
+        runs[name] = D.run_approximation(data, name, s["widths"][name], cfg.sub_seed("digits", name), steps=s["steps"],
+                                         depth=DEPTH)
+    return s, data, runs
+
+
+def table(runs) -> list:
+    """Rows: approximation, alpha, eta, step, train/test loss measured and predicted."""
+    rows = []
+    for name, r in runs.items():
+        for t in range(len(r.train_loss)):
+            rows.append({"approximation": name, "width": r.width, "alpha": r.alpha, "eta": r.learning_rate, "step": t,
+                         "train": r.train_loss[t], "train_pred": r.predicted_train_loss[t],
+                         "test": r.test_loss[t], "test_pred": r.predicted_test_loss[t]})
+    return rows
+
+
+@claim("digits.one_step",
+       title="Real digits (0 vs 1, N = 100): every layer-wise NGD converges in one step at eta = 1/alpha "
+             "and its test loss matches the infinite-width prediction",
+       statement=r"\mathcal L_{\rm train}(\theta_1) \ll \mathcal L_{\rm train}(\theta_0),\quad "
+                 r"\mathcal L_{\rm test}(\theta_1) \approx \mathcal L_{\rm test}^{\rm pred}(1)\ \text{(analytic kernels)}",
+       assumptions=["scikit-learn digits 0 vs 1, first 100 train / next 50 test, standardised, unit norm, labels +-0.5",
+                    "depth 3, width 4096 (exact; the others 2048 in --quick), relu, sigma_w2 = 2, no bias",
+                    "K-FAC: inputs in their span (M_0 = rank X = 48 < N) and Forster-transformed"],
+       reference="paper.md §4.1 (authors' MNIST run), R1-R4", tags=("experiment", "digits"))
+def digits_one_step(cfg: RunConfig) -> ClaimResult:
+    s, data, runs = digits_runs(cfg)
+    parts, series = [], {}
+    for name, r in runs.items():
+        ratio = r.train_loss[1] / r.train_loss[0]
+        # the authors' MNIST run at the same width: 0.134 -> 2.0e-4 (ratio 1.5e-3); demand a 100x drop
+        parts.append(V.compare(f"{name}: train loss ratio after one step", 0.0, ratio, tolerance=1e-2, error=ratio))
+        # test loss after one step vs the analytic prediction: the authors' MNIST run is within 3%;
+        # our one-step test-output error at 2048 is ~5-10% of the predicted change (ngd.exact.test_predictor),
+        # which enters the test loss at most linearly: 25% relative
+        rel = abs(r.test_loss[1] - r.predicted_test_loss[1]) / r.predicted_test_loss[1]
+        parts.append(V.compare(f"{name}: test loss after one step vs prediction", r.predicted_test_loss[1],
+                               r.test_loss[1], tolerance=0.25, error=rel))
+        series[f"digits_loss_curve_{name}"] = {
+            "kind": "loss_curve", "approximation": name, "width": r.width, "learning_rate": r.learning_rate,
+            "x": list(range(len(r.train_loss))), "xlabel": "step", "ylabel": "loss", "logy": True,
+            "train_measured": r.train_loss, "train_predicted": [max(v, 1e-300) for v in r.predicted_train_loss],
+            "test_measured": r.test_loss, "test_predicted": r.predicted_test_loss}
+    exact = runs["exact"]
+    return V.to_result(
+        parts, predicted=exact.predicted_test_loss[1], measured=exact.test_loss[1],
+        error=abs(exact.test_loss[1] - exact.predicted_test_loss[1]) / exact.predicted_test_loss[1],
+        width=exact.width, tolerance=0.25, series=series,
+        details={"settings": s, "input_rank": data.train_input_rank, "table": table(runs),
+                 "runs": {k: v.to_dict() for k, v in runs.items()}, "mnist_reference": D.MNIST_REFERENCE},
+        notes="predicted/measured = exact NGD test loss after one step; the authors' MNIST (different data): "
+              "train 0.134 -> 2.0e-4 -> 1.4e-7, test 0.128 -> 0.0042 vs predicted 0.0044")
+
+
+@claim("digits.unit_wise",
+       title="Unit-wise NGD on the digits (N = 100 > M_0 = 64) is isotropic",
+       statement=r"J G_{\mathrm{unit}}^{+} J^\top/N \approx (\gamma\textstyle\sum_{l<L}M_l+1)\, I\ \text{on the digits}",
+       assumptions=["linearly independent inputs: rank X = N (M_0 >= N is necessary, not sufficient)", "C = 1"],
+       expected="conditional", reference="paper.md R5, §4.1", tags=("experiment", "digits", "unit_wise"))
+def digits_unit_wise(cfg: RunConfig) -> ClaimResult:
+    s = settings(cfg)
+    width = s["unit_wise_width"]
+    parts, probes, failed = [], {}, []
+    for n in (100, 50, 40):
+        data = D.load_digits_binary(n_train=n, n_test=10)
+        p = D.unit_wise_probe(data, width, cfg.sub_seed("digits-unit", n))
+        probes[n] = p
+        # relu: isotropic only up to the count spread sqrt(gamma(1-gamma) sum M_l)/alpha; a sample
+        # estimate over N diagonal entries stays within 2x of it (chi distribution, N >= 40)
+        label = f"N={n} (rank X = {p['input_rank']})"
+        if p["failed_assumption"]:
+            failed.append(f"{label}: {p['failed_assumption']}")
+            parts.append(V.compare(f"{label}: isotropy error within 2x the relu spread", 0.0, p["isotropy_error"],
+                                   tolerance=2 * p["relu_spread_predicted"], error=p["isotropy_error"],
+                                   assumption=p["failed_assumption"]))
+        else:
+            parts.append(V.compare(f"{label}: isotropy error within 2x the relu spread", 0.0, p["isotropy_error"],
+                                   tolerance=2 * p["relu_spread_predicted"], error=p["isotropy_error"]))
+    result = V.to_result(
+        parts, assumptions={"rank X = N at N = 100": probes[100]["failed_assumption"] is None},
+        predicted=probes[100]["alpha_predicted"], measured=probes[100]["mean_diag"],
+        error=probes[100]["isotropy_error"], width=width,
+        details={"probes": {str(k): v for k, v in probes.items()}},
+        notes="N = 100 and N = 50 violate linear independence of the inputs (rank 48 and 47), N = 40 satisfies it")
+    if failed and not result.failed_assumption:
+        result.failed_assumption = "; ".join(failed)
+    return result
