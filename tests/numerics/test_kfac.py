@@ -322,3 +322,18 @@ def test_property_fast_equals_dense(n, c, hidden, m0, damping, bias, mode, seed)
     ref = dense_reference(approx, r, X2=X2)
     assert rel(flat(approx.direction(r)), ref.update) < 1e-7
     assert rel(approx.operator(X2), ref.test_operator) < 1e-7
+
+
+@pytest.mark.parametrize("depth,n_outputs,bias,forster", [(3, 1, False, False), (4, 2, True, False),
+                                                          (3, 1, False, True), (5, 1, False, True)])
+def test_measured_alpha_agrees_with_theory(depth, n_outputs, bias, forster):
+    # theory.isotropy derives alpha symbolically from the definition; the finite net must measure it
+    from theory.isotropy import isotropy_constant
+
+    n, m0 = (24, 5) if forster else (7, 9)
+    widths = [m0] + [3 * n * n_outputs] * (depth - 1) + [n_outputs]
+    net, X, _, _ = make_problem(widths, "relu", 0.3 if bias else 0.0, n=n, seed=depth)
+    theta = KFACApproximation(net, X, forster=forster, forster_tol=1e-13).operator()
+    alpha = float(isotropy_constant("kfac", depth=depth, n_samples=n, input_dim=m0, widths=widths,
+                                    n_outputs=n_outputs, forster=forster, bias=bias))
+    assert np.max(np.abs(theta - alpha * np.eye(n * n_outputs))) < EXACT_TOL * alpha

@@ -302,3 +302,14 @@ def test_property_batched_equals_per_unit_loop(n, c, hidden, m0, damping, bias, 
     update, operator = per_unit_reference(approx, r, X2)
     assert rel(flat(approx.direction(r)), update) < 1e-8
     assert rel(approx.operator(X2), operator) < 1e-8
+
+
+def test_measured_alpha_agrees_with_theory_for_smooth_activations():
+    # theory.isotropy derives gamma = P(phi' != 0) = 1 for tanh symbolically: alpha = sum_{l<L} M_l + 1
+    from theory.isotropy import isotropy_constant
+
+    widths = [12, 30, 25, 1]
+    net, X, _, _ = make_problem(widths, "tanh", 0.0, n=10, seed=5)
+    alpha = float(isotropy_constant("unit_wise", depth=3, widths=widths, activation="tanh",
+                                    n_samples=10, input_dim=12))
+    assert np.max(np.abs(UnitWiseApproximation(net, X).operator() - alpha * np.eye(10))) < EXACT_TOL * alpha
