@@ -208,10 +208,28 @@ class DualKernel:
     _value_fn: Optional[Callable] = field(default=None, repr=False, compare=False)
     _derivative_fn: Optional[Callable] = field(default=None, repr=False, compare=False)
     _homogeneous: bool = False
+    _correlation_fn: Optional[Callable] = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.activation.name
+
+    @property
+    def is_homogeneous(self) -> bool:
+        """True for positively homogeneous activations: ``V = sqrt(q11 q22) J1(rho)``, ``dotV = J0(rho)``."""
+        return self._homogeneous
+
+    def correlation_form(self, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(J1(rho), J0(rho))`` for a homogeneous activation, ``rho`` in ``[-1, 1]`` (one pass, shared
+        subexpressions).  ``J1 = V(1, rho, 1)`` and ``J0 = dotV(1, rho, 1)`` by substitution.
+
+        >>> [round(float(x), 12) for x in dual_kernel("relu").correlation_form(np.array(0.0))]
+        [0.159154943092, 0.25]
+        """
+        if not self._homogeneous:
+            raise ValueError(f"activation={self.name!r} is not positively homogeneous: no correlation form")
+        j1, j0 = self._correlation_fn(r)
+        return np.broadcast_to(j1, np.shape(r)), np.broadcast_to(j0, np.shape(r))
 
     def value(self, q11, q12, q22, check: bool = True) -> np.ndarray:
         """``E[phi(u) phi(u')]`` elementwise."""
@@ -262,11 +280,28 @@ def _check_covariance(a, c, b) -> None:
         raise ValueError(f"not a covariance: q12^2 > q11 q22 at q11={a[i]!r}, q12={c[i]!r}, q22={b[i]!r}")
 
 
+def snap_correlations(r: np.ndarray) -> np.ndarray:
+    """Clip correlations to ``[-1, 1]`` and snap those within 8 ulp of +-1 to +-1, in place.
+
+    Why: relu-type derivative kernels ``(pi - arccos rho)/(2 pi)`` have a square-root singularity
+    at ``rho = +-1``, so a rounding error of 1e-16 in the correlation of (anti)parallel inputs would
+    become a 1e-8 error in ``dotSigma``.  Correlations that close to +-1 are parallel to float
+    precision.
+
+    >>> snap_correlations(np.array([1 + 1e-16, 1 - 4e-16, 0.5, -1 - 1e-15])).tolist()
+    [1.0, 1.0, 0.5, -1.0]
+    """
+    np.clip(r, -1.0, 1.0, out=r)
+    near = np.abs(r) >= 1.0 - 8 * np.finfo(np.float64).eps
+    np.copysign(1.0, r, out=r, where=near)
+    return r
+
+
 def _homogeneous_eval(kernel: DualKernel, a, c, b, want):
     """``V = sqrt(q11 q22) J1(rho)``, ``dotV = J0(rho)`` for degree-1 homogeneous activations."""
     s = np.sqrt(a * b)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.clip(c / s, -1.0, 1.0)
+        r = snap_correlations(np.array(c / s, dtype=np.float64, ndmin=1)).reshape(s.shape)
     value = deriv = None
     if want[0]:
         value = np.broadcast_to(kernel._value_fn(r), s.shape) * s
@@ -289,8 +324,9 @@ def _build(act: Activation, quadrature: str, nodes: int) -> DualKernel:
         J0 = form.derivative.subs({q11: 1, q22: 1, q12: rho})
         vf = sp.lambdify(rho, J1, modules=_NUMPY_MODULES, cse=True)
         df = sp.lambdify(rho, J0, modules=_NUMPY_MODULES, cse=True)
+        both = sp.lambdify(rho, [J1, J0], modules=_NUMPY_MODULES, cse=True)
         return DualKernel(act, True, (form.value, form.derivative), "closed form", form.family, None, None,
-                          vf, df, True)
+                          vf, df, True, both)
     vf = sp.lambdify((q11, q12, q22), form.value, modules=_NUMPY_MODULES, cse=True)
     df = sp.lambdify((q11, q12, q22), form.derivative, modules=_NUMPY_MODULES, cse=True)
     return DualKernel(act, True, (form.value, form.derivative), "closed form", form.family, None, None, vf, df)

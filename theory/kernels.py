@@ -38,7 +38,7 @@ from typing import List, Optional
 import numpy as np
 
 from theory.activations import get_activation
-from theory.dual import DEFAULT_QUADRATURE_NODES, DualKernel, dual_kernel
+from theory.dual import DEFAULT_QUADRATURE_NODES, DualKernel, dual_kernel, snap_correlations
 from theory.validation import check_matrix, check_nonnegative, check_positive_int
 
 
@@ -119,21 +119,59 @@ def layer_diagonals(sq_norms: np.ndarray, input_dim: int, depth: int, dual: Dual
     return out
 
 
-def _recursion_block(S: np.ndarray, d1: List[np.ndarray], d2: List[np.ndarray], dual: DualKernel,
-                     sigma_w2: float, sigma_b2: float):
-    """All layers for one block of rows: returns (Sigma list, dotSigma list, Theta)."""
-    sigmas, dots = [S], []
-    theta = S.copy()
-    for l in range(len(d1) - 1):
-        v, dv = dual.both(d1[l][:, None], sigmas[-1], d2[l][None, :], check=False)
-        v *= sigma_w2
-        v += sigma_b2
-        dv *= sigma_w2
-        theta *= dv
-        theta += v
-        sigmas.append(v)
-        dots.append(dv)
-    return sigmas, dots, theta
+def _inverse_sqrt(d: np.ndarray) -> np.ndarray:
+    """``1/sqrt(d)`` with 0 where ``d = 0`` (zero-variance rows then get correlation 0, value 0)."""
+    out = np.zeros_like(d)
+    np.sqrt(d, out=out, where=d > 0)
+    np.divide(1.0, out, out=out, where=d > 0)
+    return out
+
+
+def _next_layer_homogeneous(dual, S, row, col, out_sigma, out_dot, sigma_w2, sigma_b2):
+    """One layer for a positively homogeneous activation, written into ``out_*`` (few passes).
+
+    ``rho = S / sqrt(d1 d2)`` (clipped to [-1, 1] against rounding), ``Sigma' = sigma_w2 sqrt(d1 d2)
+    J1(rho) + sigma_b2``, ``dotSigma' = sigma_w2 J0(rho)``; ``row``/``col`` are the diagonals.
+    """
+    r = S * _inverse_sqrt(row)[:, None]
+    r *= _inverse_sqrt(col)[None, :]
+    snap_correlations(r)
+    j1, j0 = dual.correlation_form(r)
+    np.multiply(j1, (sigma_w2 * np.sqrt(row))[:, None], out=out_sigma)
+    out_sigma *= np.sqrt(col)[None, :]
+    out_sigma += sigma_b2
+    np.multiply(j0, sigma_w2, out=out_dot)
+
+
+def _next_layer_generic(dual, S, row, col, out_sigma, out_dot, sigma_w2, sigma_b2):
+    """One layer for any activation (closed form or quadrature), written into ``out_*``."""
+    v, dv = dual.both(row[:, None], S, col[None, :], check=False)
+    np.multiply(v, sigma_w2, out=out_sigma)
+    out_sigma += sigma_b2
+    np.multiply(dv, sigma_w2, out=out_dot)
+
+
+def _fill_block(rows: slice, sigmas, dots, backward, layer_ntk, ntk, d1, d2, dual, sigma_w2, sigma_b2,
+                symmetric=False):
+    """Every kernel for one block of rows (the recursion is elementwise given the diagonals)."""
+    step = _next_layer_homogeneous if dual.is_homogeneous else _next_layer_generic
+    depth = len(sigmas)
+    idx = np.arange(rows.start, rows.stop)
+    for l in range(depth - 1):
+        step(dual, sigmas[l][rows], d1[l][rows], d2[l], sigmas[l + 1][rows], dots[l][rows], sigma_w2, sigma_b2)
+        if symmetric:                                    # keep the diagonal exactly the layer variances
+            sigmas[l + 1][idx, idx] = d1[l + 1][idx]
+    theta = ntk[rows]
+    theta[...] = sigmas[0][rows]
+    for l in range(depth - 1):                           # Theta^(l+1) = Theta^(l) * dotSigma^(l+1) + Sigma^(l+1)
+        theta *= dots[l][rows]
+        theta += sigmas[l + 1][rows]
+    back = backward[depth - 1][rows]
+    back.fill(1.0)                                       # B_L = 1
+    np.copyto(layer_ntk[depth - 1][rows], sigmas[depth - 1][rows])
+    for l in range(depth - 2, -1, -1):                   # B_l = B_{l+1} * dotSigma^(l+1) (0-based lists)
+        np.multiply(backward[l + 1][rows], dots[l][rows], out=backward[l][rows])
+        np.multiply(sigmas[l][rows], backward[l][rows], out=layer_ntk[l][rows])
 
 
 def analytic_kernels(X, X2=None, depth: int = 3, activation="relu", sigma_w2: float = 2.0,
@@ -171,21 +209,19 @@ def analytic_kernels(X, X2=None, depth: int = 3, activation="relu", sigma_w2: fl
     n1, n2 = sigma1.shape
     sigmas = [sigma1] + [np.empty((n1, n2)) for _ in range(depth - 1)]
     dots = [np.empty((n1, n2)) for _ in range(depth - 1)]
+    backward = [np.empty((n1, n2)) for _ in range(depth)]
+    layer_ntk = [np.empty((n1, n2)) for _ in range(depth)]
     ntk = np.empty((n1, n2))
 
-    if block_rows is None:
+    if block_rows is None:                               # ~0.5 MB temporaries: they stay in cache
         per_row = n2 * (1 if dual.closed_form else dual.nodes ** 2)
-        block_rows = max(1, min(n1, 262_144 // max(per_row, 1)))
+        block_rows = max(1, min(n1, 65_536 // max(per_row, 1)))
+    starts = range(0, n1, block_rows)
 
     def work(r0):
-        r1 = min(n1, r0 + block_rows)
-        s, dts, th = _recursion_block(sigma1[r0:r1], [d[r0:r1] for d in d1], d2, dual, sigma_w2, sigma_b2)
-        for l in range(1, depth):
-            sigmas[l][r0:r1] = s[l]
-            dots[l - 1][r0:r1] = dts[l - 1]
-        ntk[r0:r1] = th
+        _fill_block(slice(r0, min(n1, r0 + block_rows)), sigmas, dots, backward, layer_ntk, ntk, d1, d2,
+                    dual, sigma_w2, sigma_b2, symmetric)
 
-    starts = range(0, n1, block_rows)
     threads = n_threads or min(os.cpu_count() or 1, 8)
     if threads > 1 and len(starts) > 1:
         with ThreadPoolExecutor(threads) as pool:
@@ -193,12 +229,6 @@ def analytic_kernels(X, X2=None, depth: int = 3, activation="relu", sigma_w2: fl
     else:
         for r0 in starts:
             work(r0)
-
-    backward = [None] * depth
-    backward[-1] = np.ones((n1, n2))
-    for l in range(depth - 2, -1, -1):                   # B_l = B_{l+1} * dotSigma^(l+2) (0-based lists)
-        backward[l] = backward[l + 1] * dots[l]
-    layer_ntk = [sigmas[l] * backward[l] for l in range(depth)]
     return AnalyticKernels(
         nngp=sigmas[-1], ntk=ntk, layer_ntk=layer_ntk, nngp_layers=sigmas, derivative_layers=dots,
         backward=backward, diag_rows=d1, diag_cols=d2, depth=depth, activation=act.name,
