@@ -74,6 +74,9 @@ from .base import Approximation, reject_options
 
 DAMPING_MODES = ("exact", "factored")
 
+#: Kept-range condition numbers of a factor Gram beyond this are reported (float64 keeps < 6 digits).
+ILL_CONDITIONED = 1e10
+
 #: Memory budget (float64 entries) for the intermediate tensors of the exactly damped operator.
 OPERATOR_CHUNK_ENTRIES = 1 << 23
 
@@ -181,8 +184,14 @@ class KFACApproximation(Approximation):
             self.backward_grams.append(gb)
             self.input_grams.append(ga)
             info = {"layer": l, "backward_gram_rank": gb.rank, "backward_gram_size": gb.size,
-                    "backward_gram_condition": gb.condition_number, "input_gram_rank": ga.rank,
-                    "input_gram_size": ga.size, "input_gram_condition": ga.condition_number}
+                    "backward_gram_condition": gb.condition_number, "backward_gram_dropped": gb.dropped_ratio,
+                    "input_gram_rank": ga.rank, "input_gram_size": ga.size,
+                    "input_gram_condition": ga.condition_number, "input_gram_dropped": ga.dropped_ratio}
+            for label, g in (("backward", gb), ("input", ga)):
+                if g.condition_number > ILL_CONDITIONED:
+                    problems.append(f"layer {l}: {label} factor Gram is ill-conditioned on its kept range "
+                                    f"(condition number {g.condition_number:.3g} > {ILL_CONDITIONED:.0e}): "
+                                    "pseudo-inverse results keep few digits")
             contribution, problem = self._layer_contribution(l, gb, ga)
             info["contribution"] = contribution
             contributions.append(contribution)
@@ -208,13 +217,19 @@ class KFACApproximation(Approximation):
         last = l == L
         backward_ok = (gb.rank == c) if last else gb.full_rank
         if not backward_ok:
+            width = self.net.widths[l]
+            why = (f"M_{l} = {width} < N C" if width < n * c
+                   else "a narrower later layer, dead units or degenerate inputs")
             return None, (f"layer {l}: backward Gram Delta_{l} Delta_{l}^T has rank {gb.rank} < N C = {n * c} "
-                          f"(M_{l} = {self.net.widths[l]} < N C, dead units or degenerate inputs): "
-                          "its projection is not I")
+                          f"({why}): its projection is not I")
         if ga.full_rank:
             return (1.0 if last else float(n)), None
         if l == 1 and self.forster is not None and not self.net.has_bias and not last:
             return float(ga.rank), None
+        if last:
+            return None, (f"layer {l} (output): input Gram Z_{l} Z_{l}^T has rank {ga.rank} < N = {n} "
+                          f"(M_{l - 1} + bias = {self.factors.Z[l - 1].shape[1]} < N): it contributes the projection "
+                          "Z (Z^T Z)^+ Z^T (x) I_C, not I")
         lev = leverage_scores(self.factors.Z[l - 1])
         spread = float(lev.max() - lev.min())
         hint = " (use forster=True)" if l == 1 else ""
