@@ -66,13 +66,14 @@ def condition_number_symmetric(A: np.ndarray) -> float:
     return hi / lo if lo > 0 else float("inf")
 
 
-def cholesky_solve(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
-                   assumption: str = "the matrix is positive definite",
-                   max_condition: float = MAX_CONDITION) -> np.ndarray:
-    """Solve ``A X = B`` for symmetric positive definite ``A`` (Cholesky, then a condition check).
+def cholesky_factor(A: np.ndarray, *, name: str = "matrix",
+                    assumption: str = "the matrix is positive definite",
+                    max_condition: float = MAX_CONDITION) -> Tuple[tuple, float]:
+    """Cholesky factor of a symmetric positive definite ``A`` and its condition number.
 
     The condition number is LAPACK's 1-norm estimate (``dpocon``), O(n^2) after the factorisation.
     A failed factorisation or ``cond > max_condition`` raises :class:`SingularSystemError`.
+    Returns ``(factor, cond)``; solve with :func:`cholesky_apply`.
     """
     A = np.asarray(A, dtype=float)
     try:
@@ -85,7 +86,20 @@ def cholesky_solve(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
     cond = float("inf") if rcond == 0 else 1.0 / float(rcond)
     if info != 0 or not cond <= max_condition:
         raise SingularSystemError(f"{name} is numerically singular", cond, assumption)
-    return scipy.linalg.cho_solve((c, lower), B, check_finite=False)
+    return (c, lower), cond
+
+
+def cholesky_apply(factor: tuple, B: np.ndarray) -> np.ndarray:
+    """``A^{-1} B`` from a :func:`cholesky_factor` factor."""
+    return scipy.linalg.cho_solve(factor, B, check_finite=False)
+
+
+def cholesky_solve(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
+                   assumption: str = "the matrix is positive definite",
+                   max_condition: float = MAX_CONDITION) -> np.ndarray:
+    """Solve ``A X = B`` for symmetric positive definite ``A`` (Cholesky, then a condition check)."""
+    factor, _ = cholesky_factor(A, name=name, assumption=assumption, max_condition=max_condition)
+    return cholesky_apply(factor, B)
 
 
 def lu_solve_checked(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",

@@ -1,8 +1,8 @@
 """Layer-wise block-diagonal NGD: ``G = blockdiag(F_11, ..., F_LL)`` (block pattern S = I).
 
 The dual system decouples into one ``N C x N C`` system per layer:
-``v_l = (K_l + rho N I)^{-1} r`` (Cholesky), ``x_l = J_l^T v_l``; at ``rho = 0`` each layer takes
-the min-norm step ``J_l^+ r`` and ``Theta_G = sum_l K_l K_l^{-1} = L I``.
+``v_l = (K_l + rho N I)^{-1} r`` (Cholesky, factored once at construction), ``x_l = J_l^T v_l``;
+at ``rho = 0`` each layer takes the min-norm step ``J_l^+ r`` and ``Theta_G = sum_l K_l K_l^{-1} = L I``.
 
 >>> import numpy as np
 >>> from numerics.network import MLP
@@ -17,7 +17,7 @@ from typing import List
 
 import numpy as np
 
-from ..linalg import SingularSystemError, cholesky_solve
+from ..linalg import SingularSystemError, cholesky_apply, cholesky_factor
 from .pattern import PatternApproximation, block_pattern
 
 
@@ -31,17 +31,20 @@ class BlockDiagonalApproximation(PatternApproximation):
 
     def _build_system(self) -> None:
         eye = np.eye(self.block_size)
-        self._systems = [K + self.damping * self.n_samples * eye for K in self.grams]
-
-    def dual_solution(self, rhs: np.ndarray) -> List[np.ndarray]:
-        out = []
-        for l, A in enumerate(self._systems, start=1):
+        self._factors, conds = [], []
+        for l, K in enumerate(self.grams, start=1):
             try:
-                out.append(cholesky_solve(A, rhs, name=f"layer {l} Gram J_{l} J_{l}^T + rho N I",
-                                          max_condition=self.max_condition))
+                factor, cond = cholesky_factor(K + self.damping * self.n_samples * eye,
+                                               name=f"layer {l} Gram J_{l} J_{l}^T + rho N I",
+                                               max_condition=self.max_condition)
             except SingularSystemError as err:
                 assumption = self.layer_gram_assumption(l, err.condition_number)
-                self.diagnostics["failed_assumption"] = assumption
+                self.diagnostics.update(failed_assumption=assumption, layer_condition_numbers=conds)
                 raise SingularSystemError(f"{self.name}: layer {l} system is singular",
                                           err.condition_number, assumption) from None
-        return out
+            self._factors.append(factor)
+            conds.append(cond)
+        self.diagnostics["layer_condition_numbers"] = conds
+
+    def dual_solution(self, rhs: np.ndarray) -> List[np.ndarray]:
+        return [cholesky_apply(factor, rhs) for factor in self._factors]

@@ -22,7 +22,7 @@ import numpy as np
 from theory.validation import check_choice
 
 from ..factors import layer_grams
-from ..linalg import MAX_CONDITION, SingularSystemError, cholesky_solve
+from ..linalg import MAX_CONDITION, SingularSystemError, cholesky_apply, cholesky_factor
 from .base import reject_options
 from .pattern import PatternApproximation, block_pattern
 
@@ -45,20 +45,20 @@ class ExactApproximation(PatternApproximation):
         self.max_condition = float(max_condition)
         self.grams = layer_grams(self.factors)
         self.gram = sum(self.grams)
-        self._system = self.gram + self.damping * self.n_samples * np.eye(self.block_size)
         self.diagnostics.update(pattern=self.pattern.astype(int).tolist(), method="dual")
-
-    def _solve(self, rhs: np.ndarray) -> np.ndarray:
         try:
-            return cholesky_solve(self._system, rhs, name="NTK Gram J J^T + rho N I",
-                                  max_condition=self.max_condition,
-                                  assumption="J J^T positive definite")
+            self._factor, cond = cholesky_factor(self.gram + self.damping * self.n_samples * np.eye(self.block_size),
+                                                 name="NTK Gram J J^T + rho N I", max_condition=self.max_condition,
+                                                 assumption="J J^T positive definite")
         except SingularSystemError as err:
-            # name the first layer-independent reason: duplicates / too few parameters overall
             assumption = self._exact_assumption(err.condition_number)
             self.diagnostics["failed_assumption"] = assumption
             raise SingularSystemError("exact NGD: the dual system is singular", err.condition_number,
                                       assumption) from None
+        self.diagnostics["condition_number"] = cond
+
+    def _solve(self, rhs: np.ndarray) -> np.ndarray:
+        return cholesky_apply(self._factor, rhs)
 
     def _exact_assumption(self, cond: float) -> str:
         n_c = self.block_size
