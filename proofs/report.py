@@ -254,8 +254,9 @@ def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[st
     for claim, result in pairs:
         entries = []
         series = dict(result.series or {})
-        if result.sweeps and not any(isinstance(s, Mapping) and s.get("kind") == "width_sweep" for s in series.values()):
-            series["sweeps"] = series_from_fits(result.sweeps, title=f"{claim.id}: width sweeps")
+        fits = {k: f for k, f in (result.sweeps or {}).items() if isinstance(f, PowerLawFit)}
+        if fits and not any(isinstance(s, Mapping) and s.get("kind") == "width_sweep" for s in series.values()):
+            series["sweeps"] = series_from_fits(fits, title=f"{claim.id}: width sweeps")
         for name, s in series.items():
             rel = f"figures/{slug(claim.id)}--{slug(name)}.png"
             try:
@@ -410,6 +411,13 @@ def markdown_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, L
     return "\n".join(out).rstrip() + "\n"
 
 
+def _fit_row(name: str, fit: Any) -> List[Any]:
+    """A sweep-table row from a PowerLawFit (or a mapping with the same fields)."""
+    get = (lambda k: fit.get(k)) if isinstance(fit, Mapping) else (lambda k: getattr(fit, k, None))
+    return [name, list(get("widths") or []), list(get("errors") or []), get("slope"), get("slope_stderr"),
+            get("prefactor")]
+
+
 def _reason(check: Mapping) -> str:
     """A sub-verdict's reason without the leading "name: " the verdict helpers prefix."""
     reason, name = str(check.get("reason") or ""), str(check.get("name") or "")
@@ -439,8 +447,7 @@ def _md_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) -> 
     if result.sweeps:
         out += ["**Width sweeps.**", ""]
         out += _md_table(["sweep", "widths", "errors", "slope", "stderr", "prefactor"],
-                         [[name, list(f.widths), list(f.errors), f.slope, f.slope_stderr, f.prefactor]
-                          for name, f in result.sweeps.items()]) + [""]
+                         [_fit_row(name, f) for name, f in result.sweeps.items()]) + [""]
     rows = _flat_details(result.details or {})
     if rows:
         out += ["**Details.**", ""] + _md_table(["key", "value"], rows) + [""]
@@ -623,8 +630,7 @@ def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) ->
                           r">{\raggedright}p{3cm}p{1.6cm}>{\raggedright}p{2.8cm}>{\raggedright\arraybackslash}p{8.4cm}")
     if result.sweeps:
         out += _tex_table(["sweep", "widths", "errors", "slope", "stderr", "prefactor"],
-                          [[name, list(f.widths), list(f.errors), f.slope, f.slope_stderr, f.prefactor]
-                           for name, f in result.sweeps.items()],
+                          [_fit_row(name, f) for name, f in result.sweeps.items()],
                           r">{\raggedright}p{2.6cm}>{\raggedright}p{4cm}>{\raggedright}p{4cm}p{1.4cm}p{1.4cm}"
                           r">{\raggedright\arraybackslash}p{1.6cm}")
     rows = _flat_details(result.details or {})

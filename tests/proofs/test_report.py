@@ -243,3 +243,11 @@ def test_control_characters_from_non_raw_strings_do_not_break_latex(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "\a" not in tex and "\a" not in md
     assert r"\[ \eta = 1/?lpha  \ge  0 \]" in tex
+
+
+def test_sweeps_given_as_mappings_do_not_break_the_report(tmp_path):
+    odd = claim("c.odd", title="t", statement="s", register=False)(
+        lambda cfg: ClaimResult("verified", sweeps={"iso": {"widths": [1, 2, 4], "errors": [1, .5, .25],
+                                                            "slope": -1.0, "slope_stderr": 0.0, "prefactor": 1.0}}))
+    write_report([(odd, odd.run())], RunConfig(), tmp_path)
+    assert "| iso | [1, 2, 4] | [1, 0.5, 0.25] | -1 | 0 | 1 |" in (tmp_path / "report.md").read_text()
