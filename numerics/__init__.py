@@ -2,6 +2,8 @@
 
 >>> from numerics import MLP, function_space_operator, train_ngd
 """
+from .approximations import APPROXIMATIONS, get_approximation
+from .linalg import SingularSystemError
 from .network import MLP
 from .operator import function_space_operator
 
@@ -14,4 +16,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'numerics' has no attribute {name!r}")
 
 
-__all__ = ["MLP", "function_space_operator", "train_ngd", "History"]
+__all__ = ["APPROXIMATIONS", "MLP", "SingularSystemError", "function_space_operator", "get_approximation",
+           "train_ngd", "History"]

@@ -84,19 +84,28 @@ class KernelError:
     width: int
 
 
-def layer_ntk_error(net: MLP, X, **analytic_options: Any) -> KernelError:
+def layer_ntk_error(net: MLP, X, X2=None, **analytic_options: Any) -> KernelError:
     """``||K_l - Theta_l (x) I_C||_F / ||Theta_l (x) I_C||_F`` per layer and for the sum.
 
-    ``K_l = J_l J_l^T`` (no 1/N, :func:`numerics.factors.layer_gram`) converges to the analytic
-    layer-wise NTK of ``theory.kernels.analytic_kernels`` (same depth, activation, variances).
+    ``K_l = J_l(X2) J_l(X)^T`` (no 1/N, :func:`numerics.factors.layer_gram`; ``X2 = None`` means X)
+    converges to the analytic layer-wise NTK of ``theory.kernels.analytic_kernels`` (same depth,
+    activation, variances) at rate O(M^-1/2).
     """
     from theory.kernels import analytic_kernels
 
     X = net.check_inputs(X)
-    k = analytic_kernels(X, depth=net.depth, activation=net.activation.name, sigma_w2=net.sigma_w2,
-                         sigma_b2=net.sigma_b2, **analytic_options)
+    f = net.factors(X)
+    if X2 is None:
+        k = analytic_kernels(X, depth=net.depth, activation=net.activation.name, sigma_w2=net.sigma_w2,
+                             sigma_b2=net.sigma_b2, **analytic_options)
+        empirical = layer_grams(f)
+    else:
+        X2 = net.check_inputs(X2, "X2")
+        # analytic kernels are rows x columns = X2 x X, matching J(X2) J(X)^T
+        k = analytic_kernels(X2, X, depth=net.depth, activation=net.activation.name, sigma_w2=net.sigma_w2,
+                             sigma_b2=net.sigma_b2, **analytic_options)
+        empirical = layer_grams(f, net.factors(X2))
     eye = np.eye(net.n_outputs)
-    empirical = layer_grams(net.factors(X))
     errs = []
     for K, theta in zip(empirical, k.layer_ntk):
         ref = np.kron(theta, eye)

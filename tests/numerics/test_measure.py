@@ -51,6 +51,12 @@ def test_layer_ntk_error_per_layer_with_multiple_outputs():
     X = unit_norm_inputs(5, 6, 1)
     err = layer_ntk_error(MLP([6, 2048, 2048, 2], activation="erf", sigma_w2=1.5, sigma_b2=0.2, seed=0), X)
     assert len(err.layer_errors) == 3 and max(err.layer_errors) < 0.15 and err.width == 2048
+    cross = layer_ntk_error(MLP([6, 2048, 2048, 2], activation="erf", sigma_w2=1.5, sigma_b2=0.2, seed=0), X,
+                            X2=unit_norm_inputs(3, 6, 2))
+    assert max(cross.layer_errors) < 0.15  # test x train orientation matches analytic_kernels(X2, X)
+    deeper = layer_ntk_error(MLP([6, 2048, 2048, 2048, 2], activation="erf", sigma_w2=1.5, sigma_b2=0.2,
+                                      seed=0), X)
+    assert deeper.ntk_error < 0.15  # the analytic depth follows the net (depth 4 here)
 
 
 def test_one_step_loss_ratio_does_not_touch_the_network():
