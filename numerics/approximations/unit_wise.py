@@ -25,7 +25,12 @@ memory); the direction is then one GEMM per layer.  Three methods, recorded per 
   solve: ``Theta_G = blockdiag_n(sum_{l,i active} u u^T)``; for ``C = 1`` it is
   ``sum_l diag_n(#{i : delta_{l,i}(x_n) != 0})``.  Direction and test operator use batched Cholesky of
   ``Kz_SS`` (padded with the identity outside ``S``).
-* ``"batched_eigh"`` (``rho = 0`` otherwise, e.g. ``M_{l-1} + b < N``): stacked ``eigh`` of ``K_i``,
+* ``"batched_svd"`` (``rho = 0`` and ``Z Z^T`` singular, e.g. ``M_{l-1} + b < N``): with the thin SVD
+  ``Z = R V^T`` (``R = U sigma``, ``N x r``), ``J_{l,i} = B_i V^T``, ``B_i[(n,c), :] = delta_i[n,c] R[n, :]``
+  (``N C x r``), so ``J_i^+ = V B_i^+`` from a stacked SVD of the small ``B_i`` -- relative accuracy
+  ``eps cond(J_i)``, not the ``eps cond(J_i)^2`` of an eigendecomposition of ``K_i``.  Singular values
+  with ``sigma^2 <= rank_rtol sigma_max^2`` (per unit) are dropped, the same cut as on ``K_i``'s eigenvalues.
+* ``"batched_eigh"`` (only with ``method="eigh"``, for cross-checks): stacked ``eigh`` of ``K_i``,
   eigenvalues below ``rank_rtol`` times the unit's largest dropped (per-block pseudo-inverse).
 
 Cost per layer: ``M_l (N C)^3 / 3`` for the factorisations, ``M_l (N C)^2`` per right-hand side.
@@ -77,7 +82,7 @@ def _active_fraction(activation):
 class UnitWiseApproximation(Approximation):
     """Unit-wise preconditioner, batched over units.
 
-    Options: ``method`` (``"auto"``: closed form / Cholesky as described; ``"eigh"``: force the
+    Options: ``method`` (``"auto"``: closed form / Cholesky / SVD as described; ``"eigh"``: force the
     batched-eigh pseudo-inverse at ``rho = 0``, for cross-checks), ``chunk_units`` (units per batch;
     default from a 64 MiB budget), ``rank_rtol`` (eigenvalue cut of the eigh path and of the
     positive-definiteness test of ``Z Z^T``).
@@ -93,6 +98,7 @@ class UnitWiseApproximation(Approximation):
         self.chunk_units = None if chunk_units is None else check_positive_int("chunk_units", chunk_units)
         n, c = self.n_samples, self.n_outputs
         self.input_grams: List[np.ndarray] = []
+        self._input_svd: dict = {}
         self.methods: List[str] = []
         counts, dead, conds, problems, weakest, unit_bounds = [], [], [], [], [], []
         for l in range(1, self.depth + 1):
@@ -107,12 +113,19 @@ class UnitWiseApproximation(Approximation):
                 self.methods.append("batched_cholesky")
             elif full_rank and self.method_option == "auto":
                 self.methods.append("closed_form_projection")
+            elif self.method_option == "auto":
+                self.methods.append("batched_svd")
             else:
                 self.methods.append("batched_eigh")
             if not full_rank:
                 problems.append(f"layer {l}: input Gram Z_{l} Z_{l}^T is singular (condition number {cond:.3g}; "
                                 f"M_{l - 1} + bias = {Z.shape[1]} vs N = {n}): per-unit projections are not "
                                 "diagonal in the samples")
+            if self.methods[-1] == "batched_svd":
+                # thin SVD Z = R V^T (R = U sigma, N x r): J_{l,i} = B_i V^T with B_i = E_i R
+                U, sig, Vt = np.linalg.svd(Z, full_matrices=False)
+                keep = sig ** 2 > self.rank_rtol * sig[0] ** 2
+                self._input_svd[l] = (U[:, keep] * sig[keep], Vt[keep].T)
             s2 = self._signal_norms2(l)
             active = s2 > 0
             counts.append(active.sum(axis=1))
@@ -200,6 +213,15 @@ class UnitWiseApproximation(Approximation):
         if method == "closed_form_projection":
             s2 = self._signal_norms2(l)[:, start:stop]
             return "closed", np.linalg.cholesky(self._padded_active_grams(l, s2 > 0)), s2
+        if method == "batched_svd":
+            n, c = self.n_samples, self.n_outputs
+            R, _ = self._input_svd[l]
+            d = self.factors.Delta[l - 1][:, :, start:stop].reshape(n * c, -1).T            # (k, N C)
+            B = d[:, :, None] * np.repeat(R, c, axis=0)[None]                                # (k, N C, r)
+            P, S, Qt = np.linalg.svd(B, full_matrices=False)
+            top = S[:, :1]
+            keep = (S ** 2 > self.rank_rtol * top ** 2) & (top > 0)
+            return "svd", (P, np.where(keep, 1.0 / np.where(keep, S, 1.0), 0.0), Qt), None
         K = self._full_unit_grams(l, start, stop)
         if method == "batched_cholesky":
             idx = np.arange(K.shape[1])
@@ -219,6 +241,15 @@ class UnitWiseApproximation(Approximation):
         out = []
         for l in range(1, self.depth + 1):
             Delta = self.factors.Delta[l - 1]
+            if self.methods[l - 1] == "batched_svd":
+                # J_i^+ r = V B_i^+ r = V Q S^{-1} P^T r: rows of the direction are (B_i^+ r)^T V^T
+                Y = np.empty((Delta.shape[2], self._input_svd[l][0].shape[1]))
+                for start, stop in self._chunks(l, 1):
+                    _, (P, Sinv, Qt), _ = self._chunk_system(l, start, stop)
+                    coef = Sinv * np.einsum("kaq,a->kq", P, r.ravel())
+                    Y[start:stop] = np.einsum("kqr,kq->kr", Qt, coef)
+                out.append(Y @ self._input_svd[l][1].T)
+                continue
             W = np.empty((n, Delta.shape[2]))
             for start, stop in self._chunks(l, 1):
                 kind, fac, s2 = self._chunk_system(l, start, stop)
@@ -282,6 +313,16 @@ class UnitWiseApproximation(Approximation):
             D2 = f2.Delta[l - 1][:, :, start:stop]                                          # (N2, C, k)
             block = np.matmul(D2, tmp.reshape(n2, stop - start, n * c))                     # (N2, C, N C)
             return block.reshape(n2 * c, n * c)
+        if kind == "svd":
+            # J_i(X2) J_i^+ = E2_i (Z2 V) Q S^{-1} P^T
+            P, Sinv, Qt = fac
+            f2 = self.factors if f2 is None else f2
+            n2 = f2.n_samples
+            R2 = f2.Z[l - 1] @ self._input_svd[l][1]                                         # (N2, r)
+            T = np.matmul(R2[None], Qt.transpose(0, 2, 1) * Sinv[:, None, :])                 # (k, N2, q)
+            T = np.matmul(T, P.transpose(0, 2, 1))                                             # (k, N2, N C)
+            D2 = f2.Delta[l - 1][:, :, start:stop]                                             # (N2, C, k)
+            return np.matmul(D2, T.transpose(1, 0, 2)).reshape(n2 * c, n * c)
         rhs = self._full_unit_grams(l, start, stop, f2)                                     # K_i(X, X2)
         if kind == "chol":
             Xs = scipy.linalg.cho_solve((fac, True), rhs, check_finite=False)

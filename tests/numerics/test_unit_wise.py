@@ -99,7 +99,7 @@ def loop_tolerance(approx):
 
 def test_methods_are_reported():
     net, X, _, _ = make_problem([3, 12, 10, 1], seed=1)
-    assert UnitWiseApproximation(net, X).methods == ["batched_eigh", "closed_form_projection",
+    assert UnitWiseApproximation(net, X).methods == ["batched_svd", "closed_form_projection",
                                                      "closed_form_projection"]
     assert UnitWiseApproximation(net, X, damping=0.1).diagnostics["methods"] == ["batched_cholesky"] * 3
     assert UnitWiseApproximation(net, X, method="eigh").methods == ["batched_eigh"] * 3
