@@ -337,3 +337,22 @@ def test_measured_alpha_agrees_with_theory(depth, n_outputs, bias, forster):
     alpha = float(isotropy_constant("kfac", depth=depth, n_samples=n, input_dim=m0, widths=widths,
                                     n_outputs=n_outputs, forster=forster, bias=bias))
     assert np.max(np.abs(theta - alpha * np.eye(n * n_outputs))) < EXACT_TOL * alpha
+
+
+def test_test_kernel_is_hadamard_product_of_factor_regressions():
+    # paper.md R4: Theta_G(x', X) = N sum_{l<L} [D2 D^T (D D^T)^-1] o [Z2 Z^T (Z Z^T)^-1] + output-layer term
+    # (C = 1, full-rank Grams); at the output layer D = 1, so its term is Z2 Z^T (Z Z^T)^-1 alone.
+    n = 6
+    net, X, X2, _ = make_problem([9, 40, 40, 1], "relu", 0.0, n=n, n2=4, seed=15)
+    approx = KFACApproximation(net, X)
+    f, f2 = approx.factors, net.factors(X2)
+    expected = 0.0
+    for l in range(1, 4):
+        D, D2 = f.Delta[l - 1][:, 0, :], f2.Delta[l - 1][:, 0, :]
+        Z, Z2 = f.Z[l - 1], f2.Z[l - 1]
+        zreg = np.linalg.solve(Z @ Z.T, Z @ Z2.T).T
+        if l < 3:
+            expected = expected + n * np.linalg.solve(D @ D.T, D @ D2.T).T * zreg
+        else:
+            expected = expected + zreg
+    assert rel(approx.operator(X2), expected) < 1e-10
