@@ -508,3 +508,68 @@ def relative_error_matrix(measured: np.ndarray, reference: np.ndarray) -> float:
     """
     reference = np.asarray(reference, dtype=float)
     return float(np.linalg.norm(np.asarray(measured, dtype=float) - reference) / np.linalg.norm(reference))
+
+
+# ---------------------------------------------------------------------------------------------
+# falsifier draws (``ngd-verify falsify``): one random example, relaxed or not
+# ---------------------------------------------------------------------------------------------
+def draw_isotropy_example(rng: np.random.Generator, name: str, *, depth=(2, 5), n=(4, 12),
+                          width_over_n=(3, 6), input_over_n=(1.0, 2.0), n_outputs: int = 1,
+                          activation: str = "relu", tolerance: float = 1e-9, forster: bool = False,
+                          raw_inputs: bool = False, reject_singular: bool = False):
+    """Draw an architecture and data set, measure ``Theta_G`` of ``name`` and compare it with the
+    derived ``alpha I`` (``theory.isotropy.isotropy_constant`` on the same setting).
+
+    Returns ``(description, holds, numbers)``; ``holds`` is ``isotropy error <= tolerance`` and
+    ``|a - alpha| <= tolerance * alpha``.  A singular system detected by numerics (an assumption
+    failing) or a ``NotIsotropic`` from theory counts as "does not hold", with the reason in numbers.
+    ``raw_inputs`` draws inputs with unequal norms (not in isotropic position).
+    ``reject_singular`` (draws meant to satisfy every assumption): redraw the weights up to 5 times
+    when relu happens to kill enough units to make a layer Gram singular.
+    """
+    from numerics import MLP
+    from numerics.linalg import SingularSystemError
+    from theory.isotropy import NotIsotropic, isotropy_constant
+
+    L = int(rng.integers(depth[0], depth[1] + 1))
+    N = int(rng.integers(max(n[0], 5), n[1] + 1))
+    M = max(1, int(round(N * rng.uniform(*width_over_n))))
+    M0 = max(3, int(round(N * rng.uniform(*input_over_n))))  # M_0 <= 2: too few distinct directions
+    if input_over_n[1] < 1:
+        M0 = min(M0, N - 1)  # the draw is meant to have M_0 < N
+    X = unit_sphere_inputs(rng, N, M0)
+    if raw_inputs:
+        X = X * rng.uniform(0.3, 3.0, (N, 1))
+    options = {"forster": True} if forster else {}  # numerics transforms (and diagnoses) the inputs itself
+    widths = [M0] + [M] * (L - 1) + [n_outputs]
+    desc = (f"{name}: depth {L}, widths {widths}, {activation}, N = {N}"
+            + (", Forster inputs" if forster else "") + (", raw inputs (unequal norms)" if raw_inputs else ""))
+    numbers: Dict[str, Any] = {"depth": L, "N": N, "M_0": M0, "width": M, "C": n_outputs}
+    try:
+        alpha = float(isotropy_constant(name, L, n_samples=N, input_dim=M0, widths=widths, activation=activation,
+                                        n_outputs=n_outputs, forster=forster))
+    except NotIsotropic as exc:
+        alpha = None
+        numbers["theory"] = f"not isotropic: {exc.failed_assumption}"
+    for attempt in range(5 if reject_singular else 1):
+        net = MLP(widths, activation=activation, sigma_w2=2.0, sigma_b2=0.0, seed=rng)
+        try:
+            approx = approximation(net, X, name, **options)
+            err, a = isotropy_error(approx.operator())
+        except SingularSystemError as exc:
+            numbers.update(failed_assumption=exc.assumption, condition_number=float(exc.condition_number),
+                           redraws=attempt)
+            continue
+        # numerics diagnoses rank-deficient factors without raising (e.g. K-FAC with M_0 = 2:
+        # h_1(x_n) of rank < N); such a draw is outside the assumptions, whatever it measures
+        diagnosed = approx.diagnostics.get("failed_assumption")
+        if diagnosed and reject_singular and "relu, isotropy only as M" not in str(diagnosed):
+            numbers.update(failed_assumption=diagnosed, redraws=attempt)
+            continue
+        numbers.pop("failed_assumption", None)
+        break
+    else:  # every draw violated an assumption: say which
+        return desc, False, numbers, numbers["failed_assumption"]
+    numbers.update(isotropy_error=err, measured_alpha=a, predicted_alpha=alpha, tolerance=tolerance)
+    holds = alpha is not None and err <= tolerance and abs(a - alpha) <= tolerance * alpha
+    return desc, bool(holds), numbers

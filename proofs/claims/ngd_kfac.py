@@ -205,3 +205,19 @@ def no_forster(cfg: RunConfig) -> ClaimResult:
         notes="N=20, M_0=8, raw inputs")
     result.failed_assumption = failed or approx.diagnostics.get("failed_assumption") or "M_0 >= N or Forster inputs"
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# falsifiers (ngd-verify falsify)
+# ---------------------------------------------------------------------------------------------
+def _kfac_draw(**kwargs):
+    def draw(rng, cfg):
+        return ev.draw_isotropy_example(rng, "kfac", **kwargs)
+    return draw
+
+
+alpha_definition.set_falsifier(_kfac_draw(input_over_n=(1.0, 2.0), reject_singular=True), relaxes="none")
+alpha_definition.set_falsifier(_kfac_draw(input_over_n=(0.3, 0.8), raw_inputs=True), relaxes="M_0 >= N")
+forster.set_falsifier(_kfac_draw(input_over_n=(0.3, 0.8), forster=True, tolerance=FORSTER_TOL, reject_singular=True),
+                      relaxes="none")
+forster.set_falsifier(_kfac_draw(input_over_n=(0.3, 0.8), raw_inputs=True), relaxes="Forster inputs")

@@ -266,3 +266,20 @@ def patterns(cfg: RunConfig) -> ClaimResult:
     return V.to_result(parts, predicted=predicted, measured=measured, width=48,
                        details={"patterns": {k: v.astype(int).tolist() for k, v in example_patterns(cfg).items()}},
                        notes="measured at hidden width 48, N = 8")
+
+
+# ---------------------------------------------------------------------------------------------
+# falsifiers (ngd-verify falsify): random architectures inside / outside the assumptions
+# ---------------------------------------------------------------------------------------------
+def _pattern_draw(name, **kwargs):
+    def draw(rng, cfg):
+        return ev.draw_isotropy_example(rng, name, **kwargs)
+    return draw
+
+
+block_diagonal.set_falsifier(_pattern_draw("block_diagonal", reject_singular=True), relaxes="none")
+block_diagonal.set_falsifier(_pattern_draw("block_diagonal", width_over_n=(0.2, 0.9)), relaxes="hidden width >= N")
+block_tridiagonal_alpha.set_falsifier(_pattern_draw("block_tridiagonal", depth=(2, 9), reject_singular=True),
+                                      relaxes="none")
+block_tridiagonal_alpha.set_falsifier(_pattern_draw("block_tridiagonal", depth=(2, 9), width_over_n=(0.2, 0.9)),
+                                      relaxes="hidden width >= N")

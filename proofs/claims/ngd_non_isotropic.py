@@ -61,19 +61,6 @@ def diagonal_not_isotropic(cfg: RunConfig) -> ClaimResult:
                        notes="measured = smallest isotropy error over the sweep")
 
 
-@claim("ngd.diagonal.isotropic",
-       title="(deliberately false) Entry-wise diagonal Fisher NGD is isotropic in the infinite-width limit",
-       statement=r"J\,\mathrm{diag}(F)^{-1} J^\top/N \to \alpha I\ (M\to\infty)",
-       assumptions=["NTK parameterisation, relu, sigma_w2 = 2, no bias"], expected="refuted",
-       reference="paper.md R6 (negated, a control for the verdict logic)", tags=("diagonal", "control"))
-def diagonal_isotropic(cfg: RunConfig) -> ClaimResult:
-    s, sweep, op, d, numbers = _diagonal_evidence(cfg)
-    parts = [V.sweep("isotropy error vs width", sweep.widths, sweep.errors)]
-    return V.to_result(parts, predicted=0.0, measured=sweep.errors[-1], error=sweep.errors[-1],
-                       width=max(s["widths"]), details=numbers,
-                       notes="an isotropic limit needs the isotropy error to shrink with width")
-
-
 @claim("ngd.damping.eigenvalues",
        title="Fixed damping rho > 0 breaks isotropy: Theta_G has eigenvalues lambda_i / (lambda_i + rho)",
        statement=r"J (F + \rho I)^{-1} J^\top/N = \Theta(\Theta + \rho I)^{-1},\quad"

@@ -199,3 +199,17 @@ def relu_one_step(cfg: RunConfig) -> ClaimResult:
               "patterns: the real step leaves the linear regime (first-layer ||dtheta||/||theta|| in details). "
               "The function-space operator is still isotropic (ngd.unit_wise.relu_asymptotic).")
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# falsifiers (ngd-verify falsify)
+# ---------------------------------------------------------------------------------------------
+def _unit_draw(**kwargs):
+    def draw(rng, cfg):
+        return ev.draw_isotropy_example(rng, "unit_wise", activation="tanh", **kwargs)
+    return draw
+
+
+tanh_exact.set_falsifier(_unit_draw(reject_singular=True), relaxes="none")
+tanh_exact.set_falsifier(_unit_draw(n_outputs=2), relaxes="C = 1")
+tanh_exact.set_falsifier(_unit_draw(input_over_n=(0.3, 0.8)), relaxes="M_0 >= N")
