@@ -142,6 +142,10 @@ class PatternApproximation(Approximation):
         self.grams = layer_grams(self.factors)
         self.diagnostics.update(pattern=S.astype(int).tolist(), **{f"pattern_{k}": v for k, v in
                                                                      pattern_coefficients(S).items()})
+        if not self.diagnostics["pattern_ones_in_range"]:
+            self.diagnostics["note"] = ("1 is not in range(S): grad has a component in null(G_S), so "
+                                        "(G_S + rho I)^{-1} grad diverges as rho -> 0+; rho = 0 returns the "
+                                        "Moore-Penrose solution G_S^+ grad, and Theta_G is not alpha I")
         self._build_system()
 
     # -- the dual system ----------------------------------------------------------------------

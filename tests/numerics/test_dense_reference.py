@@ -124,3 +124,15 @@ def test_dense_reference_refuses_large_networks():
     net = MLP([50, 200, 1], seed=0)
     with pytest.raises(ValueError, match="too large"):
         dense_jacobian(net, np.ones((2, 50)))
+
+
+def test_pattern_with_ones_outside_its_range_is_the_pseudo_inverse_and_flagged():
+    """S = diag(1, 0): layer 2's blocks are dropped, 1 is not in range(S), so there is no rho -> 0+
+    limit; rho = 0 must still equal the dense Moore-Penrose solution, and the diagnostics say why."""
+    net, X, X2, residual = _problem(2, 2, seed=9)
+    approx = get_approximation("pattern")(net, X, pattern=np.diag([1.0, 0.0]))
+    errors = compare_with_dense(approx, residual, X2=X2)
+    assert max(v for k, v in errors.items() if k != "condition_number") < RTOL, errors
+    assert "not in range(S)" in approx.diagnostics["note"]
+    steps = approx.direction(residual)
+    assert np.linalg.norm(steps[1]) < 1e-12 * np.linalg.norm(steps[0])  # layer 2 does not move (rounding only)
