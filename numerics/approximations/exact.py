@@ -23,7 +23,7 @@ from theory.validation import check_choice
 
 from ..factors import layer_grams
 from ..linalg import MAX_CONDITION, SingularSystemError, cholesky_apply, cholesky_factor
-from .base import reject_options
+from .base import duplicate_pairs, reject_options
 from .pattern import PatternApproximation, block_pattern
 
 
@@ -61,13 +61,17 @@ class ExactApproximation(PatternApproximation):
         return cholesky_apply(self._factor, rhs)
 
     def _exact_assumption(self, cond: float) -> str:
+        """Why ``J J^T = sum_l K_l`` is singular: it needs a null vector shared by every layer Gram."""
         n_c = self.block_size
+        head = f"NTK Gram J J^T ({n_c} x {n_c}) is singular (condition number {cond:.3g})"
         if self.net.n_params < n_c:
-            return f"NTK Gram J J^T singular: P = {self.net.n_params} parameters < N C = {n_c}"
-        # J J^T = sum_l K_l is singular only if every layer Gram shares a null vector; the last
-        # layer's diagnosis names the usual culprit (duplicates, width) and is cheap.
-        return self.layer_gram_assumption(self.depth, cond).replace(
-            f"layer {self.depth} Gram", f"NTK Gram J J^T (and layer {self.depth} Gram)")
+            return f"{head}: P = {self.net.n_params} parameters < N C = {n_c}"
+        dups = duplicate_pairs(self.X)
+        if dups:
+            shown = ", ".join(f"{i}&{j}" for i, j in dups[:5])
+            return f"{head}: duplicate inputs (rows {shown} of X are equal), so rows of J coincide"
+        return (f"{head}: the N C rows of J are nearly linearly dependent in every layer "
+                "(near-duplicate inputs, or dead/degenerate units throughout)")
 
     def dual_solution(self, rhs: np.ndarray) -> List[np.ndarray]:
         if self.method == "pattern":
