@@ -174,9 +174,14 @@ class UnitWiseApproximation(Approximation):
     # -- helpers ------------------------------------------------------------------------------
     def _signal_norms2(self, l: int, factors=None) -> np.ndarray:
         """``s2[n, i] = ||Delta_l[n, :, i]||^2``, shape ``(N, M_l)``."""
+        if factors is None and l in getattr(self, "_s2_cache", {}):
+            return self._s2_cache[l]
         f = self.factors if factors is None else factors
         D = f.Delta[l - 1]
-        return np.einsum("nci,nci->ni", D, D)
+        s2 = np.einsum("nci,nci->ni", D, D)
+        if factors is None:
+            self.__dict__.setdefault("_s2_cache", {})[l] = s2
+        return s2
 
     def _chunks(self, l: int, rhs_columns: int):
         """Unit index ranges whose stacked ``(N C) x (N C + rhs_columns)`` matrices fit the budget."""
