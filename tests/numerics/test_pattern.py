@@ -227,3 +227,10 @@ def test_property_isotropy_or_named_failure(depth, n_outputs, n, activation, bia
             assert lam.min() > -1e-9 and lam.max() < 1 + 1e-9  # Theta (Theta + rho)^-1
         if damping == 0.0:
             np.testing.assert_allclose(theta_g, alpha * eye, rtol=0, atol=1e-7 * alpha)
+
+
+def test_exact_with_fewer_parameters_than_outputs_is_named():
+    net = MLP([2, 1], activation="linear", sigma_w2=1.0, seed=0)  # P = 2 < N C = 3
+    with pytest.raises(SingularSystemError) as info:
+        get_approximation("exact")(net, _inputs(3, dim=2))
+    assert "P = 2 parameters < N C = 3" in info.value.assumption
