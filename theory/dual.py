@@ -69,16 +69,17 @@ q12 = sp.Symbol("q12", real=True)
 rho = sp.Symbol("rho", real=True)
 
 #: Numeric rule for activations without a closed form: the trapezoidal ("sinc") rule on
-#: ``[-9, 9]`` in Cholesky coordinates with ``DEFAULT_QUADRATURE_NODES`` nodes per axis (step 0.15).
+#: ``[-9, 9]`` in Cholesky coordinates with ``DEFAULT_QUADRATURE_NODES`` nodes per axis (step 0.138).
 #: Chosen by measurement against the 30-digit mpmath reference (``quadrature_error``;
-#: tests/theory/test_dual.py re-measures it): max relative error <= 1e-14 for tanh and softplus at
-#: variances <= 3 and <= 1e-10 at variance 4 (tanh's derivative kernel at rho = 1 is the worst
-#: case).  A tensor Gauss-Hermite rule (``quadrature="gauss-hermite"``) is available for comparison:
+#: tests/theory/test_dual.py re-measures it): max relative error ~1e-14 for tanh and softplus at
+#: variances <= 3 and 8e-12 at variance 4 (tanh's derivative kernel at rho = 1 is the worst case;
+#: softplus stays at ~1e-15).  With 121 nodes (step 0.15) tanh's was 1.1e-12 at variance 3 and 1.0e-10
+#: at variance 4; with 141, 6.5e-13 at variance 4.  A tensor Gauss-Hermite rule (``quadrature="gauss-hermite"``) is available for comparison:
 #: with 96 nodes per axis it is only 1e-9 accurate at variance 1 and 1e-6 at variance 3, because its
 #: nodes spread to +-sqrt(2n) while tanh's poles at +-i pi/(2 sigma) limit its convergence; the
 #: trapezoidal rule converges like exp(-2 pi d / h) for poles at distance d.
 DEFAULT_QUADRATURE = "trapezoid"
-DEFAULT_QUADRATURE_NODES = 121
+DEFAULT_QUADRATURE_NODES = 131
 _TRAPEZOID_HALF_RANGE = 9.0  # Gaussian tail beyond 9 sigma: < 3e-19
 QUADRATURES = ("trapezoid", "gauss-hermite")
 
@@ -139,14 +140,18 @@ def _match_scaled(expr: sp.Expr, func) -> Optional[sp.Expr]:
 
 
 def closed_form(activation) -> Optional[ClosedForm]:
-    """The closed-form dual kernels of an activation, or ``None`` when none is known.
+    """The closed-form dual kernels of an activation, or ``None`` when none is known (cached).
 
     >>> closed_form("erf").family
     'arcsine (erf)'
     >>> closed_form("tanh") is None
     True
     """
-    act = get_activation(activation)
+    return _closed_form(get_activation(activation))
+
+
+@lru_cache(maxsize=None)
+def _closed_form(act: Activation) -> Optional[ClosedForm]:
     slopes = homogeneous_slopes(act)
     if slopes is not None:
         a, b = slopes
@@ -341,7 +346,7 @@ def dual_kernel(activation, quadrature: str = DEFAULT_QUADRATURE,
     >>> dual_kernel("erf").symbolic[0]
     2*asin(2*q12/(sqrt(2*q11 + 1)*sqrt(2*q22 + 1)))/pi
     >>> dual_kernel("tanh").method
-    'trapezoid n=121'
+    'trapezoid n=131'
     """
     from theory.validation import check_choice, check_positive_int
 
@@ -361,7 +366,7 @@ def quadrature_rule(quadrature: str, n: int) -> Tuple[np.ndarray, np.ndarray]:
     ``"trapezoid"``: ``n`` equispaced nodes on ``[-9, 9]``, weights ``h phi(z)``;
     ``"gauss-hermite"``: probabilists' Gauss-Hermite, weights normalised to sum to 1.
 
-    >>> z, w = quadrature_rule("trapezoid", 121)
+    >>> z, w = quadrature_rule("trapezoid", 131)
     >>> round(float(w.sum()), 14), round(float(w @ z**2), 14)
     (1.0, 1.0)
     """
@@ -437,7 +442,7 @@ def mp_gaussian_expectation(f, g, a, c, b, pieces: Optional[int] = None, degree:
 
     Works at the current ``mpmath.mp`` precision.  Both axes ``u in [-T sqrt(q11), T sqrt(q11)]``,
     ``u' in [-T sqrt(q22), T sqrt(q22)]`` (``T = half_range = 10``: the Gaussian mass outside is
-    ``< 2e-23``) are split into an even number of equal pieces, so ``0`` -- where relu-type
+    ``< 2e-23``, so an integrand growing like ``|u|^4`` loses ``~2e-19``) are split into an even number of equal pieces, so ``0`` -- where relu-type
     activations have their kinks -- is always a piece boundary; each piece carries a
     ``3 * 2^(degree-1)``-point Gauss-Legendre rule.  Only ``2n`` activation evaluations are needed:
     the ``n^2`` density values ``exp(a_i + b_j + gamma u_i v_j)`` are assembled from per-piece
