@@ -146,7 +146,7 @@ def finite_width_exactness(cfg: RunConfig) -> ClaimResult:
             parts.append(V.compare(f"{label}: alpha", alpha, alpha_hat, tolerance=EXACT_TOL))
             parts.append(V.compare(f"{label}: isotropy error", 0.0, err, tolerance=EXACT_TOL, error=err))
     worst = max(max(abs(v["alpha_measured"] - v["alpha"]) / v["alpha"], v["isotropy_error"]) for v in measured.values())
-    return V.to_result(parts, predicted="alpha I", measured=worst, error=worst, width=3 * n, tolerance=EXACT_TOL,
+    return V.to_result(parts, predicted=0.0, measured=worst, error=worst, width=3 * n, tolerance=EXACT_TOL,
                        derivation=d, details={"N": n, "M_0": dim, "cases": measured},
                        notes=f"hidden widths N + 2 = {n + 2} (tanh) and 3N = {3 * n} (relu); error = worst relative deviation")
 
@@ -204,9 +204,12 @@ def lr_stability(cfg: RunConfig) -> ClaimResult:
                                    f"(0, 2/alpha) {'decays' if f < hi * alpha else 'diverges'}",
                                    float(f < hi * alpha), float(growth < 1), tolerance=0.0))
     worst = max(max(s["deviation_over_factor_squared"]) for s in scans.values())
-    return V.to_result(parts, predicted="(1 - eta alpha)^2", measured=worst, error=worst, width=width, tolerance=0.075,
+    i = factors.index(1.5)
+    return V.to_result(parts, predicted=scans["exact"]["predicted"][i], measured=scans["exact"]["measured"][i],
+                       error=worst, width=width, tolerance=0.075,
                        derivation=derivation, details=scans, series=series,
-                       notes="error = worst |sqrt(L1/L0) - |1 - eta alpha|| / (eta/eta*)^2 over the scan")
+                       notes="predicted/measured = exact NGD L1/L0 at eta = 1.5 eta*; error = worst "
+                             "|sqrt(L1/L0) - |1 - eta alpha|| / (eta/eta*)^2 over the scan")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -95,12 +95,14 @@ def alpha_definition(cfg: RunConfig) -> ClaimResult:
     s, alpha, sweep = kfac_training(cfg, False)
     parts += _training_parts(sweep, 0.25)
     return V.to_result(
-        parts, predicted=predicted, measured=measured, error=sweep.test_error.errors[-1], width=max(s["widths"]),
+        parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1], width=max(s["widths"]),
         tolerance=0.25, derivation=res.derivation,
-        details={"settings": s, "alpha_training": alpha, "table": sweep.table()},
+        details={"settings": s, "alpha_training": alpha, "alpha_by_depth": {"predicted": predicted, "measured": measured},
+                 "table": sweep.table()},
         series={"loss_curve_kfac": sweep.curve_series(), "kfac_test_error_vs_width": sweep.test_error.to_series(),
                 "kfac_linearisation_vs_width": sweep.linearisation.to_series()},
-        notes=f"symbolic alpha = {res.value} (N={n}); error = test-output error at the widest net (L=3, N={s['n']})")
+        notes=f"predicted/measured = alpha at L = 3, N = {n} (width 64); error = test-output error at the widest net "
+              f"(L = 3, N = {s['n']})")
 
 
 @claim("ngd.kfac.alpha_authors",
@@ -164,12 +166,14 @@ def forster(cfg: RunConfig) -> ClaimResult:
     s, alpha, sweep = kfac_training(cfg, True)
     parts += _training_parts(sweep, 0.25)
     return V.to_result(
-        parts, predicted=predicted, measured=measured, error=sweep.test_error.errors[-1], width=max(s["widths"]),
+        parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1], width=max(s["widths"]),
         tolerance=0.25, derivation=res.derivation,
-        details={"settings": s, "alpha_training": alpha, "table": sweep.table()},
+        details={"settings": s, "alpha_training": alpha, "alpha_by_depth": {"predicted": predicted, "measured": measured},
+                 "table": sweep.table()},
         series={"loss_curve_kfac_forster": sweep.curve_series(),
                 "kfac_forster_test_error_vs_width": sweep.test_error.to_series()},
-        notes=f"finite width: N={n}, M_0={dim}; training: N={s['n']}, M_0={s['dim']}, alpha={alpha:g}")
+        notes=f"predicted/measured = alpha at L = 3, N = {n}, M_0 = {dim} (width 64); training: N = {s['n']}, "
+              f"M_0 = {s['dim']}, alpha = {alpha:g}; error = test-output error at the widest net")
 
 
 @claim("ngd.kfac.no_forster",

@@ -61,8 +61,11 @@ def tanh_exact(cfg: RunConfig) -> ClaimResult:
         predicted[key], measured[key] = alpha, alpha_hat
         parts.append(V.compare(f"alpha for widths {widths}", alpha, alpha_hat, tolerance=EXACT_TOL))
         parts.append(V.compare(f"isotropy error for widths {widths}", 0.0, err, tolerance=EXACT_TOL, error=err))
-    return V.to_result(parts, predicted=predicted, measured=measured, width=max(max(w[1:-1]) for w in nets),
-                       derivation=res.derivation, notes=f"N = {n}, M_0 = {dim}")
+    first = "x".join(map(str, nets[0]))
+    return V.to_result(parts, predicted=predicted[first], measured=measured[first],
+                       width=max(max(w[1:-1]) for w in nets), derivation=res.derivation,
+                       details={"alpha_predicted": predicted, "alpha_measured": measured},
+                       notes=f"predicted/measured = alpha for widths {nets[0]}; N = {n}, M_0 = {dim}")
 
 
 @lru_cache(maxsize=4)
