@@ -73,7 +73,8 @@ rho = sp.Symbol("rho", real=True)
 #: Chosen by measurement against the 30-digit mpmath reference (``quadrature_error``;
 #: tests/theory/test_dual.py re-measures it): max relative error ~1e-14 for tanh and softplus at
 #: variances <= 3 and 8e-12 at variance 4 (tanh's derivative kernel at rho = 1 is the worst case;
-#: softplus stays at ~1e-15).  With 121 nodes (step 0.15) tanh's was 1.1e-12 at variance 3 and 1.0e-10
+#: softplus stays at ~1e-15).  Larger variances get proportionally finer steps
+#: (:func:`refinement_level`).  With 121 nodes (step 0.15) tanh's was 1.1e-12 at variance 3 and 1.0e-10
 #: at variance 4; with 141, 6.5e-13 at variance 4.  A tensor Gauss-Hermite rule (``quadrature="gauss-hermite"``) is available for comparison:
 #: with 96 nodes per axis it is only 1e-9 accurate at variance 1 and 1e-6 at variance 3, because its
 #: nodes spread to +-sqrt(2n) while tanh's poles at +-i pi/(2 sigma) limit its convergence; the
@@ -380,14 +381,34 @@ def quadrature_rule(quadrature: str, n: int) -> Tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"quadrature={quadrature!r} is unknown; allowed: {', '.join(QUADRATURES)}")
 
 
+#: the trapezoidal step is halved ``ceil(1.5 log2(sigma/2))`` times for a largest standard deviation
+#: ``sigma > 2`` (tanh's poles sit at distance pi/(2 sigma), and the relative error also grows with
+#: sigma as the derivative kernel shrinks), at most this many times (reached at variance ~ 40)
+MAX_REFINEMENTS = 3
+
+
+def refinement_level(max_variance: np.ndarray) -> np.ndarray:
+    """How many times the trapezoidal step is halved for a covariance with this larger variance.
+
+    >>> refinement_level(np.array([0.5, 4.0, 4.1, 16.0, 1e6])).tolist()
+    [0, 0, 1, 2, 3]
+    """
+    with np.errstate(divide="ignore"):
+        level = np.ceil(1.5 * np.log2(np.sqrt(np.maximum(max_variance, 1e-300)) / 2.0))
+    return np.clip(level, 0, MAX_REFINEMENTS).astype(int)
+
+
 def quadrature_dual(activation, q11_, q12_, q22_, n: int = DEFAULT_QUADRATURE_NODES, want=(True, True),
                     quadrature: str = DEFAULT_QUADRATURE, chunk_points: int = 2_000_000):
     r"""Tensor quadrature in Cholesky coordinates, vectorised over covariances.
 
-    ``u = sqrt(q11) z1``, ``u' = a z1 + b z2`` with ``a = q12/sqrt(q11)``, ``b = sqrt(q22 - a^2)``,
+    ``u = sqrt(qa) z1``, ``u' = a z1 + b z2`` with ``a = q12/sqrt(qa)``, ``b = sqrt(qb - a^2)``,
     ``E[f(u) g(u')] ~ sum_i w_i f(u_i) sum_j w_j g(a z_i + b z_j)`` (``f = g = phi`` for the value,
-    ``phi'`` for the derivative kernel).  Work ``O(n^2)`` per entry, in chunks of at most
-    ``chunk_points`` grid points.  ``q11 = 0`` is the deterministic ``u = 0``.
+    ``phi'`` for the derivative kernel), where ``qa <= qb`` are the two variances in sorted order --
+    so the result is exactly symmetric in ``(q11, q22)``.  ``n`` nodes per axis for variances <= 4;
+    the trapezoidal rule uses ``(n - 1) 2^k + 1`` nodes (step halved ``k`` times, see
+    :func:`refinement_level`) for larger variances.  Work ``O(n^2)`` per entry, in chunks of at
+    most ``chunk_points`` grid points.  A zero variance is the deterministic ``u = 0``.
 
     >>> v, d = quadrature_dual("linear", np.array([2.0]), np.array([0.5]), np.array([1.0]), 41)
     >>> round(float(v[0]), 12), round(float(d[0]), 12)
@@ -396,22 +417,26 @@ def quadrature_dual(activation, q11_, q12_, q22_, n: int = DEFAULT_QUADRATURE_NO
     act = get_activation(activation)
     a11, a12, a22 = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q11_, q12_, q22_)))
     shape = a11.shape
-    a11, a12, a22 = a11.ravel(), a12.ravel(), a22.ravel()
-    z, w = quadrature_rule(quadrature, n)
-    s1 = np.sqrt(a11)
+    lo, a12, hi = np.minimum(a11, a22).ravel(), a12.ravel(), np.maximum(a11, a22).ravel()
+    s1 = np.sqrt(lo)
     slope = np.divide(a12, s1, out=np.zeros_like(a12), where=s1 > 0)
-    scale = np.sqrt(np.maximum(a22 - slope * slope, 0.0))
-    value = np.empty(a11.size) if want[0] else None
-    deriv = np.empty(a11.size) if want[1] else None
-    step = max(1, chunk_points // (n * n))
-    for start in range(0, a11.size, step):
-        sl = slice(start, start + step)
-        u1 = s1[sl, None] * z[None, :]                                              # (c, n)
-        u2 = slope[sl, None, None] * z[None, :, None] + scale[sl, None, None] * z[None, None, :]  # (c, n, n)
-        if want[0]:
-            value[sl] = (act.phi(u1) * (act.phi(u2) @ w)) @ w
-        if want[1]:
-            deriv[sl] = (act.dphi(u1) * (act.dphi(u2) @ w)) @ w
+    scale = np.sqrt(np.maximum(hi - slope * slope, 0.0))
+    value = np.empty(lo.size) if want[0] else None
+    deriv = np.empty(lo.size) if want[1] else None
+    levels = refinement_level(hi) if quadrature == "trapezoid" else np.zeros(lo.size, dtype=int)
+    for level in np.unique(levels):
+        idx = np.flatnonzero(levels == level)
+        m = (n - 1) * 2 ** int(level) + 1
+        z, w = quadrature_rule(quadrature, m)
+        step = max(1, chunk_points // (m * m))
+        for start in range(0, idx.size, step):
+            sl = idx[start:start + step]
+            u1 = s1[sl, None] * z[None, :]                                              # (c, m)
+            u2 = slope[sl, None, None] * z[None, :, None] + scale[sl, None, None] * z[None, None, :]  # (c, m, m)
+            if want[0]:
+                value[sl] = (act.phi(u1) * (act.phi(u2) @ w)) @ w
+            if want[1]:
+                deriv[sl] = (act.dphi(u1) * (act.dphi(u2) @ w)) @ w
     return (value.reshape(shape) if want[0] else None, deriv.reshape(shape) if want[1] else None)
 
 
@@ -447,8 +472,9 @@ def mp_gaussian_expectation(f, g, a, c, b, pieces: Optional[int] = None, degree:
     ``3 * 2^(degree-1)``-point Gauss-Legendre rule.  Only ``2n`` activation evaluations are needed:
     the ``n^2`` density values ``exp(a_i + b_j + gamma u_i v_j)`` are assembled from per-piece
     exponential tables.  The ridge of the density narrows as ``|rho| -> 1``, so the default number
-    of pieces grows with ``|rho|`` (8, 16, 32 for ``|rho| <= 0.9, 0.99, 0.999``); ``|rho| = 1``
-    exactly is the 1-D integral ``E[f(s1 z) g(+-s2 z)]``.
+    of pieces grows with ``|rho|`` (8, 16, 32 for ``|rho| <= 0.9, 0.99, 0.999``) and with the
+    larger standard deviation (times ``ceil(sigma/2)``: the activation's features are ~1 wide in
+    ``u``); ``|rho| = 1`` exactly is the 1-D integral ``E[f(s1 z) g(+-s2 z)]``.
 
     >>> import mpmath
     >>> with mpmath.workdps(30):
@@ -466,9 +492,11 @@ def mp_gaussian_expectation(f, g, a, c, b, pieces: Optional[int] = None, degree:
     if det < 0:
         raise ValueError(f"not a covariance: q12^2 > q11 q22 (q11={a}, q12={c}, q22={b})")
     corr = c / (s1 * s2)
+    # an activation's features have width ~1 in u, i.e. ~1/sigma on the standard scale of the rule
+    spread = max(1, int(mpmath.ceil(max(s1, s2) / 2)))
     if det == 0:  # |rho| = 1 exactly: u' = sign * (s2/s1) u
         sign = 1 if corr > 0 else -1
-        h, centers = _mp_pieces(1, half_range, pieces or 8)
+        h, centers = _mp_pieces(1, half_range, pieces or 8 * spread)
         total = mpmath.mpf(0)
         for cen in centers:
             for x, w in zip(xs, ws):
@@ -477,7 +505,7 @@ def mp_gaussian_expectation(f, g, a, c, b, pieces: Optional[int] = None, degree:
         return total / mpmath.sqrt(2 * mpmath.pi)
     if pieces is None:
         r = abs(float(corr))
-        pieces = 8 if r <= 0.9 else 16 if r <= 0.99 else 32 if r <= 0.999 else 64
+        pieces = (8 if r <= 0.9 else 16 if r <= 0.99 else 32 if r <= 0.999 else 64) * spread
     hu, cu = _mp_pieces(s1, half_range, pieces)
     hv, cv = _mp_pieces(s2, half_range, pieces)
     gamma = c / det
