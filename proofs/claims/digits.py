@@ -72,6 +72,17 @@ def digits_one_step(cfg: RunConfig) -> ClaimResult:
             "x": list(range(len(r.train_loss))), "xlabel": "step", "ylabel": "loss", "logy": True,
             "train_measured": r.train_loss, "train_predicted": [max(v, 1e-300) for v in r.predicted_train_loss],
             "test_measured": r.test_loss, "test_predicted": r.predicted_test_loss}
+    steps = list(range(s["steps"] + 1))
+    series["digits_train_loss_all"] = {
+        "kind": "loss_curves", "steps": steps, "title": "digits: train loss per step at eta = 1/alpha (width 4096)",
+        "ylabel": "train loss",
+        "curves": {f"{k} (alpha={r.alpha:g})": r.train_loss for k, r in runs.items()}}
+    series["digits_test_loss_all"] = {
+        "kind": "loss_curves", "steps": steps, "title": "digits: test loss, measured vs infinite-width prediction",
+        "ylabel": "test loss",
+        "curves": {**{f"{k} measured": r.test_loss for k, r in runs.items()},
+                   **{f"{k} predicted": r.predicted_test_loss for k, r in runs.items()}},
+        "predicted": [f"{k} predicted" for k in runs]}
     exact = runs["exact"]
     return V.to_result(
         parts, predicted=exact.predicted_test_loss[1], measured=exact.test_loss[1],

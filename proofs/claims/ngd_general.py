@@ -148,7 +148,25 @@ def finite_width_exactness(cfg: RunConfig) -> ClaimResult:
     worst = max(max(abs(v["alpha_measured"] - v["alpha"]) / v["alpha"], v["isotropy_error"]) for v in measured.values())
     return V.to_result(parts, predicted=0.0, measured=worst, error=worst, width=3 * n, tolerance=EXACT_TOL,
                        derivation=d, details={"N": n, "M_0": dim, "cases": measured},
+                       series={"spectra_per_approximation": spectra_series(cfg, task.X, dim)},
                        notes=f"hidden widths N + 2 = {n + 2} (tanh) and 3N = {3 * n} (relu); error = worst relative deviation")
+
+
+def spectra_series(cfg: RunConfig, X, dim: int, depth: int = 3, width: int = 256) -> dict:
+    """Figure data: eigenvalues of the measured Theta_G per approximation on one relu net (normalised
+    by their mean: isotropic = flat at 1), with unit-wise (relu, asymptotic) and diagonal as contrast."""
+    from theory.isotropy import isotropy_constant
+
+    net = ev.make_net(cfg, ("spectra",), [dim] + [width] * (depth - 1) + [1])
+    eig, alpha = {}, {}
+    for name in ("exact", "block_diagonal", "block_tridiagonal", "kfac", "unit_wise", "diagonal"):
+        op = ev.measured_operator(net, X, name)
+        eig[name] = np.sort(np.linalg.eigvals(op).real)[::-1].tolist()
+        if name != "diagonal":
+            alpha[name] = float(isotropy_constant(name, depth, n_samples=X.shape[0], input_dim=dim,
+                                                  widths=list(net.widths)))
+    return {"kind": "spectrum", "eigenvalues": eig, "alpha": alpha, "normalise": True,
+            "title": f"spectrum of Theta_G per approximation (relu, depth {depth}, width {width}, N = {X.shape[0]})"}
 
 
 # ---------------------------------------------------------------------------------------------
