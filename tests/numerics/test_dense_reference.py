@@ -22,7 +22,7 @@ RTOL = 1e-8
 EPS = np.finfo(float).eps
 #: every approximation present is checked at these depths (5: BTD's T singular)
 DEPTHS = (2, 3, 5)
-#: the block-pattern family (this module's owner) additionally at 4, 6 and 8 (T singular again)
+#: the block-pattern family (this module's owner) additionally at 4, 6 and 8 (T singular again at 8)
 PATTERN_FAMILY = ("exact", "block_diagonal", "block_tridiagonal", "pattern")
 
 
@@ -64,7 +64,7 @@ def test_fast_equals_dense(name, depth, n_outputs, damping):
 
 
 @pytest.mark.parametrize("name", PATTERN_FAMILY)
-@pytest.mark.parametrize("depth", (4, 8))
+@pytest.mark.parametrize("depth", (4, 6, 8))
 @pytest.mark.parametrize("n_outputs", (1, 2))
 @pytest.mark.parametrize("damping", (0.0, 0.3))
 def test_pattern_family_equals_dense_deeper(name, depth, n_outputs, damping):
