@@ -174,6 +174,16 @@ def _fit_of(sw: Mapping, w: np.ndarray, e: np.ndarray) -> Optional[Dict[str, flo
     return None
 
 
+def _log_safe(values: np.ndarray, dynamic_range: float = 1e-18) -> np.ndarray:
+    """Values for a log axis: non-positive values and values below ``dynamic_range`` times the
+    largest (e.g. a predicted loss of exactly 0 stored as 1e-300) become gaps (NaN), so the axis
+    does not span hundreds of decades."""
+    v = np.asarray(values, dtype=float)
+    top = np.nanmax(np.where(np.isfinite(v), v, np.nan)) if np.any(np.isfinite(v)) else np.nan
+    keep = np.isfinite(v) & (v > 0) & (v >= (top * dynamic_range if np.isfinite(top) else 0))
+    return np.where(keep, v, np.nan)
+
+
 def _draw(ax, series: Mapping, kind: str) -> None:
     colours = iter(__import__("matplotlib").rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     if kind == "loss_curves":
@@ -189,7 +199,7 @@ def _draw(ax, series: Mapping, kind: str) -> None:
             if key not in palette:
                 palette[key] = next(colours)
             colour = palette[key]
-            ax.plot(steps, np.where(ys > 0, ys, np.nan) if series.get("logy", True) else ys,
+            ax.plot(steps, _log_safe(ys) if series.get("logy", True) else ys,
                     "--" if dashed else "-o", lw=1.2 if dashed else 1.6, ms=3, label=label, color=colour)
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -201,7 +211,7 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         for label, sw in _sweeps(series).items():
             w, e = _floats("widths", sw["widths"]), _floats("errors", sw["errors"])
             colour = next(colours)
-            ax.plot(w, np.where(e > 0, e, np.nan), "o", color=colour, label=label)
+            ax.plot(w, _log_safe(e), "o", color=colour, label=label)
             fit = _fit_of(sw, w, e)
             if fit is not None:
                 grid = np.geomspace(w.min(), w.max(), 50)
@@ -237,9 +247,9 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         predicted = _curves(series, "predicted", ratios.size) if "predicted" in series else {}
         for label, ys in losses.items():
             colour = next(colours)
-            ax.plot(ratios, np.where(ys > 0, ys, np.nan), "o-", ms=3, color=colour, label=label)
+            ax.plot(ratios, _log_safe(ys), "o-", ms=3, color=colour, label=label)
             if label in predicted:
-                ax.plot(ratios, np.where(predicted[label] > 0, predicted[label], np.nan), "--", color=colour,
+                ax.plot(ratios, _log_safe(predicted[label]), "--", color=colour,
                         lw=1, label=f"{label} predicted")
         ax.axvline(1.0, color="grey", ls=":", lw=1)
         ax.set_yscale("log")

@@ -261,7 +261,7 @@ def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[st
             rel = f"figures/{slug(claim.id)}--{slug(name)}.png"
             try:
                 png = render_png(s, title=f"{claim.id}: {name}")
-            except (ValueError, TypeError) as exc:
+            except Exception as exc:  # noqa: BLE001 -- one bad figure is reported, it must not stop the report
                 entries.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             atomic_write_bytes(out_dir / rel, png)
@@ -271,12 +271,18 @@ def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[st
 
 
 OVERVIEW_TITLES = {
-    "loss_curves": "Loss vs step for every approximation at its eta = 1/alpha: measured (solid) against the "
-                   "infinite-width prediction (dashed)",
+    "loss_curves-train": "Train loss vs step for every approximation at its eta = 1/alpha: measured (solid) against "
+                         "the infinite-width prediction (dashed; a predicted 0 is off the log axis)",
+    "loss_curves-test": "Test loss vs step for every approximation at its eta = 1/alpha: measured (solid) against "
+                        "the infinite-width prediction (dashed)",
     "width_sweep": "Errors vs width on log-log axes with fitted slopes, all claims",
     "spectrum": "Spectra of Theta_G per approximation",
     "eta_scan": "One-step loss vs eta/eta*, every approximation",
 }
+
+
+OVERVIEW_SHORT = {"width_sweep": "errors vs width, all claims", "spectrum": "spectra of Theta_G / mean",
+                  "eta_scan": "one-step loss vs eta/eta*"}
 
 
 def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
@@ -285,7 +291,7 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
     from proofs.figures import normalise_series, validate_series
 
     merged: Dict[str, dict] = {}
-    counts: Dict[str, int] = {}
+    sources: Dict[str, set] = {}  # overview name -> the (claim, series) pairs that fed it
     for claim, result in pairs:
         for name, raw in (result.series or {}).items():
             try:
@@ -293,23 +299,34 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                 s = normalise_series(raw)
             except (ValueError, TypeError):
                 continue
-            counts[kind] = counts.get(kind, 0) + 1
-            m = merged.setdefault(kind, {"kind": kind, "title": OVERVIEW_TITLES[kind], "caption": OVERVIEW_TITLES[kind]})
+            if kind != "loss_curves":
+                sources.setdefault(kind, set()).add((claim.id, name))
+                m = merged.setdefault(kind, {"kind": kind, "title": OVERVIEW_SHORT[kind],
+                                             "caption": OVERVIEW_TITLES[kind]})
 
             def label(text):
                 return f"{claim.id}: {text}"
 
             if kind == "loss_curves":
                 steps = list(np.asarray(s["steps"], dtype=float))
-                if "steps" in m and len(m["steps"]) != len(steps):
-                    continue  # different horizons cannot share the x-axis; the claim's own figure shows it
-                m.setdefault("steps", steps)
                 predicted = set(s.get("predicted") or [k for k in s["curves"] if "predict" in k.lower()])
                 for k, v in s["curves"].items():
-                    key = k if k not in m.setdefault("curves", {}) else label(k)
-                    m["curves"][key] = v
+                    # train and test curves go to separate overview figures; one curve per label
+                    # (the first claim that has it) -- every claim's own figure shows all of its curves
+                    split = "test" if " test" in f" {k.lower()}" else "train"
+                    sub = merged.setdefault(f"loss_curves-{split}", {
+                        "kind": kind, "title": f"{split} loss vs step, every approximation at eta = 1/alpha",
+                        "caption": OVERVIEW_TITLES[f"loss_curves-{split}"], "steps": steps, "curves": {},
+                        "predicted": [], "ylabel": f"{split} loss"})
+                    # one approximation = one claim's curves (its measured and predicted share a key)
+                    key = k.replace(" predicted", "").replace("predicted", "").split(" M=")[0].strip()
+                    owner = sub.setdefault("_owners", {}).setdefault(key, claim.id)
+                    if len(sub["steps"]) != len(steps) or k in sub["curves"] or owner != claim.id:
+                        continue
+                    sub["curves"][k] = v
                     if k in predicted:
-                        m.setdefault("predicted", []).append(key)
+                        sub["predicted"].append(k)
+                    sources.setdefault(f"loss_curves-{split}", set()).add((claim.id, name))
             elif kind == "width_sweep":
                 sweeps = s["sweeps"] if "sweeps" in s else {str(s.get("ylabel") or name): s}
                 for k, v in sweeps.items():
@@ -332,7 +349,10 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                     m["losses"][key] = v
                     if k in (s.get("predicted") or {}):
                         m.setdefault("predicted", {})[key] = s["predicted"][k]
-    return {f"overview-{kind}": m for kind, m in merged.items() if counts.get(kind, 0) >= 2}
+    for m in merged.values():
+        m.pop("_owners", None)
+    return {f"overview-{kind}": m for kind, m in merged.items() if len(sources.get(kind, ())) >= 2}
+
 
 
 def draw_overview(pairs: Sequence[Pair], out_dir: Path) -> List[Dict[str, str]]:
@@ -343,7 +363,7 @@ def draw_overview(pairs: Sequence[Pair], out_dir: Path) -> List[Dict[str, str]]:
         rel = f"figures/{slug(name)}.png"
         try:
             png = render_png(s)
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- reported in place of the figure
             entries.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
             continue
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)

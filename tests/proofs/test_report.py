@@ -225,11 +225,16 @@ def test_overview_merges_series_of_the_same_kind_across_claims(tmp_path):
           for i, s in enumerate([loss_a, loss_b])]
     pairs = [(c, c.run()) for c in cl]
     merged = overview_series(pairs)
-    assert list(merged) == ["overview-loss_curves"]
-    assert set(merged["overview-loss_curves"]["curves"]) == {"exact train", "exact train predicted", "kfac train",
-                                                             "kfac train predicted"}
+    assert list(merged) == ["overview-loss_curves-train"]  # no test curves were given
+    assert set(merged["overview-loss_curves-train"]["curves"]) == {"exact train", "exact train predicted",
+                                                                   "kfac train", "kfac train predicted"}
+    assert merged["overview-loss_curves-train"]["predicted"] == ["exact train predicted", "kfac train predicted"]
+    # a second claim with exact curves does not add a second "exact" to the overview
+    dup = claim("o.dup", title="t", statement="s", register=False)(with_series({"loss": loss_a}))
+    again = overview_series(pairs + [(dup, dup.run())])["overview-loss_curves-train"]["curves"]
+    assert len(again) == 4
     paths = write_report(pairs, RunConfig(), tmp_path)
-    assert tmp_path / "figures" / "overview-loss-curves.png" in paths["figures"]
+    assert tmp_path / "figures" / "overview-loss-curves-train.png" in paths["figures"]
     assert "## Overview figures" in (tmp_path / "report.md").read_text()
 
 
