@@ -150,6 +150,17 @@ def summary_line(pairs: Sequence[tuple], seconds: float) -> str:
     return f"{s['claims']} claims ({counts or 'none'}) in {seconds:.1f} s; {tail}"
 
 
+def _write_outcome(pairs: Sequence[tuple], seconds: float, out: TextIO) -> None:
+    """The table, one line of reasons per surprising or qualified verdict, and the summary line."""
+    out.write(format_table(pairs) + "\n")
+    for c, r in pairs:
+        if r.verdict != c.expected or r.verdict in ("conditional", "inconclusive"):
+            why = r.failed_assumption or " ".join((r.notes or "").split())[:300]
+            if why:
+                out.write(f"  {c.id}: {r.verdict}: {why}\n")
+    out.write(summary_line(pairs, seconds) + "\n")
+
+
 def _check_writable_dir(directory: Path, what: str) -> None:
     if not directory.is_dir():
         raise ValueError(f"{what}: directory {str(directory)!r} does not exist")
@@ -183,13 +194,7 @@ def _cmd_verify(args, claims: ClaimSource, out: TextIO) -> int:
     start = time.perf_counter()
     pairs = run_claims(chosen, cfg)
     seconds = time.perf_counter() - start
-    out.write(format_table(pairs) + "\n")
-    for c, r in pairs:
-        if r.verdict != c.expected or r.verdict in ("conditional", "inconclusive"):
-            why = r.failed_assumption or " ".join((r.notes or "").split())[:300]
-            if why:
-                out.write(f"  {c.id}: {r.verdict}: {why}\n")
-    out.write(summary_line(pairs, seconds) + "\n")
+    _write_outcome(pairs, seconds, out)
     if json_path is not None:
         from proofs.report import results_document, write_json
         write_json(json_path, results_document(pairs, cfg))
@@ -211,8 +216,7 @@ def _cmd_report(args, claims: ClaimSource, out: TextIO) -> int:
     pairs = run_claims(chosen, cfg)
     seconds = time.perf_counter() - start
     paths = write_report(pairs, cfg, target)
-    out.write(format_table(pairs) + "\n")
-    out.write(summary_line(pairs, seconds) + "\n")
+    _write_outcome(pairs, seconds, out)
     out.write(f"report written to {paths['markdown']}, {paths['latex']}, {paths['json']} "
               f"and {len(paths['figures'])} figure(s) in {target / 'figures'}\n")
     return 0 if all(r.verdict == c.expected for c, r in pairs) else 1
