@@ -49,12 +49,16 @@ def exact_evidence(cfg: RunConfig):
        statement=r"J F^{+} J^\top / N = I,\qquad \eta = 1 \Rightarrow f_1(X) - Y \to 0 \ (M \to \infty)",
        assumptions=ASSUMPTIONS, reference="paper.md R1", tags=("exact", "dynamics"))
 def one_step_convergence(cfg: RunConfig) -> ClaimResult:
+    from theory.isotropy import isotropy_result
+
     s, alpha, iso_err, alpha_hat, sweep = exact_evidence(cfg)
+    derivation = isotropy_result("exact", DEPTH).derivation
     lin = sweep.linearisation
     widest = max(s["widths"])
     losses = sweep.curves[widest]["measured"]["train_loss"]
     ratio = losses[1] / losses[0]
     parts = [
+        V.derivation_verdict(derivation, "alpha(11^T) = 1 (symbolic)"),
         # exact identity at finite width: float64 round-off of an N x N solve is ~1e-13
         V.compare("alpha measured at width 64 (exact identity)", alpha, alpha_hat, tolerance=1e-9),
         V.compare("isotropy error at width 64", 0.0, iso_err, tolerance=1e-9, error=iso_err),
@@ -65,7 +69,12 @@ def one_step_convergence(cfg: RunConfig) -> ClaimResult:
     ]
     return V.to_result(
         parts, predicted=alpha, measured=alpha_hat, error=lin.errors[-1], width=widest, tolerance=1e-2,
-        details={"settings": s, "loss_ratio_widest": ratio, "table": sweep.table()},
+        derivation=derivation,
+        details={"settings": s, "loss_ratio_widest": ratio, "table": sweep.table(),
+                 # at eta = 1 the linearisation error IS ||r_1|| / ||r_0||; the loss ratio is its square
+                 "relative_residual_slope": lin.fit.slope, "relative_residual_slope_stderr": lin.fit.slope_stderr,
+                 "loss_ratio_by_width": {m: c["measured"]["train_loss"][1] / c["measured"]["train_loss"][0]
+                                         for m, c in sweep.curves.items()}},
         series={"one_step_residual_vs_width": lin.to_series(), "loss_curve_exact": sweep.curve_series()},
         notes="measured = mean diag of Theta_G at width 64; error = ||r_1 - (1 - eta alpha) r_0|| / ||r_0|| "
               "at the widest net")

@@ -49,6 +49,8 @@ def pattern_training(cfg: RunConfig, name: str, depth: int):
     """Real training of a pattern approximation at eta = 1/alpha over the width sweep, with the
     analytic test predictor (theory.pattern_kernels on the analytic layer NTKs)."""
     s = sweep_settings(cfg)
+    if depth >= 5:  # (L-1) hidden M x M layers: cap the memory of a net + its step at ~1.5 GB
+        s["widths"] = [m for m in s["widths"] if m <= 4096]
     task = ev.synthetic_task(cfg, ("layerwise", name, depth), s["n"], s["dim"], s["n_test"])
     S = ev.pattern_matrix(name, depth)
     alpha = float(_analysis(S).alpha)
@@ -83,6 +85,7 @@ def block_diagonal(cfg: RunConfig) -> ClaimResult:
 
     depths = cfg.pick([3, 4], [2, 3, 4, 5, 6])
     parts, measured = [], {}
+    derivation = _analysis(block_diagonal_pattern(3)).derivation
     for L in depths:
         a = _analysis(block_diagonal_pattern(L))
         parts.append(V.derivation_verdict(a.derivation, f"alpha(I_{L}) derivation"))
@@ -95,7 +98,7 @@ def block_diagonal(cfg: RunConfig) -> ClaimResult:
     widest = max(s["widths"])
     return V.to_result(
         parts, predicted=3, measured=measured[3], error=sweep.test_error.errors[-1],
-        width=widest, tolerance=0.2,
+        width=widest, tolerance=0.2, derivation=derivation,
         details={"settings": s, "alpha_by_depth": {"predicted": {L: L for L in depths}, "measured": measured},
                  "table": sweep.table()},
         series={"loss_curve_block_diagonal": sweep.curve_series(),
@@ -118,7 +121,8 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
     from theory.patterns import tridiagonal_pattern
 
     depths = cfg.pick([2, 3, 4, 5, 6, 7, 8], list(range(1, 12)))
-    parts = [V.derivation_verdict(tridiagonal_closed_form_derivation(), "ceil(L/3) closed form (symbolic L)")]
+    closed_form = tridiagonal_closed_form_derivation()
+    parts = [V.derivation_verdict(closed_form, "ceil(L/3) closed form (symbolic L)")]
     predicted, measured = {}, {}
     for L in depths:
         a = _analysis(tridiagonal_pattern(L))
@@ -135,7 +139,7 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
     worst = max(abs(measured[L] - predicted[L]) for L in depths)
     return V.to_result(
         parts, predicted=predicted[5], measured=measured[5], error=worst,
-        width=48, tolerance=EXACT_TOL,
+        width=48, tolerance=EXACT_TOL, derivation=closed_form,
         details={"settings": s, "depths": depths, "alpha_by_depth": {"predicted": predicted, "measured": measured},
                  "table_L4": sweep.table()},
         series={"loss_curve_block_tridiagonal_L4": sweep.curve_series(),
@@ -173,6 +177,7 @@ def block_tridiagonal_moving_layers(cfg: RunConfig) -> ClaimResult:
                                tolerance=0.0))
         parts.append(V.compare(f"L={L}: moving set = theory", 0.0, float(measured[L] != predicted[L]), tolerance=0.0))
     return V.to_result(parts, predicted=str(predicted[5]), measured=str(measured[5]), width=64,
+                       derivation=_analysis(tridiagonal_pattern(5)).derivation,
                        details={"depths": depths, "moving_predicted": predicted, "moving_measured": measured},
                        notes="predicted/measured = moving layers at L = 5; a layer moves when ||theta_l' - theta_l|| / "
                              "||theta_l|| > 1e-10 after one real step (width 64)")
@@ -187,9 +192,10 @@ def block_tridiagonal_moving_layers(cfg: RunConfig) -> ClaimResult:
        reference="paper.md R3", tags=("block_tridiagonal", "test"))
 def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
     from numerics.factors import layer_grams
-    from theory.pattern_kernels import PatternKernel
+    from theory.pattern_kernels import PatternKernel, finite_width_exactness_derivation
 
-    parts, details = [], {}
+    derivation = finite_width_exactness_derivation()
+    parts, details = [V.derivation_verdict(derivation, "singular-S test kernel (range/null split)")], {}
     for L in (4, 5):
         S = ev.pattern_matrix("block_tridiagonal", L)
         pk = PatternKernel.from_pattern(S)
@@ -220,7 +226,7 @@ def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
                          expected_slope=-0.5, final_tolerance=0.25))
     return V.to_result(
         parts, predicted=widest["predicted"]["test_loss"][1], measured=widest["measured"]["test_loss"][1],
-        error=te.errors[-1], width=max(s["widths"]), tolerance=0.25,
+        error=te.errors[-1], width=max(s["widths"]), tolerance=0.25, derivation=derivation,
         details={**details, "settings": s, "table_L5": sweep.table()},
         series={"block_tridiagonal_L5_test_error_vs_width": te.to_series(),
                 "loss_curve_block_tridiagonal_L5": sweep.curve_series()},
