@@ -26,7 +26,12 @@ gradient ``J_l^T r / N`` lies in ``range(B) (x) range(A)``, so with ``w_ij = 1/(
 
     direction_l = Delta^T V [ (V^T R W) o w / N ] W^T Z,      R[(n,c), n'] = r_{nc} [n = n'],
     Theta_G,l(X2, X)[(a,c),(n,d)] = (1/N) sum_ij P2[(a,c),i] P[(n,d),i] Q2[a,j] Q[n,j] w_ij,
-    P2 = Delta(X2) U_B,  Q2 = Z(X2) U_A,   (on the train set P = V diag(s), Q = W diag(t)).
+    P = V, Q = W,  P2 = Delta(X2) Delta^T V,  Q2 = Z(X2) Z^T W   (train set: P2 = V diag(s^2), Q2 = W diag(t^2)).
+
+The numerical ranges are cut per factor (eigenvalues of each Gram below ``rank_rtol`` times its own
+largest), so every product ``b_i a_j`` of kept eigenvalues is kept, as in the exact identity
+``(B (x) A)^+ = B^+ (x) A^+``; a dense ``pinv`` of ``B (x) A`` with one global cut would drop products far
+below the largest (e.g. ``1e-6 * 1e-5``).
 
 For separable ``w`` (``rho = 0`` or factored damping) the operator is a Hadamard product of two
 Grams; at ``rho = 0`` it is the paper's identity
@@ -83,29 +88,30 @@ OPERATOR_CHUNK_ENTRIES = 1 << 23
 
 @dataclass(frozen=True)
 class ThinGram:
-    """Thin eigendecomposition ``rows rows^T = V diag(lam) V^T`` on the numerical range.
+    """Thin eigendecomposition ``rows rows^T = V diag(lam) V^T``.
 
-    ``lam > rtol * max(lam)`` are kept (:data:`numerics.linalg.PINV_RTOL`).  The factor
-    ``rows^T rows / N`` then has the nonzero eigenvalues ``lam / N`` with eigenvectors
-    ``rows^T V diag(lam^{-1/2})``.
+    The numerical rank counts ``lam > rtol * max(lam)`` (:data:`numerics.linalg.PINV_RTOL`); the
+    factor ``rows^T rows / N`` has the nonzero eigenvalues ``lam / N`` with eigenvectors
+    ``rows^T V diag(lam^{-1/2})``.  ``V``/``lam`` hold the *working* basis: the rank-``rtol`` range for
+    pseudo-inverses, or (``keep_positive=True``, used with damping, where the inverse is bounded)
+    every positive eigenvalue -- cutting genuine small eigenvalues there would lose components of
+    relative size ``sqrt(lam / lam_max) (b a + rho) / rho``, while keeping rounding-level ones costs
+    only ``eps``-level terms (the formulas never divide by ``lam`` when ``rho > 0``).
     """
 
     V: np.ndarray
     lam: np.ndarray
     size: int
-    condition_number: float      # lam_max / lam_min over the kept eigenvalues
-    dropped_ratio: float         # largest dropped eigenvalue / lam_max (0 if none)
-
-    @property
-    def rank(self) -> int:
-        return int(self.lam.size)
+    rank: int                    # numerical rank (eigenvalues above rtol * max)
+    condition_number: float      # lam_max / lam_min over the rank-rtol range
+    dropped_ratio: float         # largest eigenvalue below the cut / lam_max (0 if none)
 
     @property
     def full_rank(self) -> bool:
         return self.rank == self.size
 
 
-def thin_gram(rows: np.ndarray, rtol: float = PINV_RTOL) -> ThinGram:
+def thin_gram(rows: np.ndarray, rtol: float = PINV_RTOL, keep_positive: bool = False) -> ThinGram:
     """:class:`ThinGram` of ``rows rows^T`` (one GEMM and one ``eigh``).
 
     >>> g = thin_gram(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]]))
@@ -120,7 +126,9 @@ def thin_gram(rows: np.ndarray, rtol: float = PINV_RTOL) -> ThinGram:
     dropped = lam[~keep]
     cond = float(kept[-1] / kept[0]) if kept.size else float("inf")
     dropped_ratio = float(max(0.0, dropped.max()) / top) if dropped.size and top > 0 else 0.0
-    return ThinGram(V=V[:, keep], lam=kept, size=lam.size, condition_number=cond, dropped_ratio=dropped_ratio)
+    work = lam > 0 if keep_positive else keep
+    return ThinGram(V=V[:, work], lam=lam[work], size=lam.size, rank=int(keep.sum()), condition_number=cond,
+                    dropped_ratio=dropped_ratio)
 
 
 def expand_outputs(gram: np.ndarray, n_outputs: int) -> np.ndarray:
@@ -180,7 +188,8 @@ class KFACApproximation(Approximation):
         for l in range(1, self.depth + 1):
             delta = self.factors.Delta[l - 1].reshape(n * c, -1)
             Z = self.factors.Z[l - 1]
-            gb, ga = thin_gram(delta, self.rank_rtol), thin_gram(Z, self.rank_rtol)
+            keep_all = self.damping > 0
+            gb, ga = thin_gram(delta, self.rank_rtol, keep_all), thin_gram(Z, self.rank_rtol, keep_all)
             self.backward_grams.append(gb)
             self.input_grams.append(ga)
             info = {"layer": l, "backward_gram_rank": gb.rank, "backward_gram_size": gb.size,
@@ -279,17 +288,15 @@ class KFACApproximation(Approximation):
         total = np.zeros((n2 * c, n * c))
         for l in range(1, self.depth + 1):
             gb, ga = self.backward_grams[l - 1], self.input_grams[l - 1]
+            # the (i, j) term is (Delta2 Delta^T v_i v_i^T) o (Z2 Z^T y_j y_j^T (x) 1 1^T) w_ij: no division by lam
+            P, Q = gb.V, ga.V
             if X2 is None:
-                P = gb.V * np.sqrt(gb.lam)
-                Q = ga.V * np.sqrt(ga.lam)
-                P2, Q2 = P, Q
+                P2, Q2 = gb.V * gb.lam, ga.V * ga.lam
             else:
                 delta = self.factors.Delta[l - 1].reshape(n * c, -1)
                 delta2 = f2.Delta[l - 1].reshape(n2 * c, -1)
-                P = gb.V * np.sqrt(gb.lam)
-                Q = ga.V * np.sqrt(ga.lam)
-                P2 = (delta2 @ delta.T) @ (gb.V / np.sqrt(gb.lam))
-                Q2 = (f2.Z[l - 1] @ self.factors.Z[l - 1].T) @ (ga.V / np.sqrt(ga.lam))
+                P2 = delta2 @ (delta.T @ gb.V)
+                Q2 = f2.Z[l - 1] @ (self.factors.Z[l - 1].T @ ga.V)
             separable = self._separable_weights(l)
             if separable is not None:
                 beta, gamma = separable

@@ -315,10 +315,11 @@ def test_property_fast_equals_dense(n, c, hidden, m0, damping, bias, mode, seed)
     approx = KFACApproximation(net, X, damping=damping, damping_mode=mode)
     G = approx.dense_matrix()
     lam = np.abs(np.linalg.eigvalsh(G + damping * np.eye(len(G))))
-    kept = lam[lam > 1e-10 * lam.max()]
-    # the dense pinv is unreliable near its 1e-10 cut (an erf net with tiny signals): only compare
-    # where the kept spectrum is well separated from it
-    assume(damping > 0 or kept.min() > 1e-7 * lam.max())
+    nonzero = lam[lam > 1e-14 * lam.max()]   # exact zeros of G sit at ~1e-16 relative
+    # The dense pinv cuts eigenvalues b_i a_j below 1e-10 of the GLOBAL max; K-FAC's factor
+    # pseudo-inverses cut each factor relative to itself, i.e. keep every nonzero product (the exact
+    # (B (x) A)^+ = B^+ (x) A^+).  Compare only where no genuine eigenvalue sits near the dense cut.
+    assume(damping > 0 or nonzero.min() > 1e-7 * lam.max())
     ref = dense_reference(approx, r, X2=X2)
     assert rel(flat(approx.direction(r)), ref.update) < 1e-7
     assert rel(approx.operator(X2), ref.test_operator) < 1e-7
