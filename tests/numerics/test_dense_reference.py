@@ -44,7 +44,7 @@ def _options(name, depth):
 def _problem(depth, n_outputs, seed):
     """A small net whose every layer Jacobian has full row rank: N C <= P_l for every layer."""
     rng = np.random.default_rng(seed)
-    width = 9 if depth <= 5 else 6  # keep P (and the dense P x P eigh) small for the deep nets
+    width = 9 if depth <= 6 else 6  # keep P (and the dense P x P eigh) small for the deepest nets
     widths = [5] + [width] * (depth - 1) + [n_outputs]
     net = MLP(widths, activation="tanh", sigma_w2=1.5, sigma_b2=0.2, seed=seed)
     X = rng.standard_normal((4, 5))
