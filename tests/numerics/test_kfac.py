@@ -357,3 +357,20 @@ def test_test_kernel_is_hadamard_product_of_factor_regressions():
         else:
             expected = expected + zreg
     assert rel(approx.operator(X2), expected) < 1e-10
+
+
+@pytest.mark.parametrize("mode", ["exact", "factored"])
+def test_damping_keeps_tiny_genuine_factor_eigenvalues(mode):
+    # regression (found by hypothesis): layer 1's backward Gram has a genuine eigenvalue 4.6e-12 of
+    # its largest.  A rank cut there is harmless for rho = 0 conventions but wrong with damping: the
+    # bounded inverse 1/(b a + rho) keeps that component (relative size sqrt(lam/lam_max)(ba+rho)/rho
+    # ~ 4e-5 here).  The damped path keeps every positive eigenvalue and matches the dense solve.
+    net = MLP([3, 3, 1], activation="erf", seed=3)
+    rng = np.random.default_rng(3)
+    X, X2, r = rng.standard_normal((3, 3)), rng.standard_normal((2, 3)), rng.standard_normal((3, 1))
+    approx = KFACApproximation(net, X, damping=0.01, damping_mode=mode)
+    assert 0 < approx.diagnostics["layers"][0]["backward_gram_dropped"] < 1e-10   # the tiny eigenvalue
+    ref = dense_reference(approx, r, X2=X2)
+    assert rel(flat(approx.direction(r)), ref.update) < DENSE_RTOL
+    assert rel(approx.operator(X2), ref.test_operator) < DENSE_RTOL
+    assert rel(approx.operator(), ref.operator) < DENSE_RTOL
