@@ -25,13 +25,18 @@ from theory.kernels import analytic_kernels  # noqa: E402
 TARGET_RATIO = 10.0
 
 
-def best_time(fn, repeat: int) -> float:
-    best = np.inf
+def best_time(fn, repeat: int):
+    """Best wall-clock and best process-CPU time over ``repeat`` runs.
+
+    CPU time (summed over threads) measures the work and is far less sensitive to other
+    processes sharing the cores than wall-clock time."""
+    wall, cpu = np.inf, np.inf
     for _ in range(repeat):
-        start = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        wall = min(wall, time.perf_counter() - w0)
+        cpu = min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
 def main(argv=None) -> int:
@@ -59,13 +64,14 @@ def main(argv=None) -> int:
         ("analytic_kernels, one thread", one_thread),
     ]
     print(f"N = {args.n}, M0 = {args.dim}, depth = {args.depth}, activation = {args.activation}, "
-          f"float64, cpus = {os.cpu_count()}, best of {args.repeat}")
-    print(f"{'computation':<58} {'seconds':>9} {'x GEMM':>8}")
-    for name, t in rows:
-        print(f"{name:<58} {t:>9.3f} {t / gram:>8.2f}")
-    ratio = full / gram
+          f"float64, cpus = {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, best of {args.repeat}")
+    print(f"{'computation':<58} {'wall s':>8} {'x GEMM':>7} {'cpu s':>8} {'x GEMM':>7}")
+    for name, (w, c) in rows:
+        print(f"{name:<58} {w:>8.3f} {w / gram[0]:>7.2f} {c:>8.3f} {c / gram[1]:>7.2f}")
+    ratio = full[0] / gram[0]
     verdict = "meets" if ratio < TARGET_RATIO else "MISSES"
-    print(f"ratio analytic_kernels / GEMM = {ratio:.2f}: {verdict} the target < {TARGET_RATIO:g}x")
+    print(f"wall-clock ratio analytic_kernels / GEMM = {ratio:.2f}: {verdict} the target < {TARGET_RATIO:g}x "
+          f"(CPU-time ratio {full[1] / gram[1]:.2f}; wall-clock ratios are noisy on a shared machine)")
     return 0
 
 
