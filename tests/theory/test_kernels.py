@@ -206,3 +206,15 @@ def test_zero_input():
         assert np.all(np.isfinite(k.ntk))
     k = analytic_kernels(X, depth=3, activation="erf")
     np.testing.assert_allclose(k.ntk[2], 0.0, atol=1e-15)   # erf(0) = 0: the zero input stays 0
+
+
+def test_docstring_examples_run():
+    """The runnable examples of the kernel modules (formulas and numbers in the docstrings)."""
+    import doctest
+
+    import theory.dual
+    import theory.kernels
+    import theory.symbolic_kernels
+    for module in (theory.dual, theory.kernels, theory.symbolic_kernels):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
