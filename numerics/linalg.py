@@ -102,10 +102,13 @@ def cholesky_solve(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
     return cholesky_apply(factor, B)
 
 
-def lu_solve_checked(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
-                     assumption: str = "the matrix is invertible",
-                     max_condition: float = MAX_CONDITION) -> np.ndarray:
-    """Solve a general square system ``A X = B`` by LU with LAPACK's condition estimate (``dgecon``)."""
+def lu_factor_checked(A: np.ndarray, *, name: str = "matrix", assumption: str = "the matrix is invertible",
+                      max_condition: float = MAX_CONDITION) -> Tuple[tuple, float]:
+    """LU factors of a general square ``A`` and LAPACK's 1-norm condition estimate (``dgecon``).
+
+    Raises :class:`SingularSystemError` when ``cond > max_condition``.  Solve with
+    ``scipy.linalg.lu_solve(factor, B)``.
+    """
     A = np.asarray(A, dtype=float)
     with warnings.catch_warnings():  # an exactly singular U is reported below, with its condition number
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
@@ -115,7 +118,15 @@ def lu_solve_checked(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
     cond = float("inf") if rcond == 0 else 1.0 / float(rcond)
     if info != 0 or not cond <= max_condition:
         raise SingularSystemError(f"{name} is numerically singular", cond, assumption)
-    return scipy.linalg.lu_solve((lu, piv), B, check_finite=False)
+    return (lu, piv), cond
+
+
+def lu_solve_checked(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
+                     assumption: str = "the matrix is invertible",
+                     max_condition: float = MAX_CONDITION) -> np.ndarray:
+    """Solve a general square system ``A X = B`` by LU with LAPACK's condition estimate (``dgecon``)."""
+    factor, _ = lu_factor_checked(A, name=name, assumption=assumption, max_condition=max_condition)
+    return scipy.linalg.lu_solve(factor, B, check_finite=False)
 
 
 def psd_sqrt_and_inverse_sqrt(A: np.ndarray, *, name: str = "matrix",

@@ -35,7 +35,7 @@ import scipy.linalg
 
 from ..dense import dense_layer_jacobian
 from ..factors import layer_grams
-from ..linalg import MAX_CONDITION, SingularSystemError, lu_solve_checked, psd_sqrt_and_inverse_sqrt
+from ..linalg import MAX_CONDITION, SingularSystemError, lu_factor_checked, psd_sqrt_and_inverse_sqrt
 from .base import Approximation, reject_options
 
 #: Eigenvalues of the small 0/1 pattern S with ``|lambda| <= PATTERN_RTOL * L`` are zero.  S has
@@ -177,7 +177,10 @@ class PatternApproximation(Approximation):
             # rho N I + (S (x) I) K: block (l, k) = S_lk K_k
             A = np.block([[S[l, k] * self.grams[k] for k in range(L)] for l in range(L)])
             A[np.diag_indices_from(A)] += self.damping * self.n_samples
-            self._damped_system = A
+            self._lu, cond = lu_factor_checked(A, name=f"{self.name} damped dual system",
+                                               assumption=self._system_assumption(),
+                                               max_condition=self.max_condition)
+            self.diagnostics["system_condition_number"] = cond
             return
         self._roots = self._check_layer_grams()
         M = np.block([[S[l, k] * (self._roots[l][0] @ self._roots[k][0]) if S[l, k] else np.zeros((m, m))
@@ -191,8 +194,10 @@ class PatternApproximation(Approximation):
             Q = basis @ basis.T
         else:
             Q = np.zeros_like(M)
-        self._M_shifted = M + scale * Q
+        self._lu, cond = lu_factor_checked(M + scale * Q, name=f"{self.name} dual system",
+                                           assumption=self._system_assumption(), max_condition=self.max_condition)
         self._Q, self._scale = Q, scale
+        self.diagnostics["system_condition_number"] = cond
         self.diagnostics["system_rank"] = int(L * m - null_S.shape[1] * m)
 
     def _system_assumption(self) -> str:
@@ -206,12 +211,10 @@ class PatternApproximation(Approximation):
         L, m = self.depth, self.block_size
         b = np.tile(rhs, (L, 1))
         if self.damping > 0:
-            v = lu_solve_checked(self._damped_system, b, name=f"{self.name} damped dual system",
-                                 assumption=self._system_assumption(), max_condition=self.max_condition)
+            v = scipy.linalg.lu_solve(self._lu, b, check_finite=False)
         else:
             w = np.vstack([self._roots[l][0] @ b[l * m:(l + 1) * m] for l in range(L)])
-            y = lu_solve_checked(self._M_shifted, w, name=f"{self.name} dual system",
-                                 assumption=self._system_assumption(), max_condition=self.max_condition)
+            y = scipy.linalg.lu_solve(self._lu, w, check_finite=False)
             y = y - self._Q @ w / self._scale
             v = np.vstack([self._roots[l][1] @ y[l * m:(l + 1) * m] for l in range(L)])
         return [v[l * m:(l + 1) * m] for l in range(L)]
