@@ -157,8 +157,16 @@ def _fill_block(rows: slice, sigmas, dots, backward, layer_ntk, ntk, d1, d2, dua
     step = _next_layer_homogeneous if dual.is_homogeneous else _next_layer_generic
     depth = len(sigmas)
     idx = np.arange(rows.start, rows.stop)
+    # quadrature duals cost O(n^2) per entry: on X x X compute the upper part only and copy the
+    # lower part from the rows above (blocks must then run in order: see analytic_kernels)
+    half = symmetric and not dual.closed_form
+    cols = slice(rows.start if half else 0, None)
     for l in range(depth - 1):
-        step(dual, sigmas[l][rows], d1[l][rows], d2[l], sigmas[l + 1][rows], dots[l][rows], sigma_w2, sigma_b2)
+        step(dual, sigmas[l][rows, cols], d1[l][rows], d2[l][cols], sigmas[l + 1][rows, cols], dots[l][rows, cols],
+             sigma_w2, sigma_b2)
+        if half and rows.start > 0:
+            sigmas[l + 1][rows, :rows.start] = sigmas[l + 1][:rows.start, rows].T
+            dots[l][rows, :rows.start] = dots[l][:rows.start, rows].T
         if symmetric:                                    # keep the diagonal exactly the layer variances
             sigmas[l + 1][idx, idx] = d1[l + 1][idx]
     theta = ntk[rows]
@@ -223,6 +231,8 @@ def analytic_kernels(X, X2=None, depth: int = 3, activation="relu", sigma_w2: fl
                     dual, sigma_w2, sigma_b2, symmetric)
 
     threads = n_threads or min(os.cpu_count() or 1, 8)
+    if symmetric and not dual.closed_form:
+        threads = 1                                      # the half computation needs the rows above first
     if threads > 1 and len(starts) > 1:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(work, starts))
