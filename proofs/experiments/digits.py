@@ -166,6 +166,7 @@ class DigitsRun:
     seconds: float
     measured_alpha: float = float("nan")
     isotropy_error: float = float("nan")
+    linearised_loss_ratio: float = float("nan")
     note: str = ""
 
     def to_dict(self) -> dict:
@@ -212,13 +213,17 @@ def run_approximation(data: DigitsData, name: str, width: int, seed: int, steps:
         alpha = float(isotropy_constant(name, depth, n_samples=X.shape[0], input_dim=X.shape[1]))
     eta = 1.0 / alpha
     net = MLP([X.shape[1]] + [width] * (depth - 1) + [1], activation="relu", sigma_w2=2.0, sigma_b2=0.0, seed=seed)
-    iso, measured_alpha = ev.isotropy_error(ev.measured_operator(net, X, name))
+    operator = ev.measured_operator(net, X, name)
+    iso, measured_alpha = ev.isotropy_error(operator)
+    r0 = net.forward(X) - data.Y_train
+    # the first step with the MEASURED operator, linearised: separates non-isotropy from nonlinearity
+    linearised_ratio = ev.loss(r0 - eta * operator @ r0) / ev.loss(r0)
     run = ev.train_steps(net, X, data.Y_train, X_test, data.Y_test, name, eta, steps)
     pred = _predicted(name, X, X_test, data.Y_train, data.Y_test, run["f0_train"], run["f0_test"], alpha, eta,
                       steps, depth)
     return DigitsRun(name, alpha, eta, width, X.shape[1], run["train_loss"], run["test_loss"],
                      pred["train_loss"], pred["test_loss"], time.perf_counter() - start,
-                     measured_alpha, iso, note)
+                     measured_alpha, iso, linearised_ratio, note)
 
 
 def unit_wise_probe(data: DigitsData, width: int, seed: int) -> dict:
