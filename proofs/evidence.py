@@ -9,8 +9,9 @@ The measurements:
 * :func:`isotropy_error` -- ``||Theta_G - a I||_F / ||a I||_F`` with ``a`` the mean diagonal of the
   measured function-space operator ``Theta_G = J G^+ J^T / N``;
 * :func:`isotropy_sweep` -- that error over a width sweep with the fitted log-log slope;
-* :func:`one_step` / :func:`one_step_sweep` -- a real NGD step and its residual against the
-  linearised prediction ``r_1 = (1 - eta alpha) r_0``, over widths;
+* :func:`one_step` / :func:`training_sweep` -- real NGD steps and their residual against the
+  linearised prediction ``r_1 = (1 - eta alpha) r_0``, over widths, with test outputs against the
+  analytic predictor;
 * :func:`analytic_test_operator` -- the infinite-width test kernel ``Theta_G(x', X)`` of each
   approximation from the analytic kernels (used to predict test losses);
 * :func:`predicted_losses` / :func:`loss_curves` -- train/test loss per step, measured vs predicted;
@@ -214,27 +215,6 @@ def one_step(net, X: np.ndarray, Y: np.ndarray, name: str, learning_rate: float,
     return {"r0": r0, "r1": r1, "loss0": loss(r0), "loss1": loss(r1),
             "layer_change": [float(np.linalg.norm(p - b)) for p, b in zip(net.params, before)],
             "layer_norm": [float(np.linalg.norm(b)) for b in before]}
-
-
-def one_step_sweep(cfg, key: Sequence, name: str, X: np.ndarray, Y: np.ndarray, widths: Sequence[int],
-                   depth: int, alpha: float, eta: float, activation: str = "relu", sigma_w2: float = 2.0,
-                   sigma_b2: float = 0.0, damping: float = 0.0, **options) -> WidthSweep:
-    """Over widths: one real step at ``eta``; error = ``||r_1 - (1 - eta alpha) r_0|| / ||r_0||``.
-
-    ``extra`` holds the loss ratio ``L_1/L_0`` and the relative residual ``||r_1||/||r_0||``.
-    The error is the linearisation error of the step (Lee et al. 2019: ``O(M^{-1/2})``).
-    """
-    errors, ratios, rel = [], [], []
-    factor = 1.0 - eta * alpha
-    for m in progress(cfg, widths, f"{name}: one-step sweep"):
-        net = make_net(cfg, (*key, name, "step"), [X.shape[1]] + [m] * (depth - 1) + [Y.shape[1]],
-                       activation, sigma_w2, sigma_b2)
-        step = one_step(net, X, Y, name, eta, damping, **options)
-        errors.append(relative_residual_change(step["r0"], step["r1"], factor))
-        ratios.append(step["loss1"] / step["loss0"])
-        rel.append(float(np.linalg.norm(step["r1"]) / np.linalg.norm(step["r0"])))
-    return WidthSweep(f"one-step linearisation error of {name}", list(widths), errors,
-                      _fit_or_none(widths, errors), {"loss_ratio": ratios, "relative_residual": rel})
 
 
 # ---------------------------------------------------------------------------------------------
