@@ -208,15 +208,15 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         if series.get("logy", True):
             ax.set_yscale("log")
     elif kind == "width_sweep":
-        for label, sw in _sweeps(series).items():
+        for i, (label, sw) in enumerate(_sweeps(series).items()):
             w, e = _floats("widths", sw["widths"]), _floats("errors", sw["errors"])
-            colour = next(colours)
-            ax.plot(w, _log_safe(e), "o", color=colour, label=label)
+            colour, marker = next(colours), "osD^v"[(i // 10) % 5]  # colours repeat after 10: vary the marker
             fit = _fit_of(sw, w, e)
+            text = f" (slope {fit['slope']:.3f} ± {fit['slope_stderr']:.3f})" if fit is not None else ""
+            ax.plot(w, _log_safe(e), marker, ls="none", color=colour, label=label + text)
             if fit is not None:
                 grid = np.geomspace(w.min(), w.max(), 50)
-                ax.plot(grid, fit["prefactor"] * grid ** fit["slope"], "-", color=colour, lw=1,
-                        label=f"fit: slope {fit['slope']:.3f} ± {fit['slope_stderr']:.3f}")
+                ax.plot(grid, fit["prefactor"] * grid ** fit["slope"], "-", color=colour, lw=1, label="_nolegend_")
         if series.get("expected_slope") is not None:
             ax.plot([], [], " ", label=f"expected slope {series['expected_slope']}")
         ax.set_xscale("log")
@@ -271,11 +271,14 @@ def render_png(series: Mapping, title: str = "") -> bytes:
     ax.set_title(series.get("title") or title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    if labels:
+    if len(labels) > 8:  # a crowded legend goes below the axes, and the figure grows to hold it
+        fig.set_size_inches(6.4, 4.2 + 0.16 * len(labels))
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+    elif labels:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
 
 
