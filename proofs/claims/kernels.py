@@ -236,12 +236,16 @@ def empirical_ntk_limit(cfg: RunConfig) -> ClaimResult:
     for l in range(depth):
         parts.append(V.sweep(f"layer-wise NTK Theta_{l + 1}", widths, layer_err[:, l], expected_slope=-0.5))
     fit = parts[0].fit
+    curves = {"NTK": ntk_err, **{f"Theta_{l + 1}": layer_err[:, l] for l in range(depth)}}
     series = {"kernels_ntk_width_sweep": {
-        "kind": "width_sweep", "x": list(widths), "xlabel": "width M", "ylabel": "relative error", "logx": True,
-        "logy": True, "NTK": ntk_err.tolist(),
-        **{f"Theta_{l + 1}": layer_err[:, l].tolist() for l in range(depth)}}}
+        "kind": "width_sweep", "expected_slope": -0.5,
+        "sweeps": {label: {"widths": list(widths), "errors": [float(e) for e in errs],
+                           **({"fit": p.fit.to_dict()} if p.fit is not None else {})}
+                   for (label, errs), p in zip(curves.items(), parts)}}}
     return V.to_result(parts, predicted=-0.5, measured=None if fit is None else fit.slope,
                        error=None if fit is None else abs(fit.slope + 0.5), width=widths[-1], series=series,
+                       notes="verified iff every sweep shrinks with |slope + 1/2| <= 0.2 + 2 stderr "
+                             "(proofs.verdicts.sweep)",
                        details={"widths": widths, "seeds": seeds, "depth": depth, "activation": activation,
                                 "sigma_w2": sw2, "sigma_b2": sb2, "n_samples": X.shape[0],
                                 "ntk_errors": ntk_err.tolist(), "layer_errors": layer_err.tolist()})
