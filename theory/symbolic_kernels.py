@@ -171,7 +171,8 @@ def telescoping_derivation(max_numeric_depth: int = 12, seed: int = 0) -> Deriva
         ["Theta^(1) = Sigma^(1) and Theta^(l+1) = Theta^(l) dotSigma^(l+1) + Sigma^(l+1) (conventions.md)",
          "entrywise (Hadamard) products of kernel matrices, so scalar symbols stand for every entry"],
     )
-    der.add_step("base case L = 1", T(1).doit(), S[1], "the sum has one term with an empty product (= 1)")
+    base = der.add_step("base case L = 1", T(1), S[1], "the sum has one term with an empty product (= 1)")
+    base.checker = lambda: sp.simplify(sp.sympify(base.lhs).doit() - base.rhs) == 0
     linear_lhs = T(L) * D[L + 1] + S[L + 1]
     linear_rhs = sp.Sum(S[l] * P(l, L) * D[L + 1], (l, 1, L)) + S[L + 1]
     der.add_step("linearity", linear_lhs, linear_rhs, "a factor independent of l moves inside the sum")

@@ -82,6 +82,5 @@ def test_telescoping_checks_can_fail():
     wrong = sum_simplify(T(L) + sp.Sum(S[l] * sp.Product(D[k], (k, l + 1, L + 1)), (l, L + 1, L + 1)))
     assert wrong != T(L + 1)
     d = telescoping_derivation(3)
-    d.steps[0].rhs = S[2]                       # corrupt the base case
-    d.steps[0].lhs = S[1]
+    d.steps[0].rhs = 2 * d.steps[0].rhs         # corrupt the base case
     assert not d.check() and d.failed_steps()[0].name == "base case L = 1"
