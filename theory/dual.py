@@ -246,7 +246,7 @@ class DualKernel:
         return self._evaluate(q11, q12, q22, check, want=(False, True))[1]
 
     def both(self, q11, q12, q22, check: bool = True) -> Tuple[np.ndarray, np.ndarray]:
-        """``(value, derivative)`` in one pass (shares the quadrature grid for Gauss-Hermite)."""
+        """``(value, derivative)`` in one pass (shares the quadrature grid for numeric duals)."""
         return self._evaluate(q11, q12, q22, check, want=(True, True))
 
     # ---------------------------------------------------------------------------------------
@@ -257,9 +257,11 @@ class DualKernel:
         if self._homogeneous:
             out = _homogeneous_eval(self, a, c, b, want)
         elif self.closed_form:
+            lo, hi = np.minimum(a, b), np.maximum(a, b)  # sorted variances: exactly symmetric in (q11, q22)
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                out = (np.broadcast_to(self._value_fn(a, c, b), a.shape).astype(np.float64) if want[0] else None,
-                       np.broadcast_to(self._derivative_fn(a, c, b), a.shape).astype(np.float64) if want[1] else None)
+                out = (np.broadcast_to(self._value_fn(lo, c, hi), a.shape).astype(np.float64) if want[0] else None,
+                       np.broadcast_to(self._derivative_fn(lo, c, hi), a.shape).astype(np.float64)
+                       if want[1] else None)
         else:
             out = quadrature_dual(self.activation, a, c, b, self.nodes, want, self.quadrature)
         for arr, what in zip(out, ("value", "derivative")):

@@ -132,12 +132,13 @@ def _next_layer_homogeneous(dual, S, row, col, out_sigma, out_dot, sigma_w2, sig
     ``rho = S / sqrt(d1 d2)`` (clipped to [-1, 1] against rounding), ``Sigma' = sigma_w2 sqrt(d1 d2)
     J1(rho) + sigma_b2``, ``dotSigma' = sigma_w2 J0(rho)``; ``row``/``col`` are the diagonals.
     """
-    r = S * _inverse_sqrt(row)[:, None]
-    r *= _inverse_sqrt(col)[None, :]
+    # outer products (a_i b_j = b_j a_i exactly) keep X x X kernels bitwise symmetric
+    r = np.multiply.outer(_inverse_sqrt(row), _inverse_sqrt(col))
+    r *= S
     snap_correlations(r)
     j1, j0 = dual.correlation_form(r)
-    np.multiply(j1, (sigma_w2 * np.sqrt(row))[:, None], out=out_sigma)
-    out_sigma *= np.sqrt(col)[None, :]
+    np.multiply(j1, np.multiply.outer(np.sqrt(row), np.sqrt(col)), out=out_sigma)
+    out_sigma *= sigma_w2
     out_sigma += sigma_b2
     np.multiply(j0, sigma_w2, out=out_dot)
 
