@@ -1,4 +1,4 @@
-"""Generate the neural-tangents reference fixture ``tests/data/neural_tangents_reference.npz``.
+"""Generate the neural-tangents reference fixture ``proofs/data/neural_tangents_reference.npz``.
 
 An *independent* implementation of the infinite-width kernels: Google's neural-tangents
 (``stax.Dense(W_std=sqrt(sigma_w2), b_std=sqrt(sigma_b2), parameterization="ntk")`` with the
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "neural_tangents_reference.npz"
+OUT = Path(__file__).resolve().parents[1] / "proofs" / "data" / "neural_tangents_reference.npz"
 
 #: (activation name in theory.activations, depth, sigma_w2, sigma_b2)
 CONFIGS = [

@@ -15,7 +15,7 @@ of :mod:`theory.dual`):
 where ``V(Sigma)`` is evaluated entrywise on the 2x2 covariance
 ``[[Sigma(x,x), Sigma(x,x')], [Sigma(x,x'), Sigma(x',x')]]``.  These are the NNGP/NTK kernels of
 neural-tangents' ``stax.Dense(W_std=sqrt(sigma_w2), b_std=sqrt(sigma_b2), parameterization="ntk")``
-stacks (checked against a stored neural-tangents fixture, ``tests/data``).
+stacks (checked against a stored neural-tangents fixture, ``proofs/data``).
 
 Everything after the one Gram product ``X @ X2.T`` is elementwise given the diagonals, so the
 recursion runs over row blocks (cache-sized temporaries, optionally on several threads).

@@ -33,7 +33,7 @@ TELESCOPING_TOLERANCE = 1e-12
 #: neural-tangents' own float64 kernels: the issue asks for 1e-6 relative; both compute the same
 #: closed forms, so the measured agreement is ~1e-15.
 NT_TOLERANCE = 1e-6
-NT_FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "data" / "neural_tangents_reference.npz"
+NT_FIXTURE = Path(__file__).resolve().parents[1] / "data" / "neural_tangents_reference.npz"
 
 
 def dual_covariances(cfg: RunConfig):
@@ -259,7 +259,7 @@ def empirical_ntk_limit(cfg: RunConfig) -> ClaimResult:
              "parameterisation) to 1e-6 relative",
        statement=r"\max |\Theta_{\rm ours} - \Theta_{\rm NT}| / \max|\Theta_{\rm NT}| \le 10^{-6}"
                  r"\ \text{(and the same for the NNGP)}",
-       assumptions=["the stored fixture tests/data/neural_tangents_reference.npz "
+       assumptions=["the stored fixture proofs/data/neural_tangents_reference.npz "
                     "(benchmarks/make_reference_kernels.py, neural-tangents in float64)"],
        reference="issue 2 'done when'", tags=("kernels", "independent"))
 def neural_tangents_agreement(cfg: RunConfig) -> ClaimResult:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from numerics.sweeps import fit_power_law
 from theory.kernels import AnalyticKernels, analytic_kernels
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "neural_tangents_reference.npz"
+FIXTURE = Path(__file__).resolve().parents[2] / "proofs" / "data" / "neural_tangents_reference.npz"
 ACTIVATIONS = ("relu", "erf", "tanh", "linear", "gelu", "softplus", "sin", "leaky_relu")
 
 
