@@ -5,7 +5,7 @@
     ngd-verify list [CLAIM_ID ...]
     ngd-verify verify [CLAIM_ID ...] [--quick | --full] [--seed S] [--json PATH]
     ngd-verify report --out DIR [CLAIM_ID ...] [--quick | --full] [--seed S]
-    ngd-verify falsify CLAIM_ID [--max-examples N] [--relax ASSUMPTION] [--seed S] [--max-seconds T]
+    ngd-verify falsify CLAIM_ID [--max-examples N] [--relax ASSUMPTION] [--seed S] [--max-seconds T] [--database DIR]
 
 CLAIM_ID may be an exact id, a topic prefix (``kfac`` = ``kfac.*``) or a glob (``*.alpha``).
 
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only draws relaxing this assumption (repeatable; default: all the claim's falsifiers)")
     p_fals.add_argument("--max-seconds", type=_positive_float, default=120.0, metavar="T",
                         help="stop drawing after T seconds (default 120)")
+    p_fals.add_argument("--database", metavar="DIR", default=None,
+                        help="keep counterexamples in DIR and replay them first next time (hypothesis search)")
     budget(p_fals)
     return parser
 
@@ -226,7 +228,8 @@ def _cmd_falsify(args, claims: ClaimSource, out: TextIO) -> int:
     from proofs.falsify import falsify, format_outcome
     target = get_claim(args.claim_id, claims)
     cfg = _config(args, out)
-    outcome = falsify(target, cfg, max_examples=args.max_examples, relax=args.relax, max_seconds=args.max_seconds)
+    outcome = falsify(target, cfg, max_examples=args.max_examples, relax=args.relax, max_seconds=args.max_seconds,
+                      database=args.database)
     out.write(format_outcome(outcome) + "\n")
     if outcome.counterexample is not None:
         return 1

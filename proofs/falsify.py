@@ -1,5 +1,19 @@
 """Counterexample search with a claim's assumptions relaxed (``ngd-verify falsify``).
 
+Two search engines:
+
+* **hypothesis** (claims with a search space in :data:`proofs.assumption_spaces.SPACES`): the
+  space's strategy -- every assumption holding (``relax`` ``"none"``, the default) or one relaxed --
+  is searched with :func:`hypothesis.find` outside pytest, seeded from the run's seed (so a run is
+  reproducible), for a scenario on which the claim's statement fails; the first one found is
+  **shrunk** to a minimal counterexample (smallest depth, N, widths, outputs, seeds), printed with
+  its architecture, data summary, measured vs predicted numbers, and what the verifier's own
+  assumption checks flagged.  With every assumption holding, a scenario the verifier flags (e.g.
+  relu killing the rank of a layer Gram at width >= 2N) is outside the assumptions: it is rejected
+  and counted, not reported as a counterexample.  ``database`` (a directory) keeps counterexamples,
+  replayed first on the next run.
+* **draws** (fallback, claims without a space): the claim's own falsifier, described below.
+
 A claim may carry a *falsifier* (``@claim(..., falsifier=fn)`` or ``my_claim.set_falsifier(fn,
 relaxes="M_0 >= N")``): a function ``fn(rng, config)`` that draws **one** example -- an
 architecture, a data set, an approximation -- from a space where some of the claim's assumptions
@@ -29,6 +43,7 @@ True
 """
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
@@ -60,6 +75,10 @@ class FalsifyOutcome:
     relaxations: List[str] = field(default_factory=list)
     stopped_by_time: bool = False
     max_examples: int = 0
+    search: str = "draws"        # "hypothesis" (shrinking search over a space) or "draws" (claim falsifier)
+    rejected: int = 0            # hypothesis, nothing relaxed: examples the verifier flagged (outside assumptions)
+    rejected_reason: str = ""
+    seed: int = 0
 
 
 def falsifiers_of(claim: Claim) -> Dict[str, Callable]:
@@ -82,13 +101,103 @@ def _normalise(value, draw: int, relaxation: str) -> Example:
     return Example(draw, relaxation, str(description), bool(holds), dict(numbers), relaxed)
 
 
-def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int = 50,
-            relax: Optional[Sequence[str]] = None, max_seconds: float = 120.0) -> FalsifyOutcome:
-    """Draw up to ``max_examples`` examples (cycling through the relaxations) and stop at the first
-    counterexample or when ``max_seconds`` have passed."""
-    config = config or RunConfig()
+def _check_max_examples(max_examples) -> None:
     if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
         raise ValueError(f"max_examples={max_examples!r} is not allowed: expected an integer >= 1")
+
+
+def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int = 50,
+            relax: Optional[Sequence[str]] = None, max_seconds: float = 120.0,
+            database=None, search: str = "auto") -> FalsifyOutcome:
+    """Search for a counterexample to ``claim``: a hypothesis search with shrinking when the claim
+    has a search space (``search="auto"`` or ``"hypothesis"``), else its falsifier draws
+    (``"draws"``).  ``relax``: assumption names (default: none relaxed for hypothesis, every
+    falsifier for draws); ``database``: a directory keeping counterexamples (hypothesis only).
+    """
+    from proofs.assumption_spaces import space_for
+
+    config = config or RunConfig()
+    _check_max_examples(max_examples)
+    if search not in ("auto", "hypothesis", "draws"):
+        raise ValueError(f"search={search!r} is not allowed: expected 'auto', 'hypothesis' or 'draws'")
+    space = space_for(claim.id)
+    if search == "hypothesis" and space is None:
+        raise ValueError(f"claim {claim.id!r} has no hypothesis search space (proofs.assumption_spaces.SPACES)")
+    if space is not None and search != "draws":
+        return falsify_hypothesis(claim.id, space, config, max_examples, relax, max_seconds, database)
+    if database is not None:
+        raise ValueError(f"--database applies to the hypothesis search; claim {claim.id!r} has only falsifier draws")
+    return _falsify_draws(claim, config, max_examples, relax, max_seconds)
+
+
+def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: int = 50,
+                       relax: Optional[Sequence[str]] = None, max_seconds: float = 120.0,
+                       database=None) -> FalsifyOutcome:
+    """Hypothesis search over ``space`` (an :class:`~proofs.assumption_spaces.AssumptionSpace`)
+    with each relaxation in ``relax`` in turn (default ``["none"]``); stops at the first
+    relaxation with a counterexample, shrunk to a minimal one.
+
+    Deterministic for a given ``config.seed`` (and empty database).  ``max_seconds`` bounds the
+    search and the shrinking: past it, examples not yet evaluated count as passing, evaluated ones
+    keep their cached verdict (so the minimal example found so far is still reported).
+    """
+    from hypothesis import HealthCheck, Phase, find, settings
+    from hypothesis.errors import NoSuchExample, Unsatisfiable
+
+    from proofs.hypothesis_profiles import example_database
+
+    _check_max_examples(max_examples)
+    names = list(relax) if relax else ["none"]
+    strategies = {name: space.strategy(name) for name in names}  # ValueError naming the allowed ones
+    db = example_database(database)
+    outcome = FalsifyOutcome(claim_id, 0, 0.0, relaxations=names, max_examples=max_examples, search="hypothesis",
+                             seed=int(config.seed))
+    start = time.perf_counter()
+    stop = start + max_seconds
+    for name in names:
+        cache = {}
+        relaxed = name != "none"
+
+        def is_counterexample(scenario, cache=cache, relaxed=relaxed):
+            if scenario in cache:
+                return cache[scenario][0]
+            if time.perf_counter() > stop:
+                outcome.stopped_by_time = True
+                return False
+            result = space.check(scenario)
+            outcome.draws += 1
+            unexpected = space.unexpected_flags(result)
+            if not relaxed and unexpected:  # the verifier says an assumption fails: outside the space
+                outcome.rejected += 1
+                outcome.rejected_reason = outcome.rejected_reason or unexpected[0]
+                verdict = False
+            else:
+                verdict = not result.holds
+            cache[scenario] = (verdict, result)
+            return verdict
+
+        options = settings(max_examples=max_examples, deadline=None, database=db, derandomize=False,
+                           suppress_health_check=list(HealthCheck), print_blob=False,
+                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+        rng = random.Random(config.sub_seed("falsify", claim_id, name))
+        try:
+            found = find(strategies[name], is_counterexample, settings=options, random=rng,
+                         database_key=f"ngd-verify falsify {claim_id} relax={name}".encode())
+        except (NoSuchExample, Unsatisfiable):
+            continue
+        result = cache[found][1]
+        describe = getattr(found, "describe", None)
+        outcome.counterexample = Example(outcome.draws, name, describe() if describe else repr(found), False,
+                                         result.summary(), None if name == "none" else name)
+        break
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _falsify_draws(claim: Claim, config: RunConfig, max_examples: int, relax: Optional[Sequence[str]],
+                   max_seconds: float) -> FalsifyOutcome:
+    """Draw up to ``max_examples`` examples (cycling through the relaxations) and stop at the first
+    counterexample or when ``max_seconds`` have passed."""
     table = falsifiers_of(claim)
     if relax:
         unknown = [r for r in relax if r not in table]
@@ -122,6 +231,8 @@ def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int 
 
 def format_outcome(outcome: FalsifyOutcome) -> str:
     """Human-readable lines for the CLI."""
+    if outcome.search == "hypothesis":
+        return _format_hypothesis(outcome)
     relaxing = ", ".join(r for r in outcome.relaxations if r != "(unnamed)") or "as stated by each draw"
     head = f"falsify {outcome.claim_id} (relaxing: {relaxing})"
     if outcome.counterexample is not None:
@@ -136,3 +247,25 @@ def format_outcome(outcome: FalsifyOutcome) -> str:
         return f"{head}: stopped, {outcome.error}; no counterexample in the {outcome.draws - 1} draws before it"
     budget = " (time budget reached)" if outcome.stopped_by_time else ""
     return f"{head}: no counterexample found in {outcome.draws} draws{budget} ({outcome.seconds:.1f} s)"
+
+
+def _format_hypothesis(outcome: FalsifyOutcome) -> str:
+    relaxing = ", ".join(outcome.relaxations)
+    head = f"falsify {outcome.claim_id} (relaxing: {relaxing}; hypothesis search, seed {outcome.seed})"
+    budget = " (time budget reached)" if outcome.stopped_by_time else ""
+    rejected = (f"; {outcome.rejected} example(s) rejected because the verifier flagged an assumption, e.g. "
+                f"{outcome.rejected_reason[:200]}" if outcome.rejected else "")
+    if outcome.counterexample is None:
+        return (f"{head}: no counterexample in {outcome.draws} examples{budget} "
+                f"({outcome.seconds:.1f} s){rejected}")
+    ex = outcome.counterexample
+    numbers = dict(ex.numbers)
+    flagged = numbers.pop("flagged", "")
+    lines = [f"{head}: minimal counterexample (shrunk) after {outcome.draws} examples, {outcome.seconds:.1f} s{budget}",
+             f"  relaxed assumption: {ex.relaxed or 'none: the statement fails within its own assumptions'}",
+             f"  example: {ex.description}"]
+    lines += [f"  {key} = {fmt(value)}" for key, value in numbers.items() if value is not None]
+    silent = flagged.startswith("nothing")
+    lines.append(f"  verifier flagged: {flagged}" + ("  <-- SILENT failure: no assumption check fired" if silent
+                                                     and ex.relaxed else ""))
+    return "\n".join(lines)

@@ -1,0 +1,464 @@
+"""Per-claim search spaces: where each claim's assumptions hold, where one is relaxed, and the
+property the claim states, measured against its prediction with the claim's tolerance model.
+
+For a claim id, :data:`SPACES` holds an :class:`AssumptionSpace`:
+
+* ``holds`` -- a hypothesis strategy of :class:`~proofs.strategies.Scenario` satisfying every
+  assumption of the claim;
+* ``relaxed`` -- ``{assumption name: strategy}``, each violating that one assumption;
+* ``check(scenario) -> Outcome`` -- builds the real finite network and data, measures the claim's
+  quantity (``Theta_G = J G^+ J^T / N``, its mean diagonal ``a`` and isotropy error
+  ``||Theta_G - a I||_F / ||a I||_F``), puts it next to the claim's prediction (derived by
+  ``theory``, never a table) and records every *flag* the verifier's own assumption checks raise:
+  ``theory.isotropy.NotIsotropic`` on the scenario's full setting, ``numerics.linalg.SingularSystemError``,
+  ``numerics.forster.ForsterError``, and ``approximation.diagnostics["failed_assumption"]``.
+
+Tolerance model: exact finite-width identities at ``EXACT_TOL = 1e-9`` (float64 N x N solves,
+round-off ~1e-13); Forster inputs at ``FORSTER_TOL = 1e-7`` (the iteration stops at 1e-10 and N
+leverage scores enter alpha); the relu unit-wise isotropy, an infinite-width statement, at
+``RELU_SIGMAS`` times the predicted relative spread ``sqrt(gamma (1 - gamma) sum_l M_l) / alpha``
+of the per-sample active counts -- a tolerance that shrinks like ``M^-1/2`` with the width.
+
+Two properties (``tests/proofs/test_assumption_properties.py``):
+
+* assumptions hold  =>  ``outcome.holds`` (and no flag beyond the claim's own ``expected_flags``);
+* an assumption relaxed  =>  ``outcome.holds or outcome.flags``: the claim may fail, never silently.
+
+>>> space = SPACES["ngd.block_tridiagonal.alpha"]
+>>> sorted(space.relaxed)
+['distinct inputs', 'hidden width >= N']
+>>> from proofs.strategies import Scenario
+>>> out = space.check(Scenario("block_tridiagonal", (6, 12, 12, 12, 12, 1), 5))
+>>> out.holds, out.predicted, out.flags
+(True, 2.0, [])
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from hypothesis import strategies as st
+
+from proofs.strategies import Scenario, activations, dampings, depths_mod3, scenarios, seeds  # noqa: F401
+
+EXACT_TOL = 1e-9
+FORSTER_TOL = 1e-7
+#: relu unit-wise: tolerance = RELU_SIGMAS x the predicted relative spread of the active counts.
+#: The isotropy error is the sample standard deviation of N <= 12 counts over their mean; its
+#: chance of exceeding 4x the population value is < 1e-9 even at N = 4 (chi-square, 3 dof).
+RELU_SIGMAS = 4.0
+#: diagonal Fisher "not isotropic": smallest isotropy error counted as "clearly not alpha I"
+#: (measured 0.1-0.6 on these sizes; exact layer-wise identities sit at 1e-13).
+DIAGONAL_MIN_ERROR = 0.02
+
+
+@dataclass
+class Outcome:
+    """The claim's statement evaluated on one scenario."""
+
+    holds: bool
+    measured: Optional[float] = None
+    predicted: Optional[float] = None
+    error: Optional[float] = None
+    tolerance: Optional[float] = None
+    flags: List[str] = field(default_factory=list)
+    numbers: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+    def summary(self) -> Dict[str, Any]:
+        """Numbers for reports: measured vs predicted, error vs tolerance, flags."""
+        out = {"measured": self.measured, "predicted": self.predicted, "error": self.error,
+               "tolerance": self.tolerance}
+        out.update(self.numbers)
+        out["flagged"] = "; ".join(self.flags) if self.flags else "nothing (no assumption check fired)"
+        return out
+
+
+@dataclass
+class AssumptionSpace:
+    """The search space of one claim (see the module docstring)."""
+
+    claim_id: str
+    statement: str
+    holds: st.SearchStrategy
+    check: Callable[[Any], Outcome]
+    relaxed: Dict[str, st.SearchStrategy] = field(default_factory=dict)
+    expected_flags: Tuple[str, ...] = ()
+
+    def strategy(self, relax: Optional[str] = None) -> st.SearchStrategy:
+        """The strategy with ``relax`` violated (``None`` or ``"none"``: every assumption holds)."""
+        if relax in (None, "none"):
+            return self.holds
+        if relax not in self.relaxed:
+            raise ValueError(f"--relax {relax!r} is not a relaxation of {self.claim_id}; allowed: "
+                             + ", ".join(repr(k) for k in ["none", *self.relaxed]))
+        return self.relaxed[relax]
+
+    @property
+    def relaxations(self) -> List[str]:
+        return ["none", *self.relaxed]
+
+    def unexpected_flags(self, outcome: Outcome) -> List[str]:
+        """Flags that are not part of the claim's own statement (e.g. relu's "only as M -> infinity")."""
+        return [f for f in outcome.flags if not any(e in f for e in self.expected_flags)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the verifier's own assumption checks
+# ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
+def _theory_flag(name, depth, n, widths, activation, forster, bias, damping, pattern) -> Optional[str]:
+    from theory.isotropy import NotIsotropic, isotropy_result
+
+    kwargs = dict(n_samples=n, input_dim=widths[0], widths=list(widths), activation=activation,
+                  n_outputs=widths[-1], forster=forster, bias=bias,
+                  # a float 0.0 reads as "rho > 0" in isotropy_result (SymPy Float(0.0) != 0): pass int 0
+                  damping=damping if damping else 0)
+    if pattern is not None:
+        kwargs["pattern"] = [list(r) for r in pattern]
+    try:
+        isotropy_result(name, depth, **kwargs)
+    except NotIsotropic as exc:
+        return f"theory: {exc.failed_assumption or 'not isotropic'}: {' '.join(exc.reason.split())[:240]}"
+    return None
+
+
+def theory_flag(s: Scenario) -> Optional[str]:
+    """``NotIsotropic`` raised by :func:`theory.isotropy.isotropy_result` on the scenario's full
+    setting (N, M_0, widths, C, activation, Forster, bias, damping, pattern), as a sentence."""
+    return _theory_flag(s.approximation, s.depth, s.n_samples, tuple(s.widths), s.activation, s.forster,
+                        s.sigma_b2 > 0, float(s.damping), s.pattern)
+
+
+@dataclass
+class Measurement:
+    """The measured function-space operator of a scenario (``operator`` None if it could not be formed)."""
+
+    operator: Optional[np.ndarray]
+    approximation: Any
+    flags: List[str]
+    X: np.ndarray
+
+
+def measure(s: Scenario) -> Measurement:
+    """Build inputs, network and approximation; return ``Theta_G`` and every flag raised."""
+    from numerics.approximations import get_approximation
+    from numerics.forster import ForsterError
+    from numerics.linalg import SingularSystemError
+
+    flags = []
+    tf = theory_flag(s)
+    if tf:
+        flags.append(tf)
+    X = s.build_inputs()
+    net = s.build_network()
+    try:
+        approx = get_approximation(s.approximation)(net, X, damping=s.damping, **s.options())
+        op = approx.operator()
+    except (SingularSystemError, ForsterError) as exc:
+        cond = getattr(exc, "condition_number", None)
+        flags.append(f"numerics: {exc.assumption}" + (f" (condition number {cond:.3g})" if cond else ""))
+        return Measurement(None, None, flags, X)
+    diagnosed = approx.diagnostics.get("failed_assumption")
+    if diagnosed:
+        flags.append(f"numerics: {diagnosed}")
+    return Measurement(op, approx, flags, X)
+
+
+def isotropy_numbers(op: np.ndarray) -> Tuple[float, float]:
+    """``(isotropy error, mean diagonal a)`` (see :func:`proofs.evidence.isotropy_error`)."""
+    from proofs.evidence import isotropy_error
+
+    return isotropy_error(op)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks: the statement of a claim family on one scenario
+# ---------------------------------------------------------------------------------------------
+def isotropy_check(predict: Callable[[Scenario], Optional[float]],
+                   tolerance: Callable[[Scenario, float], float] = lambda s, alpha: EXACT_TOL):
+    """``Theta_G = alpha I`` with ``alpha = predict(s)`` (``None``: any alpha, only the isotropy
+    error is tested), relative tolerance ``tolerance(s, alpha)`` on both the isotropy error and
+    ``|a - alpha| / alpha``."""
+
+    def check(s: Scenario) -> Outcome:
+        m = measure(s)
+        alpha = predict(s)
+        if m.operator is None:
+            return Outcome(False, None, alpha, None, None, m.flags, {"reason": "operator could not be formed"})
+        try:
+            err, a = isotropy_numbers(m.operator)
+        except ValueError as exc:  # zero mean diagonal: nothing to be isotropic about
+            return Outcome(False, 0.0, alpha, float("inf"), None, m.flags + [f"measure: {exc}"])
+        tol = tolerance(s, alpha if alpha is not None else a)
+        alpha_err = 0.0 if alpha is None else abs(a - alpha) / abs(alpha)
+        holds = err <= tol and alpha_err <= tol
+        return Outcome(bool(holds), a, alpha, max(err, alpha_err), tol, m.flags,
+                       {"isotropy_error": err, "alpha_relative_error": alpha_err})
+
+    return check
+
+
+def _alpha(name: str, depth: int, **kwargs) -> float:
+    from theory.isotropy import isotropy_constant
+
+    return float(isotropy_constant(name, depth, **kwargs))
+
+
+@functools.lru_cache(maxsize=None)
+def _gamma(activation: str) -> float:
+    from theory.unit_wise_theory import active_fraction
+
+    from theory.activations import get_activation
+
+    return float(active_fraction(get_activation(activation)))
+
+
+def _unit_wise_alpha(s: Scenario, activation: str) -> float:
+    """The claim's ``gamma sum_{l<L} M_l + 1`` for a single output (the C = 1 statement)."""
+    from theory.unit_wise_theory import unit_wise_isotropy
+
+    return float(unit_wise_isotropy(list(s.widths[:-1]) + [1], activation).value)
+
+
+def relu_tolerance(s: Scenario, alpha: float) -> float:
+    """``RELU_SIGMAS sqrt(gamma (1 - gamma) sum_l M_l) / alpha`` (gamma of relu, derived)."""
+    g = _gamma("relu")
+    return RELU_SIGMAS * float(np.sqrt(g * (1 - g) * sum(s.hidden_widths))) / alpha
+
+
+def pattern_alpha(s: Scenario) -> float:
+    from theory.patterns import analyze_pattern
+
+    return float(analyze_pattern([list(r) for r in s.pattern]).alpha)
+
+
+def diagonal_check(s: Scenario) -> Outcome:
+    """"Not isotropic": the isotropy error of the diagonal-Fisher operator exceeds DIAGONAL_MIN_ERROR."""
+    m = measure(s)
+    if m.operator is None:
+        return Outcome(False, None, None, None, DIAGONAL_MIN_ERROR, m.flags)
+    err, a = isotropy_numbers(m.operator)
+    return Outcome(err > DIAGONAL_MIN_ERROR, err, DIAGONAL_MIN_ERROR, err, DIAGONAL_MIN_ERROR, m.flags,
+                   {"mean_diagonal": a, "statement": "isotropy error > tolerance"})
+
+
+def damping_check(s: Scenario) -> Outcome:
+    """``Theta_G = Theta (Theta + rho I)^{-1}`` (exact Fisher, rho > 0) to EXACT_TOL, and its
+    spectrum not flat (relative spread of the eigenvalues > 1e-6)."""
+    from numerics.factors import layer_grams
+
+    m = measure(s)
+    if m.operator is None:
+        return Outcome(False, None, None, None, EXACT_TOL, m.flags)
+    n = s.n_samples
+    theta = sum(layer_grams(m.approximation.factors)) / n
+    predicted = theta @ np.linalg.inv(theta + s.damping * np.eye(theta.shape[0]))
+    err = float(np.linalg.norm(m.operator - predicted) / np.linalg.norm(predicted))
+    eig = np.linalg.eigvalsh((m.operator + m.operator.T) / 2)
+    spread = float((eig[-1] - eig[0]) / np.mean(eig))
+    # the identity is an exact finite-width one; the spread of lambda/(lambda+rho) is >= rho
+    # (1/lambda_min - 1/lambda_max) ~ 1e-3 on these sizes, far above round-off
+    holds = err <= EXACT_TOL and spread > 1e-6
+    return Outcome(bool(holds), float(np.mean(eig)), float(np.mean(np.diag(predicted))), err, EXACT_TOL, m.flags,
+                   {"identity_error": err, "eigenvalue_spread": spread})
+
+
+# ---------------------------------------------------------------------------------------------
+# analytic kernels (infinite width): telescoping and closed-form duals
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelCase:
+    """Inputs and hyper-parameters for the analytic kernels (``zero_input``: the last input is 0)."""
+
+    depth: int
+    n_samples: int
+    input_dim: int
+    activation: str = "relu"
+    sigma_w2: float = 2.0
+    sigma_b2: float = 0.0
+    zero_input: bool = False
+    data_seed: int = 0
+
+    def describe(self) -> str:
+        return (f"analytic kernels: depth {self.depth}, {self.activation}, sigma_w2 = {self.sigma_w2:g}, "
+                f"sigma_b2 = {self.sigma_b2:g}, N = {self.n_samples} Gaussian inputs in R^{self.input_dim}"
+                + (" (the last one is 0)" if self.zero_input else "") + f", data seed {self.data_seed}")
+
+    def build_inputs(self) -> np.ndarray:
+        X = np.random.default_rng(self.data_seed).standard_normal((self.n_samples, self.input_dim))
+        if self.zero_input:
+            X[-1] = 0.0
+        return X
+
+
+@st.composite
+def kernel_cases(draw, zero_input=False, activation=st.sampled_from(("relu", "erf", "tanh", "gelu", "linear")),
+                 input_dim=st.integers(1, 8)):
+    """:class:`KernelCase` examples (depth 1-6, N 2-8, several sigma_w2 / sigma_b2)."""
+    return KernelCase(depth=draw(st.integers(1, 6)), n_samples=draw(st.integers(2, 8)),
+                      input_dim=draw(input_dim), activation=draw(activation),
+                      sigma_w2=draw(st.sampled_from((2.0, 1.0, 0.5, 3.0))),
+                      sigma_b2=draw(st.sampled_from((0.0, 0.1, 1.0))), zero_input=zero_input,
+                      data_seed=draw(seeds()))
+
+
+def telescoping_check(k: KernelCase) -> Outcome:
+    """``sum_l Theta_l = Theta`` and both equal the recursion ``Theta^(l+1) = Theta^(l) dotSigma^(l+1)
+    + Sigma^(l+1)`` rebuilt here from the returned ``Sigma^(l)``, ``dotSigma^(l)`` (relative 1e-12:
+    a few float64 products and sums per entry)."""
+    from theory.kernels import analytic_kernels
+
+    try:
+        kern = analytic_kernels(k.build_inputs(), depth=k.depth, activation=k.activation, sigma_w2=k.sigma_w2,
+                                sigma_b2=k.sigma_b2)
+    except ValueError as exc:
+        return Outcome(False, None, None, None, 1e-12, [f"theory: {' '.join(str(exc).split())[:240]}"])
+    theta = kern.nngp_layers[0].copy()
+    for l in range(1, k.depth):
+        theta = theta * kern.derivative_layers[l - 1] + kern.nngp_layers[l]
+    scale = float(np.max(np.abs(theta)))
+    err = max(float(np.max(np.abs(sum(kern.layer_ntk) - theta))), float(np.max(np.abs(kern.ntk - theta)))) / scale
+    return Outcome(err <= 1e-12, float(np.max(np.abs(kern.ntk))), scale, err, 1e-12, [])
+
+
+def closed_form_check(k: KernelCase) -> Outcome:
+    """Closed-form dual kernels ``V``, ``dotV`` (float64) against the 30-digit mpmath Gaussian
+    expectation (:func:`theory.dual.closed_form_error`) at the first-layer covariance of the first
+    two inputs; relative tolerance 1e-9 (closed forms measure ~1e-16; arccos near rho = +-1 loses
+    up to ~1e-10)."""
+    from theory.dual import closed_form_error, dual_kernel
+
+    if not dual_kernel(k.activation).closed_form:
+        return Outcome(False, None, None, None, 1e-9, [f"theory: {k.activation} has no closed-form dual kernel"])
+    X = k.build_inputs()
+    S = k.sigma_w2 * X[:2] @ X[:2].T / k.input_dim + k.sigma_b2
+    if S[0, 0] <= 0 or S[1, 1] <= 0:
+        return Outcome(False, None, None, None, 1e-9, ["theory: zero variance (input 0 and sigma_b2 = 0)"])
+    errs = [closed_form_error(k.activation, which, S[0, 0], S[0, 1], S[1, 1]) for which in ("value", "derivative")]
+    return Outcome(max(errs) <= 1e-9, max(errs), 0.0, max(errs), 1e-9, [],
+                   {"value_error": errs[0], "derivative_error": errs[1], "q11": S[0, 0], "q12": S[0, 1],
+                    "q22": S[1, 1]})
+
+
+# ---------------------------------------------------------------------------------------------
+# the spaces
+# ---------------------------------------------------------------------------------------------
+def _sc(name, **kw):
+    return scenarios(name, **kw)
+
+
+_WIDTH_RELAX = {"hidden width >= N": "narrow"}
+_DISTINCT = st.sampled_from(("duplicate", "near_duplicate"))
+
+
+def _layerwise_space(claim_id, name, statement, depth, predict, extra_relax=None):
+    relaxed = {"hidden width >= N": _sc(name, depth=depth, hidden="narrow", n=st.integers(3, 10)),
+               "distinct inputs": _sc(name, depth=depth, inputs=_DISTINCT)}
+    relaxed.update(extra_relax or {})
+    return AssumptionSpace(claim_id, statement, _sc(name, depth=depth, n=st.integers(2, 10)),
+                           isotropy_check(predict), relaxed)
+
+
+def build_spaces() -> Dict[str, AssumptionSpace]:
+    """Every claim id with a search space -> its :class:`AssumptionSpace`."""
+    spaces: Dict[str, AssumptionSpace] = {}
+
+    def add(space):
+        spaces[space.claim_id] = space
+
+    add(_layerwise_space("ngd.exact.one_step", "exact", "J F^+ J^T / N = I (exact at finite width)",
+                         st.integers(1, 5), lambda s: _alpha("exact", s.depth),
+                         {"rho -> 0+": _sc("exact", damping=dampings(1e-2, 10.0))}))
+    add(_layerwise_space("ngd.block_diagonal", "block_diagonal", "J G_BD^+ J^T / N = L I",
+                         st.integers(1, 6), lambda s: _alpha("block_diagonal", s.depth),
+                         {"rho -> 0+": _sc("block_diagonal", damping=dampings(1e-2, 10.0))}))
+    add(_layerwise_space("ngd.width_below_n", "block_diagonal", "J G_BD^+ J^T / N = L I (needs hidden width >= N)",
+                         st.integers(2, 5), lambda s: _alpha("block_diagonal", s.depth)))
+    add(_layerwise_space("ngd.block_tridiagonal.alpha", "block_tridiagonal", "J G_T^+ J^T / N = ceil(L/3) I",
+                         st.integers(2, 9), lambda s: _alpha("block_tridiagonal", s.depth)))
+    pat = "pattern"
+    add(AssumptionSpace(
+        "ngd.patterns", "J G_S^+ J^T / N = (1^T S^+ 1) I for 1 in range(S)",
+        _sc(pat, depth=st.integers(2, 6), pattern=True, n=st.integers(2, 8)), isotropy_check(pattern_alpha),
+        {"hidden width >= N": _sc(pat, depth=st.integers(2, 6), pattern=True, hidden="narrow", n=st.integers(3, 8))}))
+    add(AssumptionSpace(
+        "ngd.finite_width_exactness", "rank J_l = N C for all l => J G_S^+ J^T / N = (1^T S^+ 1) I",
+        _sc(pat, depth=st.integers(2, 6), pattern=True, n=st.integers(2, 8),
+            activation=activations()), isotropy_check(pattern_alpha),
+        {"hidden width >= N": _sc(pat, depth=st.integers(2, 6), pattern=True, hidden="narrow", n=st.integers(3, 8))}))
+
+    kfac_predict = lambda s: _alpha("kfac", s.depth, n_samples=s.n_samples)  # noqa: E731 -- N(L-1)+1, the statement
+    add(AssumptionSpace(
+        "ngd.kfac.alpha_definition", "J G_KFAC^+ J^T / N = (N(L-1)+1) I (M_0 >= N)",
+        _sc("kfac", depth=st.integers(2, 6), n=st.integers(2, 10)), isotropy_check(kfac_predict),
+        {"M_0 >= N": _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow",
+                         inputs=st.sampled_from(("sphere", "raw"))),
+         "hidden width >= N": _sc("kfac", depth=st.integers(2, 6), n=st.integers(3, 10), hidden="narrow")}))
+    forster_predict = lambda s: _alpha("kfac", s.depth, n_samples=s.n_samples, input_dim=s.input_dim,  # noqa: E731
+                                       forster=True)
+    add(AssumptionSpace(
+        "ngd.kfac.forster", "Forster inputs, M_0 < N: J G_KFAC^+ J^T / N = (M_0 + N(L-2) + 1) I",
+        _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow", inputs=st.just("forster")),
+        isotropy_check(forster_predict, lambda s, a: FORSTER_TOL),
+        {"Forster inputs": _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow",
+                               inputs=st.sampled_from(("sphere", "raw")))}))
+    add(AssumptionSpace(
+        "ngd.kfac.no_forster", "M_0 < N, inputs not in isotropic position: Theta_G = alpha I (stated false)",
+        _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow", inputs=st.just("raw")),
+        isotropy_check(lambda s: None)))
+
+    tanh_predict = lambda s: _unit_wise_alpha(s, "tanh")  # noqa: E731
+    add(AssumptionSpace(
+        "ngd.unit_wise.tanh_exact", "tanh: J G_unit^+ J^T / N = (sum_{l<L} M_l + 1) I",
+        _sc("unit_wise", depth=st.integers(2, 5), activation=st.just("tanh")), isotropy_check(tanh_predict),
+        {"C = 1": _sc("unit_wise", depth=st.integers(2, 5), activation=st.just("tanh"), n_outputs=st.just(2)),
+         "M_0 >= N": _sc("unit_wise", depth=st.integers(2, 5), activation=st.just("tanh"), input_dim="narrow",
+                         n=st.integers(4, 8)),
+         "phi' != 0 almost everywhere": _sc("unit_wise", depth=st.integers(2, 5))}))
+    relu_predict = lambda s: _unit_wise_alpha(s, "relu")  # noqa: E731
+    add(AssumptionSpace(
+        "ngd.unit_wise.relu_asymptotic",
+        "relu: ||Theta_G - alpha I|| / ||alpha I|| <= 4 sqrt(gamma(1-gamma) sum M_l) / alpha, alpha = sum M_l / 2 + 1",
+        _sc("unit_wise", depth=st.integers(2, 4), width_extra=st.integers(0, 64)),
+        isotropy_check(relu_predict, relu_tolerance),
+        {"C = 1": _sc("unit_wise", depth=st.integers(2, 4), n_outputs=st.just(2), width_extra=st.integers(0, 64)),
+         "M_0 >= N": _sc("unit_wise", depth=st.integers(2, 4), input_dim="narrow", n=st.integers(4, 8)),
+         "no dead relu units": _sc("unit_wise", depth=st.integers(2, 4), inputs=st.just("positive"),
+                                   dead_units=st.integers(1, 4))},
+        expected_flags=("isotropy only as M -> infinity",)))
+    add(AssumptionSpace(
+        "ngd.unit_wise.multi_output", "C = 2: J G_unit^+ J^T / N = (gamma sum M_l + 1) I (stated false)",
+        _sc("unit_wise", depth=st.integers(2, 4), activation=st.just("tanh"), n_outputs=st.just(2)),
+        isotropy_check(tanh_predict), expected_flags=("C = ",)))
+    add(AssumptionSpace(
+        "ngd.diagonal.not_isotropic", f"isotropy error of J diag(F)^-1 J^T / N > {DIAGONAL_MIN_ERROR}",
+        _sc("diagonal", depth=st.integers(2, 5), n=st.integers(3, 10), activation=activations(("relu", "tanh"))),
+        diagonal_check, expected_flags=("diagonal Fisher",)))
+    add(AssumptionSpace(
+        "ngd.damping.eigenvalues", "J (F + rho I)^-1 J^T / N = Theta (Theta + rho I)^-1, spectrum not flat",
+        _sc("exact", depth=st.integers(1, 4), n=st.integers(3, 10), damping=dampings(1e-2, 10.0)),
+        damping_check, expected_flags=("rho -> 0+", "damping")))
+    add(AssumptionSpace(
+        "kernels.layerwise_telescoping", "sum_l Theta_l = Theta = NTK recursion",
+        kernel_cases(), telescoping_check,
+        {"nonzero inputs or sigma_b2 > 0": kernel_cases(zero_input=True,
+                                                        activation=st.sampled_from(("relu", "linear")))}))
+    add(AssumptionSpace(
+        "kernels.dual_closed_forms", "closed-form V, dotV = numeric Gaussian rule",
+        kernel_cases(activation=st.sampled_from(("relu", "erf", "linear", "leaky_relu")), input_dim=st.integers(2, 8)),
+        closed_form_check))
+    return spaces
+
+
+SPACES: Dict[str, AssumptionSpace] = build_spaces()
+
+
+def space_for(claim_id: str) -> Optional[AssumptionSpace]:
+    """The :class:`AssumptionSpace` of ``claim_id`` or ``None`` (then ``falsify`` uses the claim's draws)."""
+    return SPACES.get(claim_id)
