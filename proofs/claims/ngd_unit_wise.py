@@ -174,7 +174,7 @@ def one_step_runs(cfg: RunConfig, activation: str, widest_only: bool = False):
 
 @claim("ngd.unit_wise.relu_one_step",
        title="Unit-wise NGD (relu, rho -> 0+) converges in one step at eta = 1/alpha on a wide network",
-       statement=r"\phi = \mathrm{relu},\ \eta = 1/lpha:\ \mathcal L(	heta_1)/\mathcal L(	heta_0) 	o 0\ (M\to\infty)",
+       statement=r"\phi = \mathrm{relu},\ \eta = 1/\alpha:\ \mathcal L(\theta_1)/\mathcal L(\theta_0) \to 0\ (M\to\infty)",
        assumptions=ASSUMPTIONS + ["the real network follows its linearisation (lazy training)"],
        expected="refuted", reference="paper.md R5 (dynamics)", tags=("unit_wise", "dynamics"))
 def relu_one_step(cfg: RunConfig) -> ClaimResult:
