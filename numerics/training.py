@@ -66,6 +66,7 @@ class History:
     seeds: Dict[str, Any] = field(default_factory=dict)
     options: Dict[str, Any] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    forster: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -116,6 +117,18 @@ def gd_learning_rate(net: MLP, X: np.ndarray) -> float:
     return float(1.0 / np.linalg.eigvalsh(theta)[-1])
 
 
+def _forster_inputs(X: np.ndarray, X_test, options: Dict[str, Any]):
+    """Fit the Forster map to the training inputs once and apply it to both sets (see :mod:`numerics.forster`)."""
+    from .forster import DEFAULT_MAX_ITER, DEFAULT_TOL, forster_transform
+
+    forster = options["forster"]
+    if not isinstance(forster, (bool, np.bool_)):
+        raise TypeError(f"forster={forster!r} is not allowed: expected True or False")
+    res = forster_transform(X, tol=options.get("forster_tol", DEFAULT_TOL),
+                            max_iter=options.get("forster_max_iter", DEFAULT_MAX_ITER))
+    return res.inputs, (None if X_test is None else res.transform(X_test)), res.to_dict()
+
+
 def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[float] = None, steps: int = 1,
               damping: float = 0.0, X_test=None, Y_test=None, gd: bool = True,
               gd_lr: Optional[float] = None, **options: Any) -> History:
@@ -124,7 +137,10 @@ def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[flo
     ``learning_rate=None`` uses ``1 / alpha`` with ``alpha`` from ``theory.isotropy`` (for
     ``damping > 0`` this is the undamped constant and a note says so).  With ``gd=True`` plain GD
     (``gd_lr``, default ``1 / lambda_max(Theta_0)``) runs the same number of steps on a copy of the
-    initial network.  ``options`` go to the approximation.
+    initial network.  ``options`` go to the approximation, except K-FAC's ``forster``/``forster_tol``/
+    ``forster_max_iter``: with ``forster=True`` the inputs are transformed once here (the map fitted to
+    ``X``, applied to ``X`` and ``X_test``) and every step and loss uses the transformed inputs.
+    Every list is indexed by step, index 0 = before the first update.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a numerics.network.MLP, got {type(net).__name__}")
@@ -158,26 +174,37 @@ def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[flo
     if not np.isfinite(eta) or eta <= 0:
         raise ValueError(f"learning_rate={learning_rate!r} is not allowed: expected a finite number > 0")
 
+    forster_record = None
+    if name == "kfac" and options.get("forster", False):
+        X, X_test, forster_record = _forster_inputs(X, X_test, options)
+        notes.append(f"K-FAC with forster=True: inputs transformed ONCE by the Forster map T fitted to the training "
+                     f"inputs ({forster_record['iterations']} iterations, isotropy error "
+                     f"{forster_record['isotropy_error']:.3g}); train and test losses (NGD and GD) are measured on "
+                     "rownormalise(X T) and rownormalise(X_test T)")
+    approx_options = {k: v for k, v in options.items()
+                      if forster_record is None or k not in ("forster", "forster_tol", "forster_max_iter")}
+
     gd_net = net.copy() if gd else None
     history = History(approximation=name, learning_rate=eta, damping=damping, alpha=alpha,
                       measured_alpha=float("nan"), isotropy_error=float("nan"),
-                      seeds={"net": net.seed}, options=dict(options), notes=notes)
+                      seeds={"net": net.seed}, options=dict(options), notes=notes, forster=forster_record)
 
     for t in range(steps + 1):
-        if t == steps:
-            history.train_loss.append(mse_loss(net.forward(X), Y))
-        else:
-            approx = cls(net, X, damping=damping, **options)
-            history.train_loss.append(mse_loss(approx.factors.outputs, Y))
-            if t == 0:
-                theta_g = approx.operator()
-                a = float(np.mean(np.diag(theta_g)))
-                history.measured_alpha = a
-                history.isotropy_error = float(np.linalg.norm(theta_g - a * np.eye(len(theta_g)))
-                                               / (abs(a) * np.sqrt(len(theta_g))))
-            net.apply_update(approx.direction(approx.factors.outputs - Y), eta)
+        # losses at index t are those of the parameters BEFORE update t (index 0 = initial network)
         if X_test is not None:
             history.test_loss.append(mse_loss(net.forward(X_test), Y_test))
+        if t == steps:
+            history.train_loss.append(mse_loss(net.forward(X), Y))
+            break
+        approx = cls(net, X, damping=damping, **approx_options)
+        history.train_loss.append(mse_loss(approx.factors.outputs, Y))
+        if t == 0:
+            theta_g = approx.operator()
+            a = float(np.mean(np.diag(theta_g)))
+            history.measured_alpha = a
+            history.isotropy_error = float(np.linalg.norm(theta_g - a * np.eye(len(theta_g)))
+                                           / (abs(a) * np.sqrt(len(theta_g))))
+        net.apply_update(approx.direction(approx.factors.outputs - Y), eta)
 
     rate_alpha = alpha if alpha is not None else history.measured_alpha
     history.predicted_from = "theory" if alpha is not None else "measured"

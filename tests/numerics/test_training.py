@@ -100,3 +100,71 @@ def test_bad_arguments_are_refused():
         train_ngd(net, X, Y, "exact", steps=-1)
     with pytest.raises(ValueError, match="approximation"):
         train_ngd(net, X, Y, "newton")
+
+
+# ---------------------------------------------------------------------------------------------
+# regressions (review): test-loss indexing and the Forster transform in train_ngd
+# ---------------------------------------------------------------------------------------------
+def test_test_loss_index_zero_is_before_the_first_step_and_every_step_is_recorded():
+    """Regression: test_loss[0] was recorded after the first update and the last value duplicated.
+
+    A manual replay (fresh copy, same directions, same eta) gives the reference per step; the losses
+    are computed by the same forward pass, so they agree to rounding (1e-12 relative)."""
+    X, Y = _data(n=6, dim=8)
+    X_test, Y_test = unit_norm_inputs(4, 8, 7), 0.5 * np.ones((4, 1))
+    net = MLP([8, 64, 64, 1], activation="tanh", seed=2)
+    twin = net.copy()
+    hist = train_ngd(net, X, Y, "block_diagonal", learning_rate=0.2, steps=3, X_test=X_test, Y_test=Y_test)
+    expected_test, expected_gd_test = [], []
+    gd_twin = twin.copy()
+    for _ in range(3):
+        expected_test.append(mse_loss(twin.forward(X_test), Y_test))
+        approx = get_approximation("block_diagonal")(twin, X)
+        twin.apply_update(approx.direction(approx.factors.outputs - Y), 0.2)
+    expected_test.append(mse_loss(twin.forward(X_test), Y_test))
+    np.testing.assert_allclose(hist.test_loss, expected_test, rtol=1e-12)
+    assert hist.test_loss[0] == pytest.approx(mse_loss(gd_twin.forward(X_test), Y_test), rel=1e-12)
+    assert hist.test_loss[-1] != hist.test_loss[-2]          # the last step is not a duplicate
+    # GD contrast: same convention (index 0 = initial network)
+    assert hist.gd_test_loss[0] == pytest.approx(hist.test_loss[0], rel=1e-12)
+    for _ in range(3):
+        expected_gd_test.append(mse_loss(gd_twin.forward(X_test), Y_test))
+        approx = get_approximation("exact")(gd_twin, X)
+        gd_twin.apply_update(approx.gradient(approx.factors.outputs - Y), hist.gd_learning_rate)
+    expected_gd_test.append(mse_loss(gd_twin.forward(X_test), Y_test))
+    np.testing.assert_allclose(hist.gd_test_loss, expected_gd_test, rtol=1e-12)
+
+
+def test_kfac_forster_transforms_once_and_trains_and_evaluates_on_transformed_inputs():
+    """Regression: with forster=True the final train loss and all test losses used the raw inputs and
+    the transform was recomputed every step.  Now the map T is computed once from the training inputs
+    and both sets go through it; the history records it.  Replay with the same transformed inputs
+    (forster off) must give identical losses (1e-12: same arithmetic)."""
+    from numerics.forster import forster_transform
+
+    n, m0 = 20, 5
+    X, Y = _data(n=n, dim=m0)
+    X_test, Y_test = unit_norm_inputs(6, m0, 11), 0.5 * np.ones((6, 1))
+    net = MLP([m0, 128, 128, 1], activation="relu", seed=4)
+    twin = net.copy()
+    hist = train_ngd(net, X, Y, "kfac", steps=2, X_test=X_test, Y_test=Y_test, forster=True, gd=True)
+    res = forster_transform(X)
+    Xf, Xf_test = res.inputs, res.transform(X_test)
+    assert hist.alpha == m0 + n + 1                        # alpha = M_0 + N (L - 2) + 1 with Forster
+    assert hist.forster["isotropy_error"] < 1e-10 and hist.forster["iterations"] == res.iterations
+    assert any("Forster" in note for note in hist.notes)
+    train, test = [], []
+    for _ in range(2):
+        train.append(mse_loss(twin.forward(Xf), Y))
+        test.append(mse_loss(twin.forward(Xf_test), Y_test))
+        approx = get_approximation("kfac")(twin, Xf)
+        twin.apply_update(approx.direction(approx.factors.outputs - Y), hist.learning_rate)
+    train.append(mse_loss(twin.forward(Xf), Y))
+    test.append(mse_loss(twin.forward(Xf_test), Y_test))
+    np.testing.assert_allclose(hist.train_loss, train, rtol=1e-12)
+    np.testing.assert_allclose(hist.test_loss, test, rtol=1e-12)
+    # the isotropy the prediction relies on holds on the transformed inputs (exact at finite width)
+    assert hist.measured_alpha == pytest.approx(m0 + n + 1, rel=1e-9) and hist.isotropy_error < 1e-9
+    # GD contrast on the same transformed inputs: its step-0 losses equal NGD's
+    assert hist.gd_train_loss[0] == pytest.approx(train[0], rel=1e-12)
+    assert hist.gd_test_loss[0] == pytest.approx(test[0], rel=1e-12)
