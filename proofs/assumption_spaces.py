@@ -411,7 +411,7 @@ def build_spaces() -> Dict[str, AssumptionSpace]:
     add(AssumptionSpace(
         "ngd.kfac.no_forster", "M_0 < N, inputs not in isotropic position: Theta_G = alpha I (stated false)",
         _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow", inputs=st.just("raw")),
-        isotropy_check(lambda s: None)))
+        isotropy_check(lambda s: None), expected_flags=("Forster", "forster")))
 
     tanh_predict = lambda s: _unit_wise_alpha(s, "tanh")  # noqa: E731
     add(AssumptionSpace(

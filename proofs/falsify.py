@@ -10,8 +10,10 @@ Two search engines:
   its architecture, data summary, measured vs predicted numbers, and what the verifier's own
   assumption checks flagged.  With every assumption holding, a scenario the verifier flags (e.g.
   relu killing the rank of a layer Gram at width >= 2N) is outside the assumptions: it is rejected
-  and counted, not reported as a counterexample.  ``database`` (a directory) keeps counterexamples,
-  replayed first on the next run.
+  and counted, not reported as a counterexample.  ``database`` (a directory) keeps the minimal
+  counterexamples as JSON (one file per claim and relaxation); they are replayed first on the next
+  run, whatever its seed, and reported if they still fail.  (Hypothesis' own example database is
+  not used here: it is disabled for seeded runs, and ``falsify`` runs are seeded.)
 * **draws** (fallback, claims without a space): the claim's own falsifier, described below.
 
 A claim may carry a *falsifier* (``@claim(..., falsifier=fn)`` or ``my_claim.set_falsifier(fn,
@@ -144,12 +146,10 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample, Unsatisfiable
 
-    from proofs.hypothesis_profiles import example_database
-
     _check_max_examples(max_examples)
     names = list(relax) if relax else ["none"]
     strategies = {name: space.strategy(name) for name in names}  # ValueError naming the allowed ones
-    db = example_database(database)
+    db = _database_dir(database)
     outcome = FalsifyOutcome(claim_id, 0, 0.0, relaxations=names, max_examples=max_examples, search="hypothesis",
                              seed=int(config.seed))
     start = time.perf_counter()
@@ -176,7 +176,13 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
             cache[scenario] = (verdict, result)
             return verdict
 
-        options = settings(max_examples=max_examples, deadline=None, database=db, derandomize=False,
+        replayed = _replay(db, claim_id, name, is_counterexample)
+        if replayed is not None:
+            result = cache[replayed][1]
+            outcome.counterexample = Example(outcome.draws, name, _describe(replayed) + " [replayed from the database]",
+                                             False, result.summary(), None if name == "none" else name)
+            break
+        options = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
                            suppress_health_check=list(HealthCheck), print_blob=False,
                            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
         rng = random.Random(config.sub_seed("falsify", claim_id, name))
@@ -186,12 +192,100 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
         except (NoSuchExample, Unsatisfiable):
             continue
         result = cache[found][1]
-        describe = getattr(found, "describe", None)
-        outcome.counterexample = Example(outcome.draws, name, describe() if describe else repr(found), False,
+        _store(db, claim_id, name, found)
+        outcome.counterexample = Example(outcome.draws, name, _describe(found), False,
                                          result.summary(), None if name == "none" else name)
         break
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _describe(example) -> str:
+    describe = getattr(example, "describe", None)
+    return describe() if callable(describe) else repr(example)
+
+
+def _database_dir(database):
+    """``Path`` of the counterexample directory (created), ``None`` for none; ``ValueError`` naming
+    the path when it exists and is not a directory."""
+    if database is None:
+        return None
+    from pathlib import Path
+
+    path = Path(database).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--database {str(database)!r} exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _database_file(db, claim_id: str, relaxation: str):
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{claim_id}__relax_{relaxation}")
+    return db / f"{safe}.json"
+
+
+def _encode(example):
+    import dataclasses
+
+    if dataclasses.is_dataclass(example):
+        return {"type": type(example).__name__, "fields": dataclasses.asdict(example)}
+    if isinstance(example, (int, float, str, bool)):
+        return {"type": type(example).__name__, "value": example}
+    return None
+
+
+def _decode(item):
+    from proofs.assumption_spaces import KernelCase
+    from proofs.strategies import Scenario
+
+    kinds = {"Scenario": Scenario, "KernelCase": KernelCase}
+    if item.get("type") in kinds:
+        fields = dict(item["fields"])
+        for key, value in fields.items():  # JSON lists back to the tuples the dataclasses hold
+            if isinstance(value, list):
+                fields[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        return kinds[item["type"]](**fields)
+    if item.get("type") in ("int", "float", "str", "bool"):
+        return item["value"]
+    raise ValueError(f"unknown example type {item.get('type')!r}")
+
+
+def _store(db, claim_id, relaxation, example) -> None:
+    import json
+
+    if db is None or _encode(example) is None:
+        return
+    path = _database_file(db, claim_id, relaxation)
+    items = json.loads(path.read_text()) if path.exists() else []
+    encoded = _encode(example)
+    if encoded not in items:
+        items.insert(0, encoded)
+    path.write_text(json.dumps(items, indent=1))
+
+
+def _replay(db, claim_id, relaxation, is_counterexample):
+    """The first stored example that is still a counterexample (``None`` if none)."""
+    import json
+
+    if db is None:
+        return None
+    path = _database_file(db, claim_id, relaxation)
+    if not path.exists():
+        return None
+    try:
+        items = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--database: {str(path)!r} is not valid JSON ({exc})") from None
+    for item in items:
+        try:
+            example = _decode(item)
+        except (TypeError, ValueError):  # an example of an older format: skip it
+            continue
+        if is_counterexample(example):
+            return example
+    return None
 
 
 def _falsify_draws(claim: Claim, config: RunConfig, max_examples: int, relax: Optional[Sequence[str]],
