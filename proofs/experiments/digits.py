@@ -193,7 +193,7 @@ def run_approximation(data: DigitsData, name: str, width: int, seed: int, steps:
     """
     import time
 
-    from numerics import MLP
+    from numerics import MLP, train_ngd
     from proofs import evidence as ev
     from theory.isotropy import isotropy_constant
 
@@ -215,13 +215,15 @@ def run_approximation(data: DigitsData, name: str, width: int, seed: int, steps:
     net = MLP([X.shape[1]] + [width] * (depth - 1) + [1], activation="relu", sigma_w2=2.0, sigma_b2=0.0, seed=seed)
     operator = ev.measured_operator(net, X, name)
     iso, measured_alpha = ev.isotropy_error(operator)
-    r0 = net.forward(X) - data.Y_train
+    f0_train, f0_test = net.forward(X), net.forward(X_test)
+    r0 = f0_train - data.Y_train
     # the first step with the MEASURED operator, linearised: separates non-isotropy from nonlinearity
     linearised_ratio = ev.loss(r0 - eta * operator @ r0) / ev.loss(r0)
-    run = ev.train_steps(net, X, data.Y_train, X_test, data.Y_test, name, eta, steps)
-    pred = _predicted(name, X, X_test, data.Y_train, data.Y_test, run["f0_train"], run["f0_test"], alpha, eta,
-                      steps, depth)
-    return DigitsRun(name, alpha, eta, width, X.shape[1], run["train_loss"], run["test_loss"],
+    # real NGD steps on the (already transformed, for K-FAC) inputs; no GD contrast needed here
+    run = train_ngd(net, X, data.Y_train, name, learning_rate=eta, steps=steps, X_test=X_test,
+                    Y_test=data.Y_test, gd=False)
+    pred = _predicted(name, X, X_test, data.Y_train, data.Y_test, f0_train, f0_test, alpha, eta, steps, depth)
+    return DigitsRun(name, alpha, eta, width, X.shape[1], list(run.train_loss), list(run.test_loss),
                      pred["train_loss"], pred["test_loss"], time.perf_counter() - start,
                      measured_alpha, iso, linearised_ratio, note)
 
