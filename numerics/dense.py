@@ -62,7 +62,8 @@ class DenseReference:
     Attributes: ``G`` (P x P), ``J`` (N C x P), ``gradient`` (P), ``update`` (P, the solution
     ``(G + rho I)^{-1} grad`` or ``G^+ grad``), ``directions`` (per layer), ``operator``
     (``J (G + rho I)^{-1} J^T / N``, train x train), ``test_operator`` (``J(X2) ... / N`` or None),
-    ``condition_number`` (of ``G + rho I``, or of ``G`` on its range when ``rho = 0``), ``rank``.
+    ``condition_number`` (of ``G + rho I``, or of ``G`` on its range when ``rho = 0``; ``inf`` when
+    that range is empty, i.e. ``G = 0`` at ``rho = 0``), ``rank``, ``note`` (set for such edge cases).
     """
 
     G: np.ndarray
@@ -74,6 +75,7 @@ class DenseReference:
     test_operator: Optional[np.ndarray]
     condition_number: float
     rank: int
+    note: Optional[str] = None
 
 
 def dense_reference(approx, residual, X2=None, rcond: float = 1e-10) -> DenseReference:
@@ -99,9 +101,21 @@ def dense_reference(approx, residual, X2=None, rcond: float = 1e-10) -> DenseRef
     update = inv @ grad
     JinvJt = inv @ J.T
     test_operator = None if X2 is None else dense_jacobian(net, X2) @ JinvJt / n
+    note = None
+    if keep.any():
+        condition_number = float(mag[keep].max() / mag[keep].min())
+    else:
+        # rho = 0 and G = 0 (e.g. every unit dead or all weights zero): G^+ = 0, rank 0; the range of G is
+        # empty, so there is no finite condition number to report
+        condition_number = float("inf")
+        note = (f"{approx.name}: G = 0 (rank 0 of P = {G.shape[0]}); the pseudo-inverse is 0, so update and "
+                "operators are 0")
+        if np.any(grad != 0):
+            note += ("; the gradient is nonzero, so the rho -> 0+ limit of (G + rho I)^{-1} grad does not exist "
+                     "(it diverges like 1/rho): only the pseudo-inverse value is reported")
     return DenseReference(G=G, J=J, gradient=grad, update=update, directions=split_layers(update, net),
                           operator=J @ JinvJt / n, test_operator=test_operator,
-                          condition_number=float(mag[keep].max() / mag[keep].min()), rank=int(keep.sum()))
+                          condition_number=condition_number, rank=int(keep.sum()), note=note)
 
 
 def finite_difference_jacobian(net: MLP, X, step: float = 1e-6) -> np.ndarray:

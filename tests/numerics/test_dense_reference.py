@@ -136,3 +136,19 @@ def test_pattern_with_ones_outside_its_range_is_the_pseudo_inverse_and_flagged()
     assert "not in range(S)" in approx.diagnostics["note"]
     steps = approx.direction(residual)
     assert np.linalg.norm(steps[1]) < 1e-12 * np.linalg.norm(steps[0])  # layer 2 does not move (rounding only)
+
+
+def test_dense_reference_handles_G_equal_zero():
+    """Regression: G = 0 (all weights zero, relu: every Jacobian row vanishes) crashed with a zero-size
+    max.  G^+ = 0 exactly, so update/operators are exactly 0, rank 0, cond reported as inf with a note."""
+    net = MLP([3, 5, 5, 1], activation="relu", seed=0)
+    net.set_flat_params(np.zeros(net.n_params))
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    approx = get_approximation("diagonal")(net, X)
+    ref = dense_reference(approx, np.ones((4, 1)), X2=X[:2])
+    assert np.all(ref.G == 0) and ref.rank == 0 and ref.condition_number == np.inf
+    assert np.all(ref.update == 0) and np.all(ref.operator == 0) and np.all(ref.test_operator == 0)
+    assert "G = 0" in ref.note and "pseudo-inverse is 0" in ref.note
+    # with damping the system is rho I: well defined, rank P, condition number 1
+    damped = dense_reference(get_approximation("diagonal")(net, X, damping=0.5), np.ones((4, 1)))
+    assert damped.rank == net.n_params and damped.condition_number == 1.0 and damped.note is None
