@@ -11,19 +11,6 @@ from theory import dynamics as D
 from theory.dynamics import alpha, eta, kappa, lam, lam_max, lam_min, loss0, r0, rho, t
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_threaded_blas():
-    """These matrices are small (<= a few hundred rows): on a loaded 2-core machine OpenBLAS threads
-    only spin and contend (measured ~80x slower per SVD), so run this module's BLAS single-threaded."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with the test extra (scikit-learn)
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def derivations():
     return D.all_dynamics()

@@ -14,19 +14,6 @@ from theory import lemmas as L
 SEEDS = st.integers(0, 2**32 - 1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_threaded_blas():
-    """These matrices are small (<= a few hundred rows): on a loaded 2-core machine OpenBLAS threads
-    only spin and contend (measured ~80x slower per SVD), so run this module's BLAS single-threaded."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with the test extra (scikit-learn)
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def catalogue():
     return L.all_lemmas()
