@@ -41,7 +41,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 from hypothesis import strategies as st
 
-from proofs.strategies import Scenario, activations, dampings, depths_mod3, scenarios, seeds  # noqa: F401
+from proofs.strategies import (Scenario, activations, dampings, depths_mod3, learning_rate_factors,  # noqa: F401
+                               scenarios, seeds)
 
 EXACT_TOL = 1e-9
 FORSTER_TOL = 1e-7
@@ -204,6 +205,12 @@ def isotropy_check(predict: Callable[[Scenario], Optional[float]],
     return check
 
 
+def _authors_kfac(depth: int, n: int):
+    from theory.kfac_theory import authors_kfac_constant
+
+    return authors_kfac_constant(depth, n)
+
+
 def _alpha(name: str, depth: int, **kwargs) -> float:
     from theory.isotropy import isotropy_constant
 
@@ -267,6 +274,123 @@ def damping_check(s: Scenario) -> Outcome:
     holds = err <= EXACT_TOL and spread > 1e-6
     return Outcome(bool(holds), float(np.mean(eig)), float(np.mean(np.diag(predicted))), err, EXACT_TOL, m.flags,
                    {"identity_error": err, "eigenvalue_spread": spread})
+
+
+def _pattern_of(s: Scenario) -> np.ndarray:
+    from proofs.evidence import pattern_matrix
+
+    return pattern_matrix(s.approximation, s.depth, None if s.pattern is None else np.array(s.pattern, float))
+
+
+def moving_layers_check(s: Scenario) -> Outcome:
+    """One NGD direction of a block pattern moves exactly the layers theory predicts
+    (:func:`theory.patterns.analyze_pattern`): a layer counts as moving when
+    ``||d_l|| / ||theta_l|| > 1e-10`` (frozen layers have dual vector 0: round-off ~1e-16 only;
+    moving ones change by O(1/sqrt(M)), many decades above)."""
+    from theory.patterns import analyze_pattern
+
+    m = measure(s)
+    predicted = tuple(analyze_pattern(_pattern_of(s).astype(int).tolist()).moving_layers)
+    if m.operator is None:
+        return Outcome(False, None, None, None, 1e-10, m.flags)
+    net = m.approximation.net
+    r = net.forward(m.approximation.X) - s.build_targets()
+    d = m.approximation.direction(r)
+    rel = [float(np.linalg.norm(x) / np.linalg.norm(p)) for x, p in zip(d, net.params)]
+    measured = tuple(l + 1 for l, x in enumerate(rel) if x > 1e-10)
+    return Outcome(measured == predicted, None, None, None, 1e-10, m.flags,
+                   {"moving_measured": list(measured), "moving_predicted": list(predicted),
+                    "relative_direction_norms": rel})
+
+
+def pattern_test_kernel_check(s: Scenario) -> Outcome:
+    """Finite-width test kernel ``Theta_G(X', X)`` of a block pattern equals the derived one
+    (:class:`theory.pattern_kernels.PatternKernel`, null-space-corrected for singular S) to 1e-8,
+    and the naive ``sum_l c_l K_l(X',X) K_l^{-1}`` agrees iff S is invertible (else it is off by
+    more than 1e-3: the correction is O(1) relative)."""
+    from numerics.factors import layer_grams
+    from theory.pattern_kernels import PatternKernel
+
+    m = measure(s)
+    if m.operator is None:
+        return Outcome(False, None, None, None, 1e-8, m.flags)
+    S = _pattern_of(s)
+    approx = m.approximation
+    X_test = s.build_test_inputs()
+    measured = approx.operator(X_test)
+    train_k = layer_grams(approx.factors)
+    cross_k = layer_grams(approx.factors, approx.net.factors(X_test))
+    pk = PatternKernel.from_pattern(S)
+    derived = pk.test_kernel(train_k, cross_k)
+    naive = pk.naive_test_kernel(train_k, cross_k)
+    scale = float(np.linalg.norm(measured))
+    err = float(np.linalg.norm(measured - derived)) / scale
+    naive_err = float(np.linalg.norm(measured - naive)) / scale
+    invertible = abs(np.linalg.det(S)) > 0.5  # integer matrix: det is an integer
+    holds = err <= 1e-8 and ((naive_err <= 1e-8) if invertible else (naive_err > 1e-3))
+    return Outcome(bool(holds), err, 0.0, err, 1e-8, m.flags,
+                   {"naive_formula_error": naive_err, "pattern_invertible": bool(invertible)})
+
+
+def exact_test_predictor_check(s: Scenario) -> Outcome:
+    """Exact NGD's test kernel ``J(X') J^+ = Theta(X', X) Theta^{-1}`` at finite width (1e-8: one
+    N x N solve of a kernel with condition number < 1e6 at these sizes)."""
+    from numerics.factors import layer_grams
+
+    m = measure(s)
+    if m.operator is None:
+        return Outcome(False, None, None, None, 1e-8, m.flags)
+    approx = m.approximation
+    X_test = s.build_test_inputs()
+    K = sum(layer_grams(approx.factors))
+    Kx = sum(layer_grams(approx.factors, approx.net.factors(X_test)))
+    predicted = np.linalg.solve(K, Kx.T).T
+    measured = approx.operator(X_test)
+    err = float(np.linalg.norm(measured - predicted) / np.linalg.norm(predicted))
+    return Outcome(err <= 1e-8, err, 0.0, err, 1e-8, m.flags, {"condition_number_theta": float(np.linalg.cond(K))})
+
+
+def dynamics_check(s: Scenario) -> Outcome:
+    """Isotropy lemma and learning-rate statement on a model LINEAR in its parameters (depth 1, so
+    real training is linearised training): 3 real NGD steps at ``eta = learning_rate / alpha``
+    (alpha derived) give ``r_t = (1 - eta alpha)^t r_0`` and
+    ``f_t(x') = f_0(x') - (1 - (1 - eta alpha)^t)/alpha Theta_G(x', X) r_0`` (relative 1e-9 of the
+    largest residual, round-off of 3 dual solves), ``L_1/L_0 = (1 - eta alpha)^2``, and the residual decays
+    iff ``0 < eta < 2/alpha``."""
+    from theory import dynamics
+    from numerics.approximations import get_approximation
+
+    m = measure(s)
+    if m.operator is None:
+        return Outcome(False, None, None, None, 1e-9, m.flags)
+    alpha = _alpha(s.approximation, s.depth)
+    eta = s.learning_rate / alpha
+    net, X, Y = m.approximation.net, m.approximation.X, s.build_targets()
+    X_test = s.build_test_inputs()
+    op_test = m.approximation.operator(X_test)
+    r0, f0_test = net.forward(X) - Y, net.forward(X_test)
+    steps, residuals, dev_test = 3, [r0], 0.0
+    for t in range(1, steps + 1):
+        approx = get_approximation(s.approximation)(net, X, damping=s.damping, **s.options())
+        net.apply_update(approx.direction(residuals[-1]), eta)
+        residuals.append(net.forward(X) - Y)
+        pred_test = dynamics.predicted_test_outputs(f0_test, op_test, r0, eta, alpha, t)
+        dev_test = max(dev_test, float(np.linalg.norm(net.forward(X_test) - pred_test)))
+    predicted = dynamics.predicted_residuals(r0, eta, alpha, steps)
+    scale = float(np.linalg.norm(r0))
+    dev_train = max(float(np.linalg.norm(r - p)) for r, p in zip(residuals, predicted)) / scale
+    dev_test /= scale
+    ratio = float(np.sum(residuals[1] ** 2) / np.sum(r0 ** 2))
+    ratio_pred = dynamics.one_step_loss_ratio(eta, alpha)
+    decays = float(np.linalg.norm(residuals[-1])) < scale
+    lo, hi = dynamics.stable_learning_rate_interval(alpha)
+    err = max(dev_train, dev_test, abs(ratio - ratio_pred) / max(1.0, ratio_pred))
+    # round-off is relative to the largest residual met: |1 - eta alpha|^3 |r_0| (3.4x at eta = 2.5/alpha)
+    tol = 1e-9 * max(1.0, abs(1.0 - eta * alpha) ** steps)
+    holds = err <= tol and decays == (lo < eta < hi)
+    return Outcome(bool(holds), ratio, ratio_pred, err, tol, m.flags,
+                   {"train_deviation": dev_train, "test_deviation": dev_test, "eta": eta, "alpha": alpha,
+                    "decays": decays, "stable_interval": [float(lo), float(hi)]})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,6 +568,32 @@ def build_spaces() -> Dict[str, AssumptionSpace]:
         "ngd.damping.eigenvalues", "J (F + rho I)^-1 J^T / N = Theta (Theta + rho I)^-1, spectrum not flat",
         _sc("exact", depth=st.integers(1, 4), n=st.integers(3, 10), damping=dampings(1e-2, 10.0)),
         damping_check, expected_flags=("rho -> 0+", "damping")))
+    add(AssumptionSpace(
+        "ngd.kfac.alpha_authors", "J G_KFAC^+ J^T / N = N L I (the authors' code; stated false)",
+        _sc("kfac", depth=st.integers(2, 6), n=st.integers(2, 10)),
+        isotropy_check(lambda s: float(_authors_kfac(s.depth, s.n_samples)))))
+    add(AssumptionSpace(
+        "ngd.block_tridiagonal.moving_layers", "only the layers theory predicts (c_l != 0, null-space-coupled) move",
+        _sc("block_tridiagonal", depth=st.integers(2, 8), n=st.integers(2, 8)), moving_layers_check,
+        {"hidden width >= N": _sc("block_tridiagonal", depth=st.integers(2, 8), hidden="narrow", n=st.integers(3, 8))}))
+    add(AssumptionSpace(
+        "ngd.block_tridiagonal.test_kernel",
+        "finite-width Theta_G(x', X) = derived pattern kernel; naive sum_l c_l formula iff T invertible",
+        _sc("block_tridiagonal", depth=st.integers(2, 8), n=st.integers(2, 8)), pattern_test_kernel_check,
+        {"hidden width >= N": _sc("block_tridiagonal", depth=st.integers(2, 8), hidden="narrow", n=st.integers(3, 8))}))
+    add(AssumptionSpace(
+        "ngd.exact.test_predictor", "finite-width J(x') J^+ = Theta(x', X) Theta^{-1}",
+        _sc("exact", depth=st.integers(1, 5), n=st.integers(2, 10)), exact_test_predictor_check,
+        {"distinct inputs": _sc("exact", depth=st.integers(1, 5), inputs=_DISTINCT)}))
+    linear_model = _sc(st.sampled_from(("exact", "block_diagonal")), depth=st.just(1), n=st.integers(2, 10),
+                       learning_rate=learning_rate_factors())
+    add(AssumptionSpace(
+        "ngd.isotropy_lemma", "Theta_G = alpha I => r_t = (1 - eta alpha)^t r_0 and the closed-form test predictor "
+        "(depth-1 model: linear in its parameters)", linear_model, dynamics_check,
+        {"distinct inputs": _sc("exact", depth=st.just(1), inputs=_DISTINCT, learning_rate=learning_rate_factors())}))
+    add(AssumptionSpace(
+        "ngd.lr_stability", "L_1/L_0 = (1 - eta alpha)^2; r_t -> 0 iff 0 < eta < 2/alpha (depth-1 model)",
+        linear_model, dynamics_check))
     add(AssumptionSpace(
         "kernels.layerwise_telescoping", "sum_l Theta_l = Theta = NTK recursion",
         kernel_cases(), telescoping_check,

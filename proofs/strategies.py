@@ -52,7 +52,7 @@ class Scenario:
 
     ``widths = (M_0, M_1, ..., M_{L-1}, C)``; ``sigma_b2 > 0`` means biases; ``pattern`` (a tuple of
     tuples) only for ``approximation="pattern"``; ``data_seed``/``weight_seed`` seed the inputs and
-    the initial weights.
+    the initial weights; ``learning_rate`` is the NGD step size (claims about dynamics).
     """
 
     approximation: str
@@ -67,6 +67,7 @@ class Scenario:
     dead_units: int = 0
     data_seed: int = 0
     weight_seed: int = 0
+    learning_rate: float = 1.0
 
     # -- derived sizes ----------------------------------------------------------------------
     @property
@@ -112,6 +113,8 @@ class Scenario:
             parts.append(f"pattern {[list(r) for r in self.pattern]}")
         if self.dead_units:
             parts.append(f"{self.dead_units} dead relu unit(s) in layer 1")
+        if self.learning_rate != 1.0:
+            parts.append(f"learning rate {self.learning_rate:g}")
         parts.append(f"data seed {self.data_seed}, weight seed {self.weight_seed}")
         return ", ".join(parts)
 
@@ -131,6 +134,16 @@ class Scenario:
             if self.inputs == "near_duplicate":
                 X[-1, 0] += 1e-13
         return X
+
+    def build_test_inputs(self, n_test: int = 4) -> np.ndarray:
+        """``(n_test, M_0)`` unit-sphere test inputs (their own stream of ``data_seed``)."""
+        X = np.random.default_rng([self.data_seed, 1]).standard_normal((n_test, self.input_dim))
+        return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+    def build_targets(self) -> np.ndarray:
+        """``(N, C)`` targets ``+-0.5`` (the authors' binary labels; their own stream of ``data_seed``)."""
+        return np.random.default_rng([self.data_seed, 2]).choice(np.array([-0.5, 0.5]),
+                                                                 size=(self.n_samples, self.n_outputs))
 
     def build_network(self):
         """The :class:`numerics.network.MLP` (seeded by ``weight_seed``), dead units applied."""
@@ -246,7 +259,7 @@ def _int_range(value, name):
 def scenarios(draw, approximation="exact", *, depth=st.integers(2, 5), n=st.integers(2, 8),
               hidden="wide", input_dim="wide", n_outputs=st.just(1), activation=st.just("relu"),
               bias=st.just(False), damping=st.just(0.0), inputs=st.just("sphere"), pattern=None,
-              dead_units=st.just(0), width_extra=st.integers(0, 16)):
+              dead_units=st.just(0), width_extra=st.integers(0, 16), learning_rate=st.just(1.0)):
     """A :class:`Scenario` whose sizes are drawn *relative to N* so that an assumption holds or
     fails by construction:
 
@@ -286,7 +299,14 @@ def scenarios(draw, approximation="exact", *, depth=st.integers(2, 5), n=st.inte
     return Scenario(
         approximation=name, widths=(M0, *widths_h, C), n_samples=N, activation=draw(activation),
         sigma_b2=1.0 if draw(bias) else 0.0, damping=float(draw(damping)), inputs=draw(inputs), pattern=S,
-        dead_units=draw(dead_units), data_seed=draw(seeds()), weight_seed=draw(seeds()))
+        dead_units=draw(dead_units), data_seed=draw(seeds()), weight_seed=draw(seeds()),
+        learning_rate=float(draw(learning_rate)))
+
+
+def learning_rate_factors(factors: Sequence[float] = (1.0, 0.5, 1.5, 0.25, 1.9, 2.1, 2.5)) -> st.SearchStrategy[float]:
+    """Step sizes as multiples of ``1/alpha`` (inside and outside the stable interval ``(0, 2)``);
+    the first, ``eta = 1/alpha``, is the shrink target."""
+    return st.sampled_from(tuple(float(f) for f in factors))
 
 
 def depths_mod3(residue: int, low: int = 2, high: int = MAX_DEPTH) -> st.SearchStrategy[int]:

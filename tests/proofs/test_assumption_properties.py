@@ -58,6 +58,14 @@ def test_statement_holds_when_assumptions_hold(claim_id):
             assert not out.holds and out.flags, (example.describe(), out.summary())
         _run(space.holds, prop, 8)
         return
+    if claim_id == "ngd.kfac.alpha_authors":
+        # the authors' N L: fails on every valid example by exactly N - 1 (the output layer gives 1, not N)
+        def prop(example):
+            out = space.check(example)
+            assume(not out.flags)
+            assert not out.holds and abs(out.predicted - out.measured - (example.n_samples - 1)) < 1e-8
+        _run(space.holds, prop, 10)
+        return
     _run(space.holds, holds_property(space), EXAMPLES.get(claim_id, DEFAULT_EXAMPLES))
 
 
