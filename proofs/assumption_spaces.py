@@ -192,6 +192,13 @@ def isotropy_check(predict: Callable[[Scenario], Optional[float]],
         alpha = predict(s)
         if m.operator is None:
             return Outcome(False, None, alpha, None, None, m.flags, {"reason": "operator could not be formed"})
+        if alpha == 0:
+            # e.g. an indefinite pattern with 1^T S^+ 1 = 0: Theta_G = 0 I, the L layer terms cancel;
+            # absolute tolerance: each of the L terms is O(1) with round-off ~1e-13
+            size = float(np.max(np.abs(m.operator)))
+            tol = EXACT_TOL * s.depth
+            return Outcome(size <= tol, float(np.mean(np.diag(m.operator))), 0.0, size, tol, m.flags,
+                           {"max_abs_entry": size})
         try:
             err, a = isotropy_numbers(m.operator)
         except ValueError as exc:  # zero mean diagonal: nothing to be isotropic about

@@ -180,3 +180,19 @@ def test_never_silent_property_catches_a_silent_failure():
                              lambda s: Outcome(False, 1.0, 2.0, 0.5, 1e-9, []))
     with pytest.raises(AssertionError, match="SILENT"):
         _run(silent.holds, never_silent(silent), 1)
+
+
+def test_pattern_with_alpha_zero_gives_a_zero_operator():
+    # found by the property search: an indefinite 0/1 pattern with 1 in range(S) but 1^T S^+ 1 = 0;
+    # the statement then says Theta_G = 0 I (the L layer terms cancel): NGD makes no first-order progress
+    from theory.patterns import analyze_pattern
+
+    S = ((1, 1, 1, 0, 0, 0), (1, 1, 1, 1, 1, 0), (1, 1, 1, 0, 1, 1), (0, 1, 0, 1, 1, 0), (0, 1, 1, 1, 1, 1),
+         (0, 0, 1, 0, 1, 1))
+    a = analyze_pattern([list(r) for r in S])
+    assert a.one_in_range and a.alpha == 0
+    out = SPACES["ngd.patterns"].check(Scenario("pattern", (6,) + (16,) * 5 + (1,), 4, pattern=S))
+    assert out.holds and out.predicted == 0.0 and out.error <= 6 * EXACT_TOL, out.summary()
+    # the check is not vacuous: the same network under block-diagonal NGD has alpha = 6, not 0
+    bd = SPACES["ngd.block_diagonal"].check(Scenario("block_diagonal", (6,) + (16,) * 5 + (1,), 4))
+    assert bd.holds and bd.predicted == 6.0
