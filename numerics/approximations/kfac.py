@@ -82,6 +82,35 @@ DAMPING_MODES = ("exact", "factored")
 #: Kept-range condition numbers of a factor Gram beyond this are reported (float64 keeps < 6 digits).
 ILL_CONDITIONED = 1e10
 
+#: Relative leverage-score spread ``(max h - min h) / mean h`` a rank-deficient input Gram may have and
+#: still count as isotropic (layer contributes ``N mean(h) I = rank(Z) I``), per ``sqrt(M_0)``.  Inputs in
+#: radial isotropic position up to the relative error ``e`` (:func:`numerics.forster.isotropy_error`)
+#: have ``Z^T Z = (N/M_0)(I + E)`` with ``||E||_2 <= ||E||_F = sqrt(M_0) e``, hence
+#: ``h_n = (M_0/N)(1 - z_n^T E z_n + O(e^2))`` and a relative spread ``<= 2 sqrt(M_0) e``.  With the
+#: Forster default ``e < 1e-10`` that is ``2 sqrt(M_0) 1e-10``; we allow twice that (second-order terms,
+#: inputs transformed at up to twice the default tolerance): measured spreads of Forster inputs are
+#: 1.6e-10..3.6e-10 relative (M_0 = 4..48), of raw Gaussian inputs 0.5..1.
+LEVERAGE_SPREAD_PER_SQRT_M0 = 4 * DEFAULT_TOL
+
+#: Rounding floor of leverage scores from an SVD: a backward-stable SVD perturbs the left singular
+#: subspace by ``~ eps cond(Z)``, so ``h`` carries errors ``~ c eps cond(Z)``; ``c = 64`` is generous.
+LEVERAGE_ROUNDING_FACTOR = 64
+
+
+def leverage_tolerance(Z: np.ndarray) -> float:
+    """Relative leverage-score spread below which ``Z``'s rows count as isotropic:
+    ``4 sqrt(M) 1e-10 + 64 eps cond(Z)`` (``cond`` over the numerical range of ``Z``).
+
+    >>> 8e-10 < leverage_tolerance(np.eye(4)) < 8.001e-10
+    True
+    """
+    s = np.linalg.svd(Z, compute_uv=False)
+    s = s[s > PINV_RTOL * s[0]] if s.size and s[0] > 0 else s[:0]
+    cond = float(s[0] / s[-1]) if s.size else float("inf")
+    return float(LEVERAGE_SPREAD_PER_SQRT_M0 * np.sqrt(Z.shape[1])
+                 + LEVERAGE_ROUNDING_FACTOR * np.finfo(float).eps * cond)
+
+
 #: Memory budget (float64 entries) for the intermediate tensors of the exactly damped operator.
 OPERATOR_CHUNK_ENTRIES = 1 << 23
 
@@ -185,6 +214,7 @@ class KFACApproximation(Approximation):
         self.backward_grams: List[ThinGram] = []
         self.input_grams: List[ThinGram] = []
         layers, problems, contributions = [], [], []
+        self._leverage: dict = {}
         for l in range(1, self.depth + 1):
             delta = self.factors.Delta[l - 1].reshape(n * c, -1)
             Z = self.factors.Z[l - 1]
@@ -203,6 +233,8 @@ class KFACApproximation(Approximation):
                                     "pseudo-inverse results keep few digits")
             contribution, problem = self._layer_contribution(l, gb, ga)
             info["contribution"] = contribution
+            if l in self._leverage:
+                info["leverage"] = self._leverage[l]
             contributions.append(contribution)
             if problem:
                 problems.append(problem)
@@ -240,11 +272,18 @@ class KFACApproximation(Approximation):
                           f"(M_{l - 1} + bias = {self.factors.Z[l - 1].shape[1]} < N): it contributes the projection "
                           "Z (Z^T Z)^+ Z^T (x) I_C, not I")
         lev = leverage_scores(self.factors.Z[l - 1])
-        spread = float(lev.max() - lev.min())
+        mean = float(lev.mean())
+        spread = float(lev.max() - lev.min()) / mean if mean > 0 else float("inf")
+        tol = leverage_tolerance(self.factors.Z[l - 1])
+        self._leverage[l] = {"relative_spread": spread, "tolerance": tol}
+        if spread <= tol:
+            # N diag(h) with constant h = rank/N: the layer contributes rank(Z_l) I (e.g. Forster inputs)
+            return float(ga.rank), None
         hint = " (use forster=True)" if l == 1 else ""
         return None, (f"layer {l}: input Gram Z_{l} Z_{l}^T has rank {ga.rank} < N = {n} "
                       f"(M_{l - 1} + bias = {self.factors.Z[l - 1].shape[1]} < N): the layer contributes "
-                      f"N diag(leverage scores), spread {spread:.3g}, not a multiple of I{hint}")
+                      f"N diag(leverage scores), relative spread {spread:.3g} > tolerance {tol:.2g} "
+                      f"(isotropic-position rounding), not a multiple of I{hint}")
 
     # -- per-layer pieces -----------------------------------------------------------------------
     def _factor_eigenvalues(self, l: int):

@@ -374,3 +374,40 @@ def test_damping_keeps_tiny_genuine_factor_eigenvalues(mode):
     assert rel(flat(approx.direction(r)), ref.update) < DENSE_RTOL
     assert rel(approx.operator(X2), ref.test_operator) < DENSE_RTOL
     assert rel(approx.operator(), ref.operator) < DENSE_RTOL
+
+
+@pytest.mark.parametrize("n, m0, seed", [(24, 5, 9), (20, 4, 13), (60, 30, 2)])
+def test_already_forster_transformed_inputs_pass_and_raw_inputs_fail(n, m0, seed):
+    """Regression: inputs already in radial isotropic position (Forster at its default tol 1e-10,
+    leverage spread ~1e-10 relative) were flagged as failing isotropy.  The tolerance
+    4 sqrt(M_0) 1e-10 + 64 eps cond(Z) (see LEVERAGE_SPREAD_PER_SQRT_M0) accepts them, and the layer
+    contributes M_0 I; raw inputs (relative spread O(1)) are still flagged.  The operator agrees with
+    alpha = M_0 + N + 1 to the 1e-9 precision of exact identities."""
+    from numerics.approximations.kfac import leverage_tolerance
+    from numerics.forster import leverage_scores
+
+    net, X, _, _ = make_problem([m0, 3 * n, 3 * n, 1], "relu", 0.0, n=n, seed=seed)
+    Xf = forster_transform(X).inputs
+    approx = KFACApproximation(net, Xf)                        # forster=False: inputs used as given
+    lev = leverage_scores(Xf)
+    spread = (lev.max() - lev.min()) / lev.mean()
+    assert 1e-12 < spread < leverage_tolerance(Xf), spread    # nonzero rounding/tolerance spread, accepted
+    assert approx.diagnostics["failed_assumption"] is None, approx.diagnostics["failed_assumption"]
+    assert approx.diagnostics["predicted_alpha"] == m0 + n + 1
+    assert approx.diagnostics["layers"][0]["leverage"]["relative_spread"] == pytest.approx(spread, rel=1e-6)
+    theta = approx.operator()
+    assert np.max(np.abs(theta - (m0 + n + 1) * np.eye(n))) < EXACT_TOL * (m0 + n + 1)
+    raw = KFACApproximation(net, X)
+    raw_spread = raw.diagnostics["layers"][0]["leverage"]["relative_spread"]
+    assert raw_spread > 0.1 and "leverage" in raw.diagnostics["failed_assumption"]
+    assert raw.diagnostics["predicted_alpha"] is None
+
+
+def test_loosely_forster_transformed_inputs_are_still_flagged():
+    """Forster stopped at 1e-3 isotropy error leaves a relative spread ~1e-3 >> 2e-9: flagged."""
+    net, X, _, _ = make_problem([5, 72, 72, 1], "relu", 0.0, n=24, seed=9)
+    res = forster_transform(X, tol=1e-3)
+    approx = KFACApproximation(net, res.inputs)
+    lev = approx.diagnostics["layers"][0]["leverage"]
+    assert 1e-6 < lev["relative_spread"] < 2 * np.sqrt(5) * 1e-3 * 1.01   # within the first-order bound
+    assert "relative spread" in approx.diagnostics["failed_assumption"]
