@@ -112,7 +112,8 @@ def unit_wise_derivation(activation="relu") -> Derivation:
     d = Derivation(f"Unit-wise NGD ({act.name}): alpha = gamma sum_(l<L) M_l + 1, gamma = {gamma}",
                    r"J G_{unit}^+ J^T/N = \mathrm{diag}_n\big(\#\{(l,i): \delta_{l,i}(x_n)\neq 0\}\big)"
                    r" \approx (\gamma \textstyle\sum_{l<L} M_l + 1) I",
-                   ["C = 1", "M_0 + bias >= N and M_l + bias >= N (Z_l full row rank)",
+                   ["C = 1", "Z_l full row rank, rank Z_l = N (layer 1: linearly independent inputs, rank X = N); "
+                    "M_l + bias >= N is necessary for it, not sufficient",
                     "wide limit: activity indicators of distinct units independent (for gamma < 1)"])
     delta = sp.Matrix([2, 0, -1])
     Z = sp.Matrix([[1, 2, 0, 1], [0, 1, 1, 3], [1, 0, 2, 1]])
@@ -232,8 +233,9 @@ def unit_wise_isotropy(widths, activation="relu", n_outputs=1, n_samples=None, b
             f"does not apply). Off-diagonal entries are O(sqrt(M)): only an asymptotic, relative O(M^-1/2) isotropy.",
             "C = 1 (single output)", multi_output_derivation())
     conditions = ["C = 1 (single output)",
-                  "M_0 + bias >= N (input Gram X X^T invertible)",
-                  "M_l + bias >= N for hidden layers (Z_l full row rank)",
+                  "linearly independent inputs, rank X = N (input Gram X X^T invertible; theory checks only the "
+                  "necessary M_0 + bias >= N, numerics checks rank Z_1 = N)",
+                  "Z_l full row rank for hidden layers (M_l + bias >= N necessary, not sufficient)",
                   "distinct inputs; pseudo-inverse per unit block (rho -> 0+)"]
     if n_samples is not None and hidden is not None:
         N = sp.sympify(n_samples)
@@ -244,7 +246,8 @@ def unit_wise_isotropy(widths, activation="relu", n_outputs=1, n_samples=None, b
                 raise NotIsotropic(
                     f"unit-wise NGD: layer {l + 1} input width M_{l} + bias = {m + b} < N = {N}: Z_{l + 1} has rank "
                     f"< N, so the per-unit projections onto range(diag(delta) Z) are not the diagonal indicator "
-                    f"matrices", f"M_{l} + bias >= N", d)
+                    f"matrices (M_{l} + bias >= N is necessary for rank Z_{l + 1} = N; it is not sufficient: the "
+                    f"inputs must also be linearly independent, which only numerics can check)", f"M_{l} + bias >= N", d)
     total = sum(hidden, sp.Integer(0)) if hidden is not None else (L - 1) * M
     value = sp.expand(gamma * total + 1)
     exact = gamma == 1

@@ -118,9 +118,7 @@ class UnitWiseApproximation(Approximation):
             else:
                 self.methods.append("batched_eigh")
             if not full_rank:
-                problems.append(f"layer {l}: input Gram Z_{l} Z_{l}^T is singular (condition number {cond:.3g}; "
-                                f"M_{l - 1} + bias = {Z.shape[1]} vs N = {n}): per-unit projections are not "
-                                "diagonal in the samples")
+                problems.append(self._rank_problem(l, Z, cond))
             if self.methods[-1] == "batched_svd":
                 # thin SVD Z = R V^T (R = U sigma, N x r): J_{l,i} = B_i V^T with B_i = E_i R
                 U, sig, Vt = np.linalg.svd(Z, full_matrices=False)
@@ -172,6 +170,21 @@ class UnitWiseApproximation(Approximation):
         self.diagnostics["failed_assumption"] = "; ".join(problems) if problems else None
 
     # -- helpers ------------------------------------------------------------------------------
+    def _rank_problem(self, l: int, Z: np.ndarray, cond: float) -> str:
+        """Name why ``rank(Z_l) < N``: for layer 1 the inputs themselves are linearly dependent
+        (``M_0 + b < N`` forces that, but ``M_0 >= N`` does not exclude it)."""
+        n = self.n_samples
+        rank_z = int(np.linalg.matrix_rank(Z))
+        tail = (f"input Gram Z_{l} Z_{l}^T is singular (condition number {cond:.3g}, rank(Z_{l}) = {rank_z}): "
+                "per-unit projections are not diagonal in the samples")
+        if l == 1:
+            rank_x = int(np.linalg.matrix_rank(self.X))
+            why = (f"M_0 + bias = {Z.shape[1]} < N forces it" if Z.shape[1] < n
+                   else f"although M_0 + bias = {Z.shape[1]} >= N: M_0 >= N is necessary, not sufficient")
+            return f"layer 1: inputs linearly dependent (rank X = {rank_x} < N = {n}; {why}): {tail}"
+        why = f"M_{l - 1} + bias = {Z.shape[1]} < N" if Z.shape[1] < n else f"layer {l - 1} outputs linearly dependent"
+        return f"layer {l}: {why}: {tail}"
+
     def _signal_norms2(self, l: int, factors=None) -> np.ndarray:
         """``s2[n, i] = ||Delta_l[n, :, i]||^2``, shape ``(N, M_l)``."""
         if factors is None and l in getattr(self, "_s2_cache", {}):

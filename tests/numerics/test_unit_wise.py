@@ -313,3 +313,35 @@ def test_measured_alpha_agrees_with_theory_for_smooth_activations():
     alpha = float(isotropy_constant("unit_wise", depth=3, widths=widths, activation="tanh",
                                     n_samples=10, input_dim=12))
     assert np.max(np.abs(UnitWiseApproximation(net, X).operator() - alpha * np.eye(10))) < EXACT_TOL * alpha
+
+
+def test_linearly_dependent_inputs_with_M0_at_least_N_are_named():
+    """Regression: M_0 >= N is only necessary; with M_0 = 12 >= N = 8 but rank X = 6 (rows 6, 7 are
+    combinations of others) numerics must name 'inputs linearly dependent (rank X = 6 < N = 8)'.
+    With M_0 = 5 < N = 8 the same sentence names the width as the forcing cause."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((8, 12))
+    X[6] = X[0] + X[1]
+    X[7] = X[2] - 0.5 * X[3]
+    net = MLP([12, 64, 64, 1], activation="tanh", seed=0)
+    msg = UnitWiseApproximation(net, X).diagnostics["failed_assumption"]
+    assert "layer 1: inputs linearly dependent (rank X = 6 < N = 8" in msg, msg
+    assert "M_0 >= N is necessary, not sufficient" in msg, msg
+    narrow = UnitWiseApproximation(MLP([5, 64, 64, 1], activation="tanh", seed=0), X[:, :5]).diagnostics
+    assert "inputs linearly dependent (rank X = 5 < N = 8; M_0 + bias = 5 < N forces it)" in narrow["failed_assumption"]
+    # independent inputs: nothing about layer 1 (tanh: every unit active, exact isotropy)
+    ok = UnitWiseApproximation(net, rng.standard_normal((8, 12))).diagnostics["failed_assumption"]
+    assert ok is None, ok
+
+
+def test_theory_words_M0_at_least_N_as_necessary_and_numerics_checks_the_rank():
+    """theory cannot see X: it keeps the necessary M_0 + bias >= N check (refuting M_0 < N) and words
+    the real condition (rank X = N) as checked by numerics."""
+    from theory.non_isotropic import NotIsotropic
+    from theory.unit_wise_theory import unit_wise_isotropy
+
+    res = unit_wise_isotropy([64, 256, 256, 1], "relu", n_samples=50)
+    text = " ".join(res.conditions)
+    assert "rank X = N" in text and "necessary" in text and "numerics checks rank Z_1 = N" in text
+    with pytest.raises(NotIsotropic, match="necessary for rank Z_1 = N; it is not sufficient"):
+        unit_wise_isotropy([40, 256, 256, 1], "relu", n_samples=50)
