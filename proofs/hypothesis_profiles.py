@@ -14,8 +14,11 @@ A directory users keep (``--database DIR`` on ``ngd-verify falsify``, or
 ``settings(database=example_database(DIR))``) stores every counterexample found, so it is replayed
 first on the next run (a counterexample never gets lost behind a new random seed).
 
-The test suite loads ``"ci"`` when the environment variable ``CI`` is set, ``"dev"`` otherwise
-(``tests/conftest.py`` calls :func:`load_for_tests`).
+The test suite loads ``"ci"`` when the environment variable ``CI`` is set, ``"dev"`` otherwise,
+or the profile named by ``NGD_HYPOTHESIS_PROFILE`` (e.g. ``thorough`` for a nightly run) --
+:func:`load_for_tests`.  Tests that fix their own (small) example counts scale them with
+:func:`examples`, so ``thorough`` multiplies every property's examples by
+``THOROUGH_EXAMPLES / CI_EXAMPLES`` (5x).
 
 >>> register_profiles()
 >>> settings.get_profile("ci").derandomize, settings.get_profile("thorough").max_examples
@@ -52,11 +55,24 @@ def register_profiles() -> None:
 
 
 def load_for_tests() -> str:
-    """Register the profiles and load ``ci`` when ``CI`` is set, else ``dev``; returns the name."""
+    """Register the profiles and load ``$NGD_HYPOTHESIS_PROFILE`` if set, else ``ci`` when ``CI`` is
+    set, else ``dev``; returns the name (``ValueError`` naming the allowed ones for an unknown name)."""
     register_profiles()
-    name = "ci" if os.environ.get("CI") else "dev"
+    name = os.environ.get("NGD_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+    if name not in ("ci", "dev", "thorough"):
+        raise ValueError(f"NGD_HYPOTHESIS_PROFILE={name!r} is unknown; allowed: ci, dev, thorough")
     settings.load_profile(name)
     return name
+
+
+def examples(n: int) -> int:
+    """``n`` examples scaled to the loaded profile: ``n`` under ``ci``/``dev`` (whose default is
+    :data:`CI_EXAMPLES`), ``5 n`` under ``thorough``.
+
+    >>> examples(10) == 10 * max(1, settings.default.max_examples // CI_EXAMPLES)
+    True
+    """
+    return int(n) * max(1, settings.default.max_examples // CI_EXAMPLES)
 
 
 def example_database(directory: Union[None, str, os.PathLike]) -> Optional[DirectoryBasedExampleDatabase]:

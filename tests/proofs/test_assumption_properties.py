@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from numerics.sweeps import fit_power_law
 from proofs.assumption_spaces import (EXACT_TOL, SPACES, AssumptionSpace, KernelCase, Outcome, isotropy_check,
                                       relu_tolerance, telescoping_check)
+from proofs.hypothesis_profiles import examples
 from proofs.strategies import Scenario, depths_mod3, scenarios
 
 #: examples per (claim, side); kernels.dual_closed_forms uses 30-digit mpmath (~0.4 s per example)
@@ -24,7 +25,7 @@ DEFAULT_EXAMPLES = 25
 
 
 def _run(strategy, prop, n):
-    @settings(max_examples=n, deadline=None)
+    @settings(max_examples=examples(n), deadline=None)
     @given(strategy)
     def inner(example):
         prop(example)

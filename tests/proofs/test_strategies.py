@@ -4,10 +4,11 @@ import numpy as np
 from hypothesis import find, given, settings  # noqa: F401
 from hypothesis import strategies as st
 
+from proofs.hypothesis_profiles import examples
 from proofs.strategies import (MAX_WIDTH, Scenario, architectures, block_patterns, datasets, depths_mod3,
                                scenarios)
 
-FAST = settings(max_examples=30, deadline=None)
+FAST = settings(max_examples=examples(30), deadline=None)
 
 
 @FAST
@@ -101,3 +102,37 @@ def test_shrinking_reaches_the_smallest_structure():
     assert s.depth == 4 and s.n_samples == 5 and s.hidden_widths == (14, 14, 14) and s.input_dim == 5
     assert s.data_seed == 0 and s.weight_seed == 0
     assert s == Scenario("exact", (5, 14, 14, 14, 1), 5)
+
+
+def test_profiles_registered_and_env_selects_them(monkeypatch):
+    import pytest
+    from hypothesis import settings as hs
+
+    from proofs.hypothesis_profiles import example_database, load_for_tests
+
+    previous = hs.get_current_profile_name()
+    try:
+        monkeypatch.setenv("NGD_HYPOTHESIS_PROFILE", "thorough")
+        assert load_for_tests() == "thorough" and hs.default.max_examples == 500 and examples(3) == 15
+        monkeypatch.setenv("NGD_HYPOTHESIS_PROFILE", "ci")
+        assert load_for_tests() == "ci" and hs.default.derandomize and hs.default.database is None
+        assert examples(3) == 3
+        monkeypatch.setenv("NGD_HYPOTHESIS_PROFILE", "nightly")
+        with pytest.raises(ValueError, match="allowed: ci, dev, thorough"):
+            load_for_tests()
+    finally:
+        hs.load_profile(previous)
+    assert example_database(None) is None
+
+
+def test_example_database_is_a_directory(tmp_path):
+    import pytest
+
+    from proofs.hypothesis_profiles import example_database
+
+    db = example_database(tmp_path / "kept")
+    db.save(b"key", b"value")
+    assert list(db.fetch(b"key")) == [b"value"] and (tmp_path / "kept").is_dir()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is not a directory"):
+        example_database(tmp_path / "f")
