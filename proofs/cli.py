@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_fals.add_argument("claim_id", metavar="CLAIM_ID")
     p_fals.add_argument("--max-examples", type=_positive_int, default=50, metavar="N")
     p_fals.add_argument("--relax", action="append", metavar="ASSUMPTION",
-                        help="only draws relaxing this assumption (repeatable; default: all the claim's falsifiers)")
+                        help="search with this assumption relaxed (repeatable; default: none relaxed for claims with "
+                             "a hypothesis search space, every falsifier otherwise; `ngd-verify list` names them)")
     p_fals.add_argument("--max-seconds", type=_positive_float, default=120.0, metavar="T",
                         help="stop drawing after T seconds (default 120)")
     p_fals.add_argument("--database", metavar="DIR", default=None,
@@ -177,7 +178,17 @@ def _cmd_list(args, claims: ClaimSource, out: TextIO) -> int:
         out.write(f"    assumptions: {'; '.join(c.assumptions) if c.assumptions else 'none'}\n")
         if c.falsifier is not None:
             out.write("    falsifier: yes (ngd-verify falsify " + c.id + ")\n")
+        space = _search_space(c.id)
+        if space is not None:
+            out.write(f"    falsify: hypothesis search; --relax {', '.join(repr(r) for r in space.relaxations)}\n")
     return 0
+
+
+def _search_space(claim_id: str):
+    """The claim's hypothesis search space (proofs.assumption_spaces), None if it has none."""
+    from proofs.assumption_spaces import space_for
+
+    return space_for(claim_id)
 
 
 def _config(args, out: TextIO) -> RunConfig:

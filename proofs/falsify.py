@@ -189,8 +189,16 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
         try:
             found = find(strategies[name], is_counterexample, settings=options, random=rng,
                          database_key=f"ngd-verify falsify {claim_id} relax={name}".encode())
-        except (NoSuchExample, Unsatisfiable):
+        except NoSuchExample:
+            if outcome.draws and outcome.rejected == outcome.draws:
+                outcome.error = (f"every one of the {outcome.draws} examples of relaxation {name!r} was flagged by the "
+                                 f"verifier as outside the assumptions (e.g. {outcome.rejected_reason[:160]}): "
+                                 "the search says nothing")
+                break
             continue
+        except Unsatisfiable as exc:
+            outcome.error = f"hypothesis could not generate valid examples for relaxation {name!r} ({exc})"
+            break
         result = cache[found][1]
         _store(db, claim_id, name, found)
         outcome.counterexample = Example(outcome.draws, name, _describe(found), False,
@@ -349,6 +357,8 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     budget = " (time budget reached)" if outcome.stopped_by_time else ""
     rejected = (f"; {outcome.rejected} example(s) rejected because the verifier flagged an assumption, e.g. "
                 f"{outcome.rejected_reason[:200]}" if outcome.rejected else "")
+    if outcome.counterexample is None and outcome.error is not None:
+        return f"{head}: stopped after {outcome.draws} examples: {outcome.error}"
     if outcome.counterexample is None:
         return (f"{head}: no counterexample in {outcome.draws} examples{budget} "
                 f"({outcome.seconds:.1f} s){rejected}")

@@ -102,3 +102,18 @@ def test_shrinks_to_the_boundary_and_marks_silent_failures(fake_space):
 def test_hypothesis_search_requires_a_space():
     with pytest.raises(ValueError, match="has no hypothesis search space"):
         falsify(REGISTRY["sanity.pinv_product_rule"], search="hypothesis")
+
+
+def test_list_names_the_relaxations():
+    code, out, _ = run(["list", "ngd.kfac.alpha_definition"])
+    assert code == 0 and "falsify: hypothesis search; --relax 'none', 'M_0 >= N', 'hidden width >= N'" in out
+
+
+def test_a_search_whose_every_example_is_flagged_is_reported_not_passed(monkeypatch):
+    demo = claim("demo.flagged", title="t", statement="s", register=False)(lambda cfg: None)
+    space = AssumptionSpace("demo.flagged", "s", st.integers(0, 10),
+                            lambda x: Outcome(True, flags=["numerics: layer Gram singular"]))
+    monkeypatch.setitem(spaces.SPACES, "demo.flagged", space)
+    out = falsify(demo, RunConfig(), max_examples=10)
+    assert out.counterexample is None and out.error and "the search says nothing" in out.error
+    assert "stopped after" in format_outcome(out)
