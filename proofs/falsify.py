@@ -180,7 +180,8 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
         if replayed is not None:
             result = cache[replayed][1]
             outcome.counterexample = Example(outcome.draws, name, _describe(replayed) + " [replayed from the database]",
-                                             False, result.summary(), None if name == "none" else name)
+                                             False, _with_data(result.summary(), replayed),
+                                             None if name == "none" else name)
             break
         options = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
                            suppress_health_check=list(HealthCheck), print_blob=False,
@@ -202,10 +203,16 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
         result = cache[found][1]
         _store(db, claim_id, name, found)
         outcome.counterexample = Example(outcome.draws, name, _describe(found), False,
-                                         result.summary(), None if name == "none" else name)
+                                         _with_data(result.summary(), found), None if name == "none" else name)
         break
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _with_data(numbers: dict, example) -> dict:
+    """``numbers`` with a ``data`` summary of the example's inputs first (when it has one)."""
+    summary = getattr(example, "data_summary", None)
+    return {"data": summary(), **numbers} if callable(summary) else numbers
 
 
 def _describe(example) -> str:
@@ -365,9 +372,12 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     ex = outcome.counterexample
     numbers = dict(ex.numbers)
     flagged = numbers.pop("flagged", "")
+    data = numbers.pop("data", None)
     lines = [f"{head}: minimal counterexample (shrunk) after {outcome.draws} examples, {outcome.seconds:.1f} s{budget}",
              f"  relaxed assumption: {ex.relaxed or 'none: the statement fails within its own assumptions'}",
              f"  example: {ex.description}"]
+    if data:
+        lines.append(f"  data: {data}")
     lines += [f"  {key} = {fmt(value)}" for key, value in numbers.items() if value is not None]
     silent = flagged.startswith("nothing")
     lines.append(f"  verifier flagged: {flagged}" + ("  <-- SILENT failure: no assumption check fired" if silent

@@ -118,6 +118,23 @@ class Scenario:
         parts.append(f"data seed {self.data_seed}, weight seed {self.weight_seed}")
         return ", ".join(parts)
 
+    def data_summary(self) -> str:
+        """The training inputs in numbers: size, norms, closest pair, rank, leverage-score spread.
+
+        >>> Scenario("exact", (3, 8, 1), 4, inputs="duplicate").data_summary()
+        'N = 4 inputs in R^3, norms 1.00-1.00, closest pair 0 apart, rank 3, leverage scores 0.500-1.000'
+        """
+        X = self.build_inputs()
+        norms = np.linalg.norm(X, axis=1)
+        sq = norms ** 2
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0.0)
+        closest = float(np.sqrt(np.min(d2[np.triu_indices(len(X), 1)]))) if len(X) > 1 else float("nan")
+        rank = int(np.linalg.matrix_rank(X))
+        U = np.linalg.svd(X, full_matrices=False)[0][:, :rank]
+        lev = np.sum(U * U, axis=1)  # leverage scores x_n^T (X^T X)^+ x_n: equal iff isotropic position
+        return (f"N = {len(X)} inputs in R^{X.shape[1]}, norms {norms.min():.2f}-{norms.max():.2f}, closest pair "
+                f"{closest:.2g} apart, rank {rank}, leverage scores {lev.min():.3f}-{lev.max():.3f}")
+
     # -- builders ---------------------------------------------------------------------------
     def build_inputs(self) -> np.ndarray:
         """The ``(N, M_0)`` training inputs of the recipe ``self.inputs`` (seeded by ``data_seed``)."""
@@ -317,3 +334,18 @@ def depths_mod3(residue: int, low: int = 2, high: int = MAX_DEPTH) -> st.SearchS
     2
     """
     return st.sampled_from([L for L in range(low, high + 1) if L % 3 == residue])
+
+
+def assumption_set(claim_id: str, relax: Optional[str] = None) -> st.SearchStrategy:
+    """The scenarios of ``claim_id`` with every assumption holding (``relax`` None / ``"none"``) or
+    with the assumption ``relax`` violated (see :mod:`proofs.assumption_spaces` for the names).
+
+    >>> from hypothesis import find
+    >>> find(assumption_set("ngd.kfac.alpha_definition", "M_0 >= N"), lambda s: True).widths
+    (3, 12, 1)
+    """
+    from proofs.assumption_spaces import SPACES
+
+    if claim_id not in SPACES:
+        raise ValueError(f"claim_id={claim_id!r} has no assumption space; allowed: {', '.join(sorted(SPACES))}")
+    return SPACES[claim_id].strategy(relax)

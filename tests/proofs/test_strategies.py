@@ -136,3 +136,16 @@ def test_example_database_is_a_directory(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="is not a directory"):
         example_database(tmp_path / "f")
+
+
+def test_assumption_set_delegates_to_the_claim_spaces():
+    import pytest
+
+    from proofs.strategies import assumption_set
+
+    s = find(assumption_set("ngd.kfac.forster"), lambda s: True, settings=settings(database=None))
+    assert s.inputs == "forster" and s.input_dim < s.n_samples
+    with pytest.raises(ValueError, match="has no assumption space"):
+        assumption_set("nonsense.claim")
+    with pytest.raises(ValueError, match="allowed: 'none', 'Forster inputs'"):
+        assumption_set("ngd.kfac.forster", "C = 1")
