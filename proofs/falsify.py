@@ -164,8 +164,14 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
             if time.perf_counter() > stop:
                 outcome.stopped_by_time = True
                 return False
-            result = space.check(scenario)
             outcome.draws += 1
+            try:
+                result = space.check(scenario)
+            except Exception as exc:  # noqa: BLE001 -- a crash is searched for (and shrunk), never a pass
+                from proofs.assumption_spaces import Outcome
+
+                cache[scenario] = (True, Outcome(False, numbers={"crash": f"{type(exc).__name__}: {exc}"}))
+                return True
             unexpected = space.unexpected_flags(result)
             if not relaxed and unexpected:  # the verifier says an assumption fails: outside the space
                 outcome.rejected += 1
@@ -201,6 +207,9 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
             outcome.error = f"hypothesis could not generate valid examples for relaxation {name!r} ({exc})"
             break
         result = cache[found][1]
+        if "crash" in result.numbers:
+            outcome.error = (f"the check raised {result.numbers['crash']} on (minimal example) {_describe(found)}")
+            break
         _store(db, claim_id, name, found)
         outcome.counterexample = Example(outcome.draws, name, _describe(found), False,
                                          _with_data(result.summary(), found), None if name == "none" else name)

@@ -117,3 +117,17 @@ def test_a_search_whose_every_example_is_flagged_is_reported_not_passed(monkeypa
     out = falsify(demo, RunConfig(), max_examples=10)
     assert out.counterexample is None and out.error and "the search says nothing" in out.error
     assert "stopped after" in format_outcome(out)
+
+
+def test_a_crashing_check_is_shrunk_and_reported_as_an_error(monkeypatch):
+    demo = claim("demo.crash", title="t", statement="s", register=False)(lambda cfg: None)
+
+    def check(x):
+        if x >= 5:
+            raise ZeroDivisionError("boom")
+        return Outcome(True)
+    monkeypatch.setitem(spaces.SPACES, "demo.crash", AssumptionSpace("demo.crash", "s", st.integers(0, 100), check))
+    out = falsify(demo, RunConfig(seed=2), max_examples=50)
+    assert out.counterexample is None and "raised ZeroDivisionError: boom on (minimal example) 5" in out.error
+    code, text, _ = (lambda o: (2 if o.error else 0, format_outcome(o), ""))(out)
+    assert code == 2 and "stopped after" in text
