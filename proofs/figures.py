@@ -42,7 +42,7 @@ Alternative single-curve form (as written by :mod:`proofs.evidence`), converted 
 from __future__ import annotations
 
 import io
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -184,6 +184,10 @@ def _log_safe(values: np.ndarray, dynamic_range: float = 1e-18) -> np.ndarray:
     return np.where(keep, v, np.nan)
 
 
+#: Normalised spectra: an alpha/mean within this of 1 is drawn as the one shared isotropic line.
+ALPHA_LINE_RTOL = 1e-6
+
+
 def _draw(ax, series: Mapping, kind: str) -> None:
     colours = iter(__import__("matplotlib").rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     if kind == "loss_curves":
@@ -197,10 +201,11 @@ def _draw(ax, series: Mapping, kind: str) -> None:
             # and "kfac train predicted" -> key "kfac train")
             key = label.replace(" predicted", "").replace("predicted", "").split(" M=")[0].strip()
             if key not in palette:
-                palette[key] = next(colours)
-            colour = palette[key]
-            ax.plot(steps, _log_safe(ys) if series.get("logy", True) else ys,
-                    "--" if dashed else "-o", lw=1.2 if dashed else 1.6, ms=3, label=label, color=colour)
+                # colours repeat after 10 keys: the marker changes with each round of colours
+                palette[key] = (next(colours), "osD^v"[(len(palette) // 10) % 5])
+            colour, marker = palette[key]
+            ax.plot(steps, _log_safe(ys) if series.get("logy", True) else ys, ls="--" if dashed else "-",
+                    marker=None if dashed else marker, lw=1.2 if dashed else 1.6, ms=3, label=label, color=colour)
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(series.get("xlabel", "step t"))
@@ -231,12 +236,16 @@ def _draw(ax, series: Mapping, kind: str) -> None:
             eig = {k: v / means[k] if means[k] != 0 else v for k, v in eig.items()}
             alphas = {k: float(a) / means[k] for k, a in alphas.items() if a is not None and means.get(k)}
         positive = all(np.all(v > 0) for v in eig.values())
-        for label, vals in eig.items():
-            colour = next(colours)
+        if series.get("normalise") and any(abs(a - 1.0) <= ALPHA_LINE_RTOL for a in alphas.values() if a is not None):
+            # normalised: every isotropic prediction is the same line alpha/mean = 1; draw it once
+            ax.axhline(1.0, color="grey", ls="--", lw=1, label="alpha / mean = 1 (isotropic prediction)")
+        for i, (label, vals) in enumerate(eig.items()):
+            colour, marker = next(colours), ".osD^v"[(i // 10) % 6]  # colours repeat after 10: vary the marker
             vals = np.sort(vals)[::-1]
-            ax.plot(np.arange(1, vals.size + 1), vals, ".-", color=colour, ms=4, label=label)
-            if label in alphas and alphas[label] is not None:
-                ax.axhline(float(alphas[label]), color=colour, ls="--", lw=1, label=f"{label}: alpha = {float(alphas[label]):.4g}")
+            ax.plot(np.arange(1, vals.size + 1), vals, "-", marker=marker, color=colour, ms=4, label=label)
+            alpha = alphas.get(label)
+            if alpha is not None and not (series.get("normalise") and abs(float(alpha) - 1.0) <= ALPHA_LINE_RTOL):
+                ax.axhline(float(alpha), color=colour, ls="--", lw=1, label=f"{label}: alpha = {float(alpha):.4g}")
         if positive:
             ax.set_yscale("log")
         ax.set_xlabel(series.get("xlabel", "eigenvalue index"))
@@ -257,6 +266,17 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         ax.set_ylabel(series.get("ylabel", "loss after one step"))
 
 
+def legend_columns(labels: Sequence[str], width_chars: int = 100) -> int:
+    """Columns for a legend below the axes: as many (up to 3) as fit ``width_chars`` characters of the
+    longest label plus the 6-character handle.
+
+    >>> legend_columns(["exact train M=4096"] * 10), legend_columns(["x" * 70] * 10)
+    (3, 1)
+    """
+    longest = max((len(str(label)) for label in labels), default=0) + 6
+    return int(max(1, min(3, width_chars // max(longest, 1))))
+
+
 def render_png(series: Mapping, title: str = "") -> bytes:
     """Draw one series (schema above) and return the PNG bytes; ``ValueError`` for a bad series."""
     kind = validate_series(series)
@@ -271,9 +291,14 @@ def render_png(series: Mapping, title: str = "") -> bytes:
     ax.set_title(series.get("title") or title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    if len(labels) > 8:  # a crowded legend goes below the axes, and the figure grows to hold it
-        fig.set_size_inches(6.4, 4.2 + 0.16 * len(labels))
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+    if len(labels) > 8:
+        # a crowded legend goes below the axes in as many columns as its longest label allows (7 pt text
+        # is ~0.055 in per character: 3 columns of <= 32 characters fit 6.4 in), and the figure grows
+        # by one legend row (0.16 in) per row
+        ncol = legend_columns(labels)
+        rows = -(-len(labels) // ncol)
+        fig.set_size_inches(6.4, 4.2 + 0.16 * rows)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=ncol, frameon=False)
     elif labels:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

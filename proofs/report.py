@@ -285,6 +285,37 @@ OVERVIEW_SHORT = {"width_sweep": "errors vs width, all claims", "spectrum": "spe
                   "eta_scan": "one-step loss vs eta/eta*"}
 
 
+def curve_approximation(label: str) -> str:
+    """The approximation a loss-curve label belongs to: its first word if that names an approximation
+    (``"exact train M=512"``, ``"kfac (alpha=149)"``, ``"block_diagonal predicted"``), else the label
+    without its ``predicted``/``M=`` parts.
+
+    >>> curve_approximation("kfac (alpha=149)"), curve_approximation("NTK train predicted")
+    ('kfac', 'NTK train')
+    """
+    from numerics.approximations import APPROXIMATIONS
+
+    first = re.split(r"[\s(:,]", label.strip(), maxsplit=1)[0]
+    if first in APPROXIMATIONS or first == "pattern":
+        return first
+    return label.replace(" predicted", "").replace("predicted", "").split(" M=")[0].strip()
+
+
+def curve_split(label: str, series: Mapping[str, Any]) -> str:
+    """``"test"`` or ``"train"``: from the curve label if it says so, else from the series' y label/title.
+
+    >>> curve_split("exact measured", {"ylabel": "test loss"}), curve_split("kfac train", {"ylabel": "test loss"})
+    ('test', 'train')
+    """
+    words = f" {label.lower()}"
+    if " test" in words:
+        return "test"
+    if " train" in words:
+        return "train"
+    context = f" {series.get('ylabel') or ''} {series.get('title') or ''}".lower()
+    return "test" if " test" in context and " train" not in context else "train"
+
+
 def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
     """One merged series per kind over all claims (only kinds that occur in >= 2 series): the
     report's overview figures.  Labels that clash between claims get the claim id prefixed."""
@@ -311,17 +342,17 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                 steps = list(np.asarray(s["steps"], dtype=float))
                 predicted = set(s.get("predicted") or [k for k in s["curves"] if "predict" in k.lower()])
                 for k, v in s["curves"].items():
-                    # train and test curves go to separate overview figures; one curve per label
-                    # (the first claim that has it) -- every claim's own figure shows all of its curves
-                    split = "test" if " test" in f" {k.lower()}" else "train"
+                    # train and test curves go to separate overview figures: by the label, else by the
+                    # series' axis label / title ("exact measured" in a test-loss series is a test curve)
+                    split = curve_split(k, s)
                     sub = merged.setdefault(f"loss_curves-{split}", {
                         "kind": kind, "title": f"{split} loss vs step, every approximation at eta = 1/alpha",
                         "caption": OVERVIEW_TITLES[f"loss_curves-{split}"], "steps": steps, "curves": {},
                         "predicted": [], "ylabel": f"{split} loss"})
-                    # one approximation = one claim's curves (its measured and predicted share a key)
-                    key = k.replace(" predicted", "").replace("predicted", "").split(" M=")[0].strip()
-                    owner = sub.setdefault("_owners", {}).setdefault(key, claim.id)
-                    if len(sub["steps"]) != len(steps) or k in sub["curves"] or owner != claim.id:
+                    # one approximation = ONE series of one claim (its measured and predicted curves): the
+                    # overview shows each approximation once; every claim's own figure shows all its curves
+                    owner = sub.setdefault("_owners", {}).setdefault(curve_approximation(k), (claim.id, name))
+                    if len(sub["steps"]) != len(steps) or k in sub["curves"] or owner != (claim.id, name):
                         continue
                     sub["curves"][k] = v
                     if k in predicted:

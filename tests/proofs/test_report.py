@@ -256,3 +256,48 @@ def test_sweeps_given_as_mappings_do_not_break_the_report(tmp_path):
                                                             "slope": -1.0, "slope_stderr": 0.0, "prefactor": 1.0}}))
     write_report([(odd, odd.run())], RunConfig(), tmp_path)
     assert "| iso | [1, 2, 4] | [1, 0.5, 0.25] | -1 | 0 | 1 |" in (tmp_path / "report.md").read_text()
+
+
+def _png_size(png: bytes):
+    """(width, height) in pixels from the PNG IHDR chunk."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def test_crowded_legend_goes_below_in_columns_and_keeps_the_figure_compact():
+    """Regression: 20 curves gave a one-column legend 20 rows tall (figure ~ 830 px high at 110 dpi).
+    Short labels now take 3 columns (7 rows): 4.2 in + 7 x 0.16 in = 5.3 in ~ 590 px (+ tight bbox)."""
+    from proofs.figures import legend_columns
+
+    curves = {f"approx{i} train M=4096": [1.0, 0.1 / (i + 1), 0.01 / (i + 1)] for i in range(20)}
+    png = render_png({"kind": "loss_curves", "steps": [0, 1, 2], "curves": curves})
+    width, height = _png_size(png)
+    assert legend_columns(list(curves)) == 3
+    assert height < 700, (width, height)
+    assert width < 800, (width, height)      # the columns fit the 6.4 in (704 px) figure, no overflow sideways
+
+
+def test_overview_loss_curves_show_each_approximation_once_and_split_test_by_series_label():
+    """Regression (digits-like claim): the same runs published as per-approximation series AND as
+    all-approximation series with labels like 'exact (alpha=1)' / 'exact measured' (test loss) made
+    the train overview 20 curves with test curves among them.  Now: one series per approximation,
+    test-loss series go to the test overview."""
+    from proofs.report import overview_series
+
+    steps = [0, 1, 2]
+    series = {}
+    for name in ("exact", "kfac"):
+        series[f"curve_{name}"] = {"kind": "loss_curve", "approximation": name, "width": 4096, "x": steps,
+                                   "train_measured": [1, 1e-3, 1e-6], "train_predicted": [1, 0, 0],
+                                   "test_measured": [1, 0.1, 0.09], "test_predicted": [1, 0.1, 0.1]}
+    series["train_all"] = {"kind": "loss_curves", "steps": steps, "ylabel": "train loss",
+                           "curves": {"exact (alpha=1)": [1, 1e-3, 1e-6], "kfac (alpha=13)": [1, 1e-3, 1e-6]}}
+    series["test_all"] = {"kind": "loss_curves", "steps": steps, "ylabel": "test loss",
+                          "curves": {"exact measured": [1, 0.1, 0.09], "exact predicted": [1, 0.1, 0.1]},
+                          "predicted": ["exact predicted"]}
+    c = claim("o.digits_like", title="t", statement="s", register=False)(lambda cfg: ClaimResult("verified",
+                                                                                               series=series))
+    merged = overview_series([(c, c.run())])
+    train = merged["overview-loss_curves-train"]["curves"]
+    test = merged["overview-loss_curves-test"]["curves"]
+    assert set(train) == {"exact train M=4096", "exact train predicted", "kfac train M=4096", "kfac train predicted"}
+    assert set(test) == {"exact test M=4096", "exact test predicted", "kfac test M=4096", "kfac test predicted"}
