@@ -478,13 +478,72 @@ def closed_form_check(k: KernelCase) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------------
+# sanity: the pseudo-inverse product rule (a statement about matrices)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MatrixCase:
+    """``A`` (m x k, full column rank), ``B`` (k x k; rank ``rank_b``, or invertible when ``rank_b`` is
+    None: ``G + 3 I``, well conditioned), ``C`` (k x n, full row rank), Gaussian from ``seed``."""
+
+    k: int
+    extra_rows: int = 0
+    extra_cols: int = 0
+    rank_b: Optional[int] = None
+    seed: int = 0
+
+    def describe(self) -> str:
+        b = "invertible (G + 3 I)" if self.rank_b is None else f"of rank {self.rank_b}"
+        return (f"A {self.k + self.extra_rows}x{self.k}, B {self.k}x{self.k} {b}, C {self.k}x{self.k + self.extra_cols}"
+                f" (Gaussian, seed {self.seed})")
+
+    def build(self):
+        rng = np.random.default_rng(self.seed)
+        k = self.k
+        A = rng.standard_normal((k + self.extra_rows, k))
+        C = rng.standard_normal((k, k + self.extra_cols))
+        if self.rank_b is None:
+            B = rng.standard_normal((k, k)) + 3.0 * np.eye(k)
+        else:
+            B = rng.standard_normal((k, self.rank_b)) @ rng.standard_normal((self.rank_b, k))
+        return A, B, C
+
+
+@st.composite
+def matrix_cases(draw, singular_b: bool = False):
+    k = draw(st.integers(2, 5))
+    return MatrixCase(k, draw(st.integers(0, 2)), draw(st.integers(0, 2)),
+                      draw(st.integers(1, k - 1)) if singular_b else None, draw(seeds()))
+
+
+def pinv_product_check(case: MatrixCase) -> Outcome:
+    """``(ABC)^+ = C^+ B^+ A^+`` to 1e-8 relative (SVD pinv of well-conditioned <= 7 x 7 Gaussian
+    matrices is accurate to ~1e-13; a genuine mismatch is O(1)); flags ``B`` rank-deficient."""
+    A, B, C = case.build()
+    lhs = np.linalg.pinv(A @ B @ C)
+    rhs = np.linalg.pinv(C) @ np.linalg.pinv(B) @ np.linalg.pinv(A)
+    err = float(np.linalg.norm(lhs - rhs) / np.linalg.norm(lhs))
+    rank = int(np.linalg.matrix_rank(B))
+    flags = [f"rank check: B has rank {rank} < {case.k} (not invertible)"] if rank < case.k else []
+    return Outcome(err <= 1e-8, err, 0.0, err, 1e-8, flags, {"rank_B": rank})
+
+
+def diagonal_isotropic_check(s: Scenario) -> Outcome:
+    """The deliberately false "diagonal Fisher is isotropic": isotropy error <= 0.2 (the sanity
+    claim's tolerance; isotropic-in-the-limit approximations sit below 0.09 at these widths)."""
+    m = measure(s)
+    if m.operator is None:
+        return Outcome(False, None, 0.0, None, 0.2, m.flags)
+    err, a = isotropy_numbers(m.operator)
+    return Outcome(err <= 0.2, err, 0.0, err, 0.2, m.flags, {"mean_diagonal": a})
+
+
+# ---------------------------------------------------------------------------------------------
 # the spaces
 # ---------------------------------------------------------------------------------------------
 def _sc(name, **kw):
     return scenarios(name, **kw)
 
 
-_WIDTH_RELAX = {"hidden width >= N": "narrow"}
 _DISTINCT = st.sampled_from(("duplicate", "near_duplicate"))
 
 
@@ -601,6 +660,16 @@ def build_spaces() -> Dict[str, AssumptionSpace]:
     add(AssumptionSpace(
         "ngd.lr_stability", "L_1/L_0 = (1 - eta alpha)^2; r_t -> 0 iff 0 < eta < 2/alpha (depth-1 model)",
         linear_model, dynamics_check))
+    # sanity.pinv_product_rule_invertible keeps its own falsifier draws: it is the worked example of
+    # the fallback engine (tests/proofs/test_cli.py); matrix_cases() covers its true side in the tests
+    add(AssumptionSpace(
+        "sanity.pinv_product_rule", "(ABC)^+ = C^+ B^+ A^+ for any B (stated false)", matrix_cases(singular_b=True),
+        pinv_product_check, expected_flags=("rank check",)))
+    add(AssumptionSpace(
+        "sanity.diagonal_fisher_isotropic", "diagonal Fisher isotropy error <= 0.2 (stated false)",
+        _sc("diagonal", depth=st.integers(2, 4), n=st.integers(2, 8), hidden=(64, 128),
+            activation=activations(("relu", "tanh", "erf"))),
+        diagonal_isotropic_check, expected_flags=("diagonal Fisher",)))
     add(AssumptionSpace(
         "kernels.layerwise_telescoping", "sum_l Theta_l = Theta = NTK recursion",
         kernel_cases(), telescoping_check,

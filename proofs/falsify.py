@@ -261,10 +261,10 @@ def _encode(example):
 
 
 def _decode(item):
-    from proofs.assumption_spaces import KernelCase
+    from proofs.assumption_spaces import KernelCase, MatrixCase
     from proofs.strategies import Scenario
 
-    kinds = {"Scenario": Scenario, "KernelCase": KernelCase}
+    kinds = {"Scenario": Scenario, "KernelCase": KernelCase, "MatrixCase": MatrixCase}
     if item.get("type") in kinds:
         fields = dict(item["fields"])
         for key, value in fields.items():  # JSON lists back to the tuples the dataclasses hold

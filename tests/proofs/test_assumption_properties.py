@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from numerics.sweeps import fit_power_law
 from proofs.assumption_spaces import (EXACT_TOL, SPACES, AssumptionSpace, KernelCase, Outcome, isotropy_check,
-                                      relu_tolerance, telescoping_check)
+                                      matrix_cases, pinv_product_check, relu_tolerance, telescoping_check)
 from proofs.hypothesis_profiles import examples
 from proofs.strategies import Scenario, depths_mod3, scenarios
 
@@ -48,16 +48,22 @@ def never_silent(space: AssumptionSpace):
     return prop
 
 
+STATED_FALSE = ("ngd.kfac.no_forster", "ngd.unit_wise.multi_output", "sanity.pinv_product_rule",
+                "sanity.diagonal_fisher_isotropic")
+
+
 @pytest.mark.parametrize("claim_id", sorted(SPACES))
 def test_statement_holds_when_assumptions_hold(claim_id):
     space = SPACES[claim_id]
-    if claim_id in ("ngd.kfac.no_forster", "ngd.unit_wise.multi_output"):
-        # statements registered as false (expected "refuted"): within their own setting they FAIL,
-        # and the verifier names why
-        def prop(example):
-            out = space.check(example)
-            assert not out.holds and out.flags, (example.describe(), out.summary())
-        _run(space.holds, prop, 8)
+    if claim_id in STATED_FALSE:
+        # statements registered as false (expected "refuted"): where they fail the verifier names
+        # why, and the search finds a counterexample within their own setting
+        _run(space.holds, never_silent(space), 8)
+        from proofs.falsify import falsify
+        from proofs.registry import get_claim
+
+        outcome = falsify(get_claim(claim_id, None), max_examples=20)
+        assert outcome.counterexample is not None and outcome.counterexample.numbers["flagged"], outcome
         return
     if claim_id == "ngd.kfac.alpha_authors":
         # the authors' N L: fails on every valid example by exactly N - 1 (the output layer gives 1, not N)
@@ -197,3 +203,15 @@ def test_pattern_with_alpha_zero_gives_a_zero_operator():
     # the check is not vacuous: the same network under block-diagonal NGD has alpha = 6, not 0
     bd = SPACES["ngd.block_diagonal"].check(Scenario("block_diagonal", (6,) + (16,) * 5 + (1,), 4))
     assert bd.holds and bd.predicted == 6.0
+
+
+def test_pinv_product_rule_holds_for_invertible_b_and_fails_loudly_for_singular_b():
+    def holds(case):
+        out = pinv_product_check(case)
+        assert out.holds and not out.flags, (case.describe(), out.summary())
+
+    def loud(case):
+        out = pinv_product_check(case)
+        assert out.holds or any("rank check" in f for f in out.flags), (case.describe(), out.summary())
+    _run(matrix_cases(), holds, 20)
+    _run(matrix_cases(singular_b=True), loud, 20)
