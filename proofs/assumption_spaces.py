@@ -547,9 +547,16 @@ def _sc(name, **kw):
 _DISTINCT = st.sampled_from(("duplicate", "near_duplicate"))
 
 
+def _DEAD(name, depth):
+    """1-24 dead relu units in layer 1 (positive inputs, all-negative fan-in): up to every unit."""
+    return _sc(name, depth=depth.filter(lambda L: L >= 2) if isinstance(depth, st.SearchStrategy) else depth,
+               inputs=st.just("positive"), dead_units=st.integers(1, 24))
+
+
 def _layerwise_space(claim_id, name, statement, depth, predict, extra_relax=None):
     relaxed = {"hidden width >= N": _sc(name, depth=depth, hidden="narrow", n=st.integers(3, 10)),
-               "distinct inputs": _sc(name, depth=depth, inputs=_DISTINCT)}
+               "distinct inputs": _sc(name, depth=depth, inputs=_DISTINCT),
+               "no dead relu units": _DEAD(name, depth)}
     relaxed.update(extra_relax or {})
     return AssumptionSpace(claim_id, statement, _sc(name, depth=depth, n=st.integers(2, 10)),
                            isotropy_check(predict), relaxed)
@@ -589,7 +596,8 @@ def build_spaces() -> Dict[str, AssumptionSpace]:
         _sc("kfac", depth=st.integers(2, 6), n=st.integers(2, 10)), isotropy_check(kfac_predict),
         {"M_0 >= N": _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow",
                          inputs=st.sampled_from(("sphere", "raw"))),
-         "hidden width >= N": _sc("kfac", depth=st.integers(2, 6), n=st.integers(3, 10), hidden="narrow")}))
+         "hidden width >= N": _sc("kfac", depth=st.integers(2, 6), n=st.integers(3, 10), hidden="narrow"),
+         "no dead relu units": _DEAD("kfac", st.integers(2, 6))}))
     forster_predict = lambda s: _alpha("kfac", s.depth, n_samples=s.n_samples, input_dim=s.input_dim,  # noqa: E731
                                        forster=True)
     add(AssumptionSpace(
