@@ -26,7 +26,7 @@ Two properties (``tests/proofs/test_assumption_properties.py``):
 
 >>> space = SPACES["ngd.block_tridiagonal.alpha"]
 >>> sorted(space.relaxed)
-['distinct inputs', 'hidden width >= N']
+['distinct inputs', 'hidden width >= N', 'no dead relu units']
 >>> from proofs.strategies import Scenario
 >>> out = space.check(Scenario("block_tridiagonal", (6, 12, 12, 12, 12, 1), 5))
 >>> out.holds, out.predicted, out.flags
