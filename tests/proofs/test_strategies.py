@@ -1,6 +1,7 @@
 """proofs.strategies: scenarios respect the size relations they promise, data recipes do what
 they say, builds are deterministic, and shrinking reaches the smallest structure."""
 import numpy as np
+import pytest
 from hypothesis import find, given, settings  # noqa: F401
 from hypothesis import strategies as st
 
@@ -149,3 +150,13 @@ def test_assumption_set_delegates_to_the_claim_spaces():
         assumption_set("nonsense.claim")
     with pytest.raises(ValueError, match="allowed: 'none', 'Forster inputs'"):
         assumption_set("ngd.kfac.forster", "C = 1")
+
+
+@pytest.mark.parametrize("module", ["proofs.strategies", "proofs.assumption_spaces", "proofs.falsify",
+                                    "proofs.hypothesis_profiles"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
