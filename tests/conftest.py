@@ -6,11 +6,10 @@ Hypothesis runs derandomised in CI (``CI`` set), so a CI run is reproducible; lo
 new examples on every run.  Deadlines are off: several properties do float64 linear algebra whose
 time depends on machine load, and timings are not what these tests check.
 """
-import os
-
 import matplotlib
-from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
+
+from proofs.hypothesis_profiles import load_for_tests
 
 matplotlib.use("Agg")  # figures are written to files, never shown
 
@@ -19,7 +18,5 @@ matplotlib.use("Agg")  # figures are written to files, never shown
 # depend on it.  Benchmarks, not tests, measure multi-threaded speed.
 threadpool_limits(limits=1, user_api="blas")
 
-settings.register_profile("ci", derandomize=True, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# "ci" (derandomised) when CI is set, "dev" otherwise; NGD_HYPOTHESIS_PROFILE=thorough for nightly runs
+load_for_tests()

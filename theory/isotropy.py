@@ -107,11 +107,20 @@ def _pattern_result(name, S, depth, conditions, closed_form=None, closed_derivat
             f"gradient has a component in null(G_S): the rho -> 0+ step diverges and the pseudo-inverse step is "
             f"not isotropic for generic layer kernels", "1 in range(S)", a.derivation)
     derivation = a.derivation
+    if a.alpha == 0:
+        # 1 in range(S) but 1^T S^+ 1 = c^T S c = 0 (S indefinite): Theta_G = 0, no first-order progress
+        raise NotIsotropic(
+            f"pattern {a.pattern.tolist()}: 1 is in range(S) but alpha = 1^T S^+ 1 = 0 (S is indefinite), so "
+            f"J G_S^+ J^T / N = 0: the step makes no first-order progress and eta = 1/alpha does not exist",
+            "alpha = 1^T S^+ 1 > 0", derivation)
     if closed_form is not None:
         derivation.add_step("agrees with the closed form", a.alpha, closed_form, "exact rational pinv vs formula")
         derivation.check()
     notes = [f"layer weights c = S^+ 1 = {list(a.weights)}", f"moving layers {list(a.moving_layers)}",
              "rho -> 0+ limit equals G_S^+ grad because grad lies in range(G_S) (1 in range(S))"]
+    if a.alpha < 0:
+        notes.append(f"alpha = {a.alpha} < 0: isotropic, but the step points uphill for eta > 0; the stable "
+                     f"interval is 2/alpha < eta < 0")
     if np.linalg.eigvalsh(np.array(a.pattern.tolist(), dtype=float))[0] < -1e-12:
         notes.append("S is indefinite, so G_S is not positive semi-definite: G_S + rho I is singular at isolated "
                      "rho > 0, but the rho -> 0+ limit is well defined")
@@ -135,7 +144,7 @@ def isotropy_result(approximation, depth=None, *, n_samples=None, input_dim=None
     rho = sp.sympify(damping)
     if rho.is_negative:
         raise ValueError(f"damping={damping!r} is not allowed: expected a number >= 0")
-    if rho != 0:
+    if rho.is_zero is not True:  # Float(0.0) != 0 in SymPy, so compare by zeroness; a free symbol counts as > 0
         raise NotIsotropic(f"damping rho = {damping} > 0: the function-space operator has eigenvalues "
                            f"lambda/(lambda + rho) over the spectrum of the (approximate) kernel, equal only for a "
                            f"flat spectrum; isotropy needs the rho -> 0+ limit", "rho -> 0+", damping_derivation())

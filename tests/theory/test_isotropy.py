@@ -146,3 +146,20 @@ def test_more_argument_errors(kwargs, error, match):
 def test_numpy_integer_arguments():
     assert isotropy_constant("kfac", depth=np.int64(3), n_samples=np.int64(10), input_dim=np.int64(20)) == 21
     assert isotropy_constant("unit_wise", widths=np.array([20, 16, 16, 1]), activation="tanh") == 33
+
+
+def test_float_zero_damping_is_the_undamped_limit():
+    # SymPy's Float(0.0) != 0 once made damping=0.0 raise NotIsotropic; 0.0 and 0 must agree
+    assert isotropy_constant("exact", 3, damping=0.0) == 1
+    assert isotropy_constant("block_tridiagonal", 5, damping=0.0) == 2
+    with pytest.raises(NotIsotropic, match="damping"):
+        isotropy_constant("exact", 3, damping=1e-3)
+
+
+def test_pattern_with_one_in_range_but_zero_alpha_is_not_isotropic():
+    # an indefinite pattern found by the property search: 1 in range(S) yet 1^T S^+ 1 = 0, so
+    # J G_S^+ J^T / N = 0 and eta = 1/alpha does not exist
+    S = [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 1, 1], [0, 1, 0, 1, 1, 0], [0, 1, 1, 1, 1, 1],
+         [0, 0, 1, 0, 1, 1]]
+    with pytest.raises(NotIsotropic, match="alpha = 1\\^T S\\^\\+ 1 = 0"):
+        isotropy_constant("pattern", 6, pattern=S)
