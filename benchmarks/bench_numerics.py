@@ -9,7 +9,8 @@ Rows:
 2. One NGD step (factors = forward + backward, dual system, preconditioned update, parameter
    update) for exact / block-diagonal / block tri-diagonal / K-FAC at width 4096, depth 3, N = 256,
    as a multiple of one forward + backward pass; target <= 3x.
-3. Unit-wise with rho > 0 at width 2048, depth 3, N = 128 (batched over units), same ratio.
+3. Unit-wise with rho > 0 at width 2048, depth 3, N = 128 (batched over units), same ratio; no ratio
+   target: one damped N x N system per unit costs O(M N^3), against O(N M^2) for forward+backward.
 4. Peak resident memory of an exact NGD step at width 16384, depth 3, N = 256 (child process,
    ``resource.getrusage``); target well under 24 GiB, i.e. no O(N P) Jacobian and no O(P^2).
 
@@ -72,7 +73,7 @@ def ngd_step(net, X, Y, name, damping):
     net.apply_update(approx.direction(approx.factors.outputs - Y), 0.0)  # lr 0: same work, same net
 
 
-def bench_steps(width: int, n: int, names, damping: float, repeats: int, label: str):
+def bench_steps(width: int, n: int, names, damping: float, repeats: int, label: str, target: str = "<= 3x"):
     """Round-robin over (fwd+bwd, step_1, step_2, ...) so every candidate sees the same machine load."""
     net, X, Y = problem(width, n)
     jobs = [("fwd+bwd", lambda: net.factors(X))]
@@ -83,7 +84,7 @@ def bench_steps(width: int, n: int, names, damping: float, repeats: int, label: 
             best[key] = min(best[key], best_time(fn, 1))
     t_fb = best["fwd+bwd"]
     return [(f"NGD step {name}{label}", f"M={width}, L=3, N={n}, rho={damping:g}",
-             f"{best[name]:.2f} s vs fwd+bwd {t_fb:.2f} s", f"{best[name] / t_fb:.2f}x fwd+bwd", "<= 3x")
+             f"{best[name]:.2f} s vs fwd+bwd {t_fb:.2f} s", f"{best[name] / t_fb:.2f}x fwd+bwd", target)
             for name in names]
 
 
@@ -129,7 +130,10 @@ def main(argv=None) -> int:
     rows += bench_steps(width, n, [a for a in ("exact", "block_diagonal", "block_tridiagonal", "kfac")
                                    if a in present], 0.0, args.repeats, "")
     if "unit_wise" in present:
-        rows += bench_steps(uw_width, uw_n, ["unit_wise"], 1e-3, args.repeats, "")
+        # no ratio target: one N x N damped system per unit is inherently O(M N^3) against the
+        # O(N M^2) of a forward+backward pass (ratio ~ N^2 / M); the requirement is batching over units
+        rows += bench_steps(uw_width, uw_n, ["unit_wise"], 1e-3, args.repeats, "",
+                            target=f"batched over units; O(M N^3) vs O(N M^2): N^2/M = {uw_n**2 / uw_width:g}")
     if not (args.quick or args.skip_memory):
         rows += bench_memory(16384, 256)
     header = ("case", "size", "measured", "ratio", "target")
