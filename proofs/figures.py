@@ -184,6 +184,25 @@ def _log_safe(values: np.ndarray, dynamic_range: float = 1e-18) -> np.ndarray:
     return np.where(keep, v, np.nan)
 
 
+def _mark_exact_zeros(ax, steps, curves, predicted, palette) -> None:
+    """A predicted loss of exactly 0 (one-step convergence at eta = 1/alpha) has no place on a log
+    axis: draw the dashed prediction down to the axis floor and mark the zero steps with a
+    downward triangle there, so the prediction stays visible next to the measured curve."""
+    floor = ax.get_ylim()[0]
+    for label in predicted:
+        ys = np.asarray(curves.get(label, []), dtype=float)
+        zero = np.isfinite(ys) & (ys <= 0)
+        if not zero.any():
+            continue
+        key = label.replace(" predicted", "").replace("predicted", "").split(" M=")[0].strip()
+        colour = palette.get(key, ("k", "o"))[0]
+        shown = np.where(zero, floor, ys)
+        ax.plot(steps, shown, ls="--", lw=1.2, color=colour)
+        ax.plot(steps[zero], np.full(int(zero.sum()), floor), ls="none", marker="v", ms=6, color=colour,
+                clip_on=False)
+    ax.set_ylim(bottom=floor)
+
+
 #: Normalised spectra: an alpha/mean within this of 1 is drawn as the one shared isotropic line.
 ALPHA_LINE_RTOL = 1e-6
 
@@ -212,6 +231,7 @@ def _draw(ax, series: Mapping, kind: str) -> None:
         ax.set_ylabel(series.get("ylabel", "train loss"))
         if series.get("logy", True):
             ax.set_yscale("log")
+            _mark_exact_zeros(ax, steps, curves, predicted, palette)
     elif kind == "width_sweep":
         for i, (label, sw) in enumerate(_sweeps(series).items()):
             w, e = _floats("widths", sw["widths"]), _floats("errors", sw["errors"])
