@@ -68,7 +68,8 @@ def one_step_convergence(cfg: RunConfig) -> ClaimResult:
         V.compare("one-step loss ratio L1/L0 at the widest net", 0.0, ratio, tolerance=1e-2, error=ratio),
     ]
     return V.to_result(
-        parts, predicted=alpha, measured=alpha_hat, error=lin.errors[-1], width=widest, tolerance=1e-2,
+        # the headline error is judged by the width sweep (its slope), not by a fixed tolerance
+        parts, predicted=alpha, measured=alpha_hat, error=lin.errors[-1], width=widest, tolerance=None,
         derivation=derivation,
         details={"settings": s, "loss_ratio_widest": ratio, "table": sweep.table(),
                  # at eta = 1 the linearisation error IS ||r_1|| / ||r_0||; the loss ratio is its square
@@ -77,7 +78,8 @@ def one_step_convergence(cfg: RunConfig) -> ClaimResult:
                                          for m, c in sweep.curves.items()}},
         series={"one_step_residual_vs_width": lin.to_series(), "loss_curve_exact": sweep.curve_series()},
         notes="measured = mean diag of Theta_G at width 64; error = ||r_1 - (1 - eta alpha) r_0|| / ||r_0|| "
-              "at the widest net")
+              "at the widest net, judged by its width sweep (must shrink with slope near -1/2); the loss ratio "
+              "L1/L0 at the widest net must be below 1e-2")
 
 
 @claim("ngd.exact.test_predictor",
