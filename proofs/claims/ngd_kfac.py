@@ -78,6 +78,19 @@ def _training_parts(sweep, test_tol):
             V.sweep("test-output error vs analytic K-FAC predictor", te.widths, te.errors, final_tolerance=test_tol)]
 
 
+def alpha_by_depth(cfg, key, depths, n, dim, tolerance, forster=False):
+    """Derived vs measured alpha (width 64) at each depth: the sub-verdicts and the two tables."""
+    parts, predicted, measured = [], {}, {}
+    where = f"N={n}, M_0={dim}" if forster else f"N={n}"
+    for L in depths:
+        alpha = int(kfac_alpha(L, n, dim, forster=forster).value)
+        err, alpha_hat = measured_alpha(cfg, key, L, n, dim, forster=forster)
+        predicted[L], measured[L] = alpha, alpha_hat
+        parts.append(V.compare(f"alpha at L={L}, {where} (width 64)", alpha, alpha_hat, tolerance=tolerance))
+        parts.append(V.compare(f"isotropy error at L={L}", 0.0, err, tolerance=tolerance, error=err))
+    return parts, predicted, measured
+
+
 @claim("ngd.kfac.alpha_definition",
        title="K-FAC from its definition: alpha = N(L-1) + 1 (M_0 >= N)",
        statement=r"J G_{\mathrm{KFAC}}^{+} J^\top/N = \big(N(L-1)+1\big)\,I",
@@ -87,14 +100,8 @@ def alpha_definition(cfg: RunConfig) -> ClaimResult:
     n, dim = 8, 12
     depths = cfg.pick([3, 4], [2, 3, 4, 5])
     res = kfac_alpha(3, n, dim)
-    parts = [V.derivation_verdict(res.derivation, "K-FAC alpha derivation")]
-    predicted, measured = {}, {}
-    for L in depths:
-        alpha = int(kfac_alpha(L, n, dim).value)
-        err, alpha_hat = measured_alpha(cfg, "def", L, n, dim)
-        predicted[L], measured[L] = alpha, alpha_hat
-        parts.append(V.compare(f"alpha at L={L}, N={n} (width 64)", alpha, alpha_hat, tolerance=EXACT_TOL))
-        parts.append(V.compare(f"isotropy error at L={L}", 0.0, err, tolerance=EXACT_TOL, error=err))
+    depth_parts, predicted, measured = alpha_by_depth(cfg, "def", depths, n, dim, EXACT_TOL)
+    parts = [V.derivation_verdict(res.derivation, "K-FAC alpha derivation")] + depth_parts
     s, alpha, sweep = kfac_training(cfg, False)
     parts += _training_parts(sweep, 0.25)
     return V.to_result(
@@ -157,15 +164,9 @@ def alpha_authors(cfg: RunConfig) -> ClaimResult:
 def forster(cfg: RunConfig) -> ClaimResult:
     n, dim = 20, 8
     depths = cfg.pick([3, 4], [2, 3, 4, 5])
-    parts, predicted, measured = [], {}, {}
     res = kfac_alpha(3, n, dim, forster=True)
-    parts.append(V.derivation_verdict(res.derivation, "K-FAC alpha derivation (Forster steps)"))
-    for L in depths:
-        alpha = int(kfac_alpha(L, n, dim, forster=True).value)
-        err, alpha_hat = measured_alpha(cfg, "forster", L, n, dim, forster=True)
-        predicted[L], measured[L] = alpha, alpha_hat
-        parts.append(V.compare(f"alpha at L={L}, N={n}, M_0={dim} (width 64)", alpha, alpha_hat, tolerance=FORSTER_TOL))
-        parts.append(V.compare(f"isotropy error at L={L}", 0.0, err, tolerance=FORSTER_TOL, error=err))
+    depth_parts, predicted, measured = alpha_by_depth(cfg, "forster", depths, n, dim, FORSTER_TOL, forster=True)
+    parts = [V.derivation_verdict(res.derivation, "K-FAC alpha derivation (Forster steps)")] + depth_parts
     s, alpha, sweep = kfac_training(cfg, True)
     parts += _training_parts(sweep, 0.25)
     return V.to_result(
