@@ -91,28 +91,38 @@ def alpha_by_depth(cfg, key, depths, n, dim, tolerance, forster=False):
     return parts, predicted, measured
 
 
+def alpha_and_training_result(cfg, key, n, dim, tolerance, forster):
+    """Shared body of the definition and Forster claims: the derivation, derived-vs-measured alpha
+    at each depth (width 64), and the training sweep against the analytic K-FAC predictor."""
+    depths = cfg.pick([3, 4], [2, 3, 4, 5])
+    res = kfac_alpha(3, n, dim, forster=forster)
+    depth_parts, predicted, measured = alpha_by_depth(cfg, key, depths, n, dim, tolerance, forster=forster)
+    label = "K-FAC alpha derivation (Forster steps)" if forster else "K-FAC alpha derivation"
+    parts = [V.derivation_verdict(res.derivation, label)] + depth_parts
+    s, alpha, sweep = kfac_training(cfg, forster)
+    parts += _training_parts(sweep, 0.25)
+    tag = "kfac_forster" if forster else "kfac"
+    series = {f"loss_curve_{tag}": sweep.curve_series(), f"{tag}_test_error_vs_width": sweep.test_error.to_series()}
+    if not forster:
+        series["kfac_linearisation_vs_width"] = sweep.linearisation.to_series()
+    where = f"N = {n}, M_0 = {dim}" if forster else f"N = {n}"
+    return V.to_result(
+        parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1], width=max(s["widths"]),
+        tolerance=0.25, derivation=res.derivation,
+        details={"settings": s, "alpha_training": alpha, "alpha_by_depth": {"predicted": predicted, "measured": measured},
+                 "table": sweep.table()},
+        series=series,
+        notes=f"predicted/measured = alpha at L = 3, {where} (width 64); training: N = {s['n']}, M_0 = {s['dim']}, "
+              f"alpha = {alpha:g}; error = test-output error at the widest net")
+
+
 @claim("ngd.kfac.alpha_definition",
        title="K-FAC from its definition: alpha = N(L-1) + 1 (M_0 >= N)",
        statement=r"J G_{\mathrm{KFAC}}^{+} J^\top/N = \big(N(L-1)+1\big)\,I",
        assumptions=ASSUMPTIONS + ["infinite width for the dynamics (width sweep)"],
        reference="paper.md R4, §8.2", tags=("kfac",))
 def alpha_definition(cfg: RunConfig) -> ClaimResult:
-    n, dim = 8, 12
-    depths = cfg.pick([3, 4], [2, 3, 4, 5])
-    res = kfac_alpha(3, n, dim)
-    depth_parts, predicted, measured = alpha_by_depth(cfg, "def", depths, n, dim, EXACT_TOL)
-    parts = [V.derivation_verdict(res.derivation, "K-FAC alpha derivation")] + depth_parts
-    s, alpha, sweep = kfac_training(cfg, False)
-    parts += _training_parts(sweep, 0.25)
-    return V.to_result(
-        parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1], width=max(s["widths"]),
-        tolerance=0.25, derivation=res.derivation,
-        details={"settings": s, "alpha_training": alpha, "alpha_by_depth": {"predicted": predicted, "measured": measured},
-                 "table": sweep.table()},
-        series={"loss_curve_kfac": sweep.curve_series(), "kfac_test_error_vs_width": sweep.test_error.to_series(),
-                "kfac_linearisation_vs_width": sweep.linearisation.to_series()},
-        notes=f"predicted/measured = alpha at L = 3, N = {n} (width 64); error = test-output error at the widest net "
-              f"(L = 3, N = {s['n']})")
+    return alpha_and_training_result(cfg, "def", 8, 12, EXACT_TOL, forster=False)
 
 
 @claim("ngd.kfac.alpha_authors",
@@ -162,22 +172,7 @@ def alpha_authors(cfg: RunConfig) -> ClaimResult:
                     "infinite width for the dynamics (width sweep)"],
        reference="paper.md R4 (Forster)", tags=("kfac", "forster"))
 def forster(cfg: RunConfig) -> ClaimResult:
-    n, dim = 20, 8
-    depths = cfg.pick([3, 4], [2, 3, 4, 5])
-    res = kfac_alpha(3, n, dim, forster=True)
-    depth_parts, predicted, measured = alpha_by_depth(cfg, "forster", depths, n, dim, FORSTER_TOL, forster=True)
-    parts = [V.derivation_verdict(res.derivation, "K-FAC alpha derivation (Forster steps)")] + depth_parts
-    s, alpha, sweep = kfac_training(cfg, True)
-    parts += _training_parts(sweep, 0.25)
-    return V.to_result(
-        parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1], width=max(s["widths"]),
-        tolerance=0.25, derivation=res.derivation,
-        details={"settings": s, "alpha_training": alpha, "alpha_by_depth": {"predicted": predicted, "measured": measured},
-                 "table": sweep.table()},
-        series={"loss_curve_kfac_forster": sweep.curve_series(),
-                "kfac_forster_test_error_vs_width": sweep.test_error.to_series()},
-        notes=f"predicted/measured = alpha at L = 3, N = {n}, M_0 = {dim} (width 64); training: N = {s['n']}, "
-              f"M_0 = {s['dim']}, alpha = {alpha:g}; error = test-output error at the widest net")
+    return alpha_and_training_result(cfg, "forster", 20, 8, FORSTER_TOL, forster=True)
 
 
 @claim("ngd.kfac.no_forster",
