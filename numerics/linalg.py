@@ -53,13 +53,41 @@ class SingularSystemError(ValueError):
         self.assumption = assumption
 
 
-def condition_number_symmetric(A: np.ndarray) -> float:
+def _square_matrix(name: str, A) -> np.ndarray:
+    """``A`` as a finite, non-empty square float64 array, else a ValueError/TypeError naming ``name``.
+
+    Without this check a NaN reaches LAPACK, which either fails with an anonymous
+    "did not converge" or (depending on the build) returns NaN factors silently.
+
+    >>> _square_matrix("K", [[1.0, float("nan")], [0.0, 1.0]])
+    Traceback (most recent call last):
+    ...
+    ValueError: K contains a non-finite value nan at index (0, 1)
+    """
+    try:
+        A = np.asarray(A, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a square matrix of real numbers, got {type(A).__name__}") from None
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.size == 0:
+        raise ValueError(f"{name} must be a non-empty square matrix, got shape {A.shape}")
+    if not np.all(np.isfinite(A)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(A))[0])
+        raise ValueError(f"{name} contains a non-finite value {float(A[bad])!r} at index {bad}")
+    return A
+
+
+def _condition_from_rcond(rcond: float) -> float:
+    """``1 / rcond`` of a LAPACK reciprocal condition estimate (``inf`` for an exactly singular factor)."""
+    return float("inf") if rcond == 0 else 1.0 / float(rcond)
+
+
+def condition_number_symmetric(A: np.ndarray, name: str = "matrix") -> float:
     """``max |lambda| / min |lambda|`` of a symmetric matrix (``inf`` when singular).
 
     >>> condition_number_symmetric(np.diag([1.0, 4.0]))
     4.0
     """
-    lam = np.abs(np.linalg.eigvalsh(A))
+    lam = np.abs(np.linalg.eigvalsh(_square_matrix(name, A)))
     lo, hi = float(lam.min()), float(lam.max())
     if hi == 0.0:
         return float("inf")
@@ -75,15 +103,15 @@ def cholesky_factor(A: np.ndarray, *, name: str = "matrix",
     A failed factorisation or ``cond > max_condition`` raises :class:`SingularSystemError`.
     Returns ``(factor, cond)``; solve with :func:`cholesky_apply`.
     """
-    A = np.asarray(A, dtype=float)
+    A = _square_matrix(name, A)
     try:
-        c, lower = scipy.linalg.cho_factor(A, lower=True, check_finite=True)
+        c, lower = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
         raise SingularSystemError(f"{name} is not positive definite", condition_number_symmetric(A),
                                   assumption) from None
     anorm = float(np.abs(A).sum(axis=0).max())
     rcond, info = lapack.dpocon(c, anorm, uplo="L")
-    cond = float("inf") if rcond == 0 else 1.0 / float(rcond)
+    cond = _condition_from_rcond(rcond)
     if info != 0 or not cond <= max_condition:
         raise SingularSystemError(f"{name} is numerically singular", cond, assumption)
     return (c, lower), cond
@@ -109,13 +137,13 @@ def lu_factor_checked(A: np.ndarray, *, name: str = "matrix", assumption: str = 
     Raises :class:`SingularSystemError` when ``cond > max_condition``.  Solve with
     ``scipy.linalg.lu_solve(factor, B)``.
     """
-    A = np.asarray(A, dtype=float)
+    A = _square_matrix(name, A)
     with warnings.catch_warnings():  # an exactly singular U is reported below, with its condition number
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        lu, piv = scipy.linalg.lu_factor(A, check_finite=True)
+        lu, piv = scipy.linalg.lu_factor(A, check_finite=False)
     anorm = float(np.abs(A).sum(axis=0).max())
     rcond, info = lapack.dgecon(lu, anorm, norm="1")
-    cond = float("inf") if rcond == 0 else 1.0 / float(rcond)
+    cond = _condition_from_rcond(rcond)
     if info != 0 or not cond <= max_condition:
         raise SingularSystemError(f"{name} is numerically singular", cond, assumption)
     return (lu, piv), cond
@@ -138,7 +166,7 @@ def psd_sqrt_and_inverse_sqrt(A: np.ndarray, *, name: str = "matrix",
     >>> np.diag(S).tolist(), np.diag(Si).round(12).tolist(), cond
     ([2.0, 3.0], [0.5, 0.333333333333], 2.25)
     """
-    A = np.asarray(A, dtype=float)
+    A = _square_matrix(name, A)
     lam, V = np.linalg.eigh((A + A.T) / 2)
     hi = float(np.abs(lam).max()) if lam.size else 0.0
     lo = float(lam.min()) if lam.size else 0.0
@@ -149,7 +177,8 @@ def psd_sqrt_and_inverse_sqrt(A: np.ndarray, *, name: str = "matrix",
     return (V * root) @ V.T, (V / root) @ V.T, cond
 
 
-def symmetric_pinv(A: np.ndarray, rtol: Optional[float] = None, rank: Optional[int] = None) -> Tuple[np.ndarray, int]:
+def symmetric_pinv(A: np.ndarray, rtol: Optional[float] = None, rank: Optional[int] = None,
+                   name: str = "matrix") -> Tuple[np.ndarray, int]:
     """Moore-Penrose pseudo-inverse of a symmetric (possibly indefinite) matrix via ``eigh``.
 
     Eigenvalues with ``|lambda| <= rtol * max |lambda|`` (default :data:`PINV_RTOL`) are dropped;
@@ -160,7 +189,9 @@ def symmetric_pinv(A: np.ndarray, rtol: Optional[float] = None, rank: Optional[i
     >>> P.round(12).tolist(), r
     ([[0.25, 0.25], [0.25, 0.25]], 1)
     """
-    A = np.asarray(A, dtype=float)
+    A = _square_matrix(name, A)
+    if rank is not None and not 0 <= rank <= A.shape[0]:
+        raise ValueError(f"rank={rank!r} is not allowed: expected an integer in [0, {A.shape[0]}] for {name}")
     lam, V = np.linalg.eigh((A + A.T) / 2)
     mag = np.abs(lam)
     if rank is None:

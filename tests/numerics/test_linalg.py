@@ -67,3 +67,24 @@ def test_pinv_product_rule_fails_for_singular_middle_factor():
     lhs = np.linalg.pinv(A @ B @ C)
     rhs = np.linalg.pinv(C) @ np.linalg.pinv(B) @ np.linalg.pinv(A)
     assert np.linalg.norm(lhs - rhs) > 0.1
+
+
+def test_bad_matrices_are_named_not_passed_to_lapack():
+    """NaN/inf, non-square or empty input raises a ValueError naming the matrix and the bad entry,
+    instead of LAPACK's anonymous 'did not converge' (or NaN factors on some builds)."""
+    bad = np.eye(3)
+    bad[1, 2] = np.nan
+    calls = [lambda A: cholesky_solve(A, np.ones(3), name="Gram K_1"),
+             lambda A: lu_solve_checked(A, np.ones(3), name="Gram K_1"),
+             lambda A: psd_sqrt_and_inverse_sqrt(A, name="Gram K_1"),
+             lambda A: symmetric_pinv(A, name="Gram K_1"),
+             lambda A: condition_number_symmetric(A, name="Gram K_1")]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"^Gram K_1 contains a non-finite value nan at index \(1, 2\)"):
+            call(bad)
+        with pytest.raises(ValueError, match=r"^Gram K_1 must be a non-empty square matrix, got shape \(3, 2\)"):
+            call(np.ones((3, 2)))
+    with pytest.raises(TypeError, match="matrix must be a square matrix of real numbers"):
+        symmetric_pinv([["a", "b"], ["c", "d"]])
+    with pytest.raises(ValueError, match=r"rank=5 is not allowed: expected an integer in \[0, 3\]"):
+        symmetric_pinv(np.eye(3), rank=5)
