@@ -26,6 +26,7 @@ from theory.validation import check_matrix, check_nonnegative, check_positive_in
 from .approximations import get_approximation
 from .approximations.pattern import block_pattern
 from .factors import empirical_ntk, layer_vjp
+from .measure import isotropy_error
 from .network import MLP
 
 
@@ -202,8 +203,7 @@ def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[flo
             theta_g = approx.operator()
             a = float(np.mean(np.diag(theta_g)))
             history.measured_alpha = a
-            history.isotropy_error = float(np.linalg.norm(theta_g - a * np.eye(len(theta_g)))
-                                           / (abs(a) * np.sqrt(len(theta_g))))
+            history.isotropy_error = isotropy_error(theta_g)
         net.apply_update(approx.direction(approx.factors.outputs - Y), eta)
 
     rate_alpha = alpha if alpha is not None else history.measured_alpha
