@@ -28,18 +28,30 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+import scipy.linalg
 import sympy as sp
 
 from theory.activations import get_activation
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
+from theory.validation import check_matrix
 
 
 # ---------------------------------------------------------------------------------------------
 # numeric constructions
 # ---------------------------------------------------------------------------------------------
-def _as_nci(Delta: np.ndarray) -> np.ndarray:
-    return Delta[:, None, :] if Delta.ndim == 2 else Delta
+def _as_nci(Delta, name: str = "Deltas[0]") -> np.ndarray:
+    """``Delta`` as a finite float64 (N, C, M) array ((N, M) means C = 1), else an error naming ``name``."""
+    try:
+        D = np.asarray(Delta, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers, got {type(Delta).__name__}") from None
+    if D.ndim not in (2, 3) or D.size == 0:
+        raise ValueError(f"{name} must be a non-empty (N, M) or (N, C, M) array, got shape {D.shape}")
+    if not np.all(np.isfinite(D)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(D))[0])
+        raise ValueError(f"{name} contains a non-finite value {float(D[bad])!r} at index {bad}")
+    return D[:, None, :] if D.ndim == 2 else D
 
 
 def unit_wise_operator(Deltas: Sequence[np.ndarray], Zs: Sequence[np.ndarray], rtol: float = 1e-10) -> np.ndarray:
@@ -48,16 +60,23 @@ def unit_wise_operator(Deltas: Sequence[np.ndarray], Zs: Sequence[np.ndarray], r
     ``Deltas[l]``: (N, C, M_l) or (N, M_l); ``Zs[l]``: (N, m_l).  Row ``(n, c)`` of ``J_{l,i}`` is
     ``delta_{l,n,c,i} z_{l,n}``.  Reference path for tests (cost ~ sum_l M_l N C m_l min(NC, m_l)).
     """
+    if len(Deltas) != len(Zs):
+        raise ValueError(f"Deltas and Zs must have one entry per layer, got {len(Deltas)} and {len(Zs)}")
     total = None
-    for Delta, Z in zip(Deltas, Zs):
-        D = _as_nci(np.asarray(Delta, float))
+    for l, (Delta, Z) in enumerate(zip(Deltas, Zs)):
+        D = _as_nci(Delta, f"Deltas[{l}]")
         N, C, M = D.shape
+        Z = check_matrix(f"Zs[{l}]", Z)
+        if Z.shape[0] != N:
+            raise ValueError(f"Zs[{l}] has {Z.shape[0]} rows but Deltas[{l}] has N = {N} samples")
         J = np.einsum("nci,nm->incm", D, Z).reshape(M, N * C, Z.shape[1])  # one block per unit
         U, s, _ = np.linalg.svd(J, full_matrices=False)
         keep = s > rtol * np.maximum(s[:, :1], np.finfo(float).tiny)
         Uk = U * keep[:, None, :]
         block = np.einsum("iak,ibk->ab", Uk, Uk)
         total = block if total is None else total + block
+    if total is None:
+        raise ValueError("Deltas must hold at least one layer, got an empty sequence")
     return total
 
 
@@ -70,17 +89,15 @@ def unit_wise_operator_predicted(Deltas: Sequence[np.ndarray]) -> np.ndarray:
     [[2.0, 0.0], [0.0, 2.0]]
     """
     blocks = None
-    for Delta in Deltas:
-        D = _as_nci(np.asarray(Delta, float))
+    for l, Delta in enumerate(Deltas):
+        D = _as_nci(Delta, f"Deltas[{l}]")
         norms = np.einsum("nci,nci->ni", D, D)
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         b = np.einsum("nci,ndi,ni->ncd", D, D, inv)
         blocks = b if blocks is None else blocks + b
-    N, C, _ = blocks.shape
-    out = np.zeros((N * C, N * C))
-    for n in range(N):  # loop over samples only to place the C x C blocks
-        out[n * C:(n + 1) * C, n * C:(n + 1) * C] = blocks[n]
-    return out
+    if blocks is None:
+        raise ValueError("Deltas must hold at least one layer, got an empty sequence")
+    return scipy.linalg.block_diag(*blocks)
 
 
 # ---------------------------------------------------------------------------------------------

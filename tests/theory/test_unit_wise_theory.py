@@ -166,3 +166,32 @@ def test_argument_errors():
         unit_wise_alpha([8], "relu")
     with pytest.raises(ValueError, match="activation"):
         unit_wise_alpha([8, 10, 1], "nope")
+
+
+def test_operators_reject_bad_factors_by_name():
+    """NaN factors, mismatched sample counts or no layers raise naming the argument (never NaN out)."""
+    D = np.array([[1.0, 0.0], [0.5, 2.0]])
+    Z = np.eye(2)
+    bad = D.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^Deltas\[1\] contains a non-finite value nan at index \(1, 0\)"):
+        unit_wise_operator_predicted([D, bad])
+    with pytest.raises(ValueError, match=r"^Deltas\[0\] contains a non-finite value nan"):
+        unit_wise_operator([bad], [Z])
+    with pytest.raises(ValueError, match=r"^Zs\[0\] contains a non-finite value .*nan.* at index \(1, 0\)"):
+        unit_wise_operator([D], [bad])
+    with pytest.raises(ValueError, match=r"Zs\[0\] has 3 rows but Deltas\[0\] has N = 2 samples"):
+        unit_wise_operator([D], [np.eye(3)])
+    with pytest.raises(ValueError, match="one entry per layer, got 1 and 2"):
+        unit_wise_operator([D], [Z, Z])
+    with pytest.raises(ValueError, match=r"Deltas\[0\] must be a non-empty \(N, M\) or \(N, C, M\) array"):
+        unit_wise_operator_predicted([np.ones(3)])
+    for empty in (lambda: unit_wise_operator([], []), lambda: unit_wise_operator_predicted([])):
+        with pytest.raises(ValueError, match="at least one layer"):
+            empty()
+    # C = 2: the block-diagonal assembly places sample n's C x C block at rows/cols [2n, 2n + 2)
+    D3 = np.array([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])     # (N=2, C=2, M=2)
+    expected = np.zeros((4, 4))
+    expected[:2, :2] = np.eye(2)                      # two orthogonal unit-norm deltas
+    expected[2:, 2:] = np.ones((2, 2))                # both units project onto (1, 1)/sqrt 2, twice
+    np.testing.assert_allclose(unit_wise_operator_predicted([D3]), expected, rtol=0, atol=1e-15)
