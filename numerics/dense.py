@@ -141,8 +141,25 @@ def finite_difference_jacobian(net: MLP, X, step: float = 1e-6) -> np.ndarray:
 
 
 def relative_error(a, b) -> float:
-    """``||a - b||_F / ||b||_F`` (absolute when ``b = 0``)."""
+    """``||a - b||_F / ||b||_F`` (absolute when ``b = 0``).
+
+    ``a`` and ``b`` must have the same shape (no broadcasting: a (P,) vs (P, 1) comparison would
+    silently measure a P x P difference) and be finite (a NaN fast path must fail, not yield NaN).
+
+    >>> round(relative_error([1.0, 2.0], [1.0, 1.0]), 12)       # ||(0, 1)|| / ||(1, 1)|| = 1/sqrt 2
+    0.707106781187
+    >>> relative_error([1.0, 2.0], [[1.0], [2.0]])
+    Traceback (most recent call last):
+    ...
+    ValueError: a has shape (2,) but b has shape (2, 1): a relative error needs equal shapes
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"a has shape {a.shape} but b has shape {b.shape}: a relative error needs equal shapes")
+    for name, arr in (("a", a), ("b", b)):
+        if not np.all(np.isfinite(arr)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise ValueError(f"{name} contains a non-finite value {float(arr[bad])!r} at index {bad}")
     nb = float(np.linalg.norm(b))
     return float(np.linalg.norm(a - b) / nb) if nb > 0 else float(np.linalg.norm(a - b))
 
