@@ -101,7 +101,7 @@ def test_bad_inputs_and_updates_are_refused():
         net.forward(np.array([[1.0, np.nan, 0.0]]))
     with pytest.raises(ValueError, match="2-D"):
         net.forward(np.ones(3))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"widths='34' is not allowed: expected a sequence"):
         MLP("34", seed=0)
     with pytest.raises(TypeError, match="seed"):
         MLP([3, 4, 1], seed=1.5)

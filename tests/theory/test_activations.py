@@ -57,5 +57,5 @@ def test_homogeneity_detected():
 def test_unknown_activation_names_the_allowed_ones():
     with pytest.raises(ValueError, match="activation='swish' is unknown; allowed: .*relu"):
         get_activation("swish")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="activation must be a name .* got int"):
         get_activation(3)

@@ -93,8 +93,9 @@ def test_bias_and_forster_conditions():
     assert res.value == 11 + 40 + 1
     assert any("augmented" in c for c in res.conditions)
     assert kfac_alpha(3, 10, 9, bias=True) == 21  # M_0 + 1 >= N: the full first layer
-    with pytest.raises(NotIsotropic):
+    with pytest.raises(NotIsotropic, match=r"rank 4 < N") as info:
         kfac_alpha(1, 10, 4, forster=True)  # L = 1: P_Z (x) I_C itself, rank M_0 < N
+    assert info.value.failed_assumption == "M_0 + bias >= N"
 
 
 def test_narrow_hidden_width_is_not_isotropic():
