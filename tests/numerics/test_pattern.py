@@ -141,8 +141,10 @@ def test_width_below_n_raises_with_condition_number_and_assumption():
         get_approximation("block_diagonal")(net, X).operator()
     assert info.value.condition_number > 1e12
     assert "P_2" in info.value.assumption and "N C = 6" in info.value.assumption
-    with pytest.raises(SingularSystemError):
+    with pytest.raises(SingularSystemError) as info:
         get_approximation("block_tridiagonal")(net, X)  # rho = 0 pattern path checks every K_l up front
+    assert info.value.condition_number > 1e12          # exactly singular rank-3 Gram: reported as inf
+    assert "P_2 = M_2 (M_1 + bias) = 1 x 3 = 3 parameters < N C = 6" in info.value.assumption
     # exact only needs J J^T = K_1 + K_2 (P_1 = 15 >= 6): still isotropic
     np.testing.assert_allclose(get_approximation("exact")(net, X).operator(), np.eye(6), atol=ATOL)
     # with damping the system is regular: finite answer, no error
