@@ -114,8 +114,13 @@ def gd_learning_rate(net: MLP, X: np.ndarray) -> float:
     this choice removes the top mode in one step and leaves the rate ``1 - lambda_min/lambda_max``
     that NGD's isotropy avoids.
     """
+    X = check_matrix("X", X, ncols=net.widths[0])
     theta = empirical_ntk(net.factors(X)) / X.shape[0]
-    return float(1.0 / np.linalg.eigvalsh(theta)[-1])
+    top = float(np.linalg.eigvalsh(theta)[-1])
+    if not top > 0.0:  # J = 0 (e.g. every relu unit dead and no bias): 1/lambda_max would be inf
+        raise ValueError(f"the empirical NTK J J^T / N of net on X has lambda_max = {top:.3g}: GD does not move "
+                         f"(zero Jacobian, e.g. all units dead), so 1/lambda_max is undefined")
+    return 1.0 / top
 
 
 def _forster_inputs(X: np.ndarray, X_test, options: Dict[str, Any]):

@@ -168,3 +168,14 @@ def test_kfac_forster_transforms_once_and_trains_and_evaluates_on_transformed_in
     # GD contrast on the same transformed inputs: its step-0 losses equal NGD's
     assert hist.gd_train_loss[0] == pytest.approx(train[0], rel=1e-12)
     assert hist.gd_test_loss[0] == pytest.approx(test[0], rel=1e-12)
+
+
+def test_gd_learning_rate_refuses_a_zero_jacobian_and_bad_inputs():
+    """All-zero relu weights without bias: J = 0, lambda_max = 0; 1/lambda_max must not become inf."""
+    net = MLP([2, 3, 1], activation="relu", seed=0)
+    for p in net.params:
+        p[...] = 0.0
+    with pytest.raises(ValueError, match="lambda_max = 0: GD does not move"):
+        gd_learning_rate(net, np.eye(2))
+    with pytest.raises(ValueError, match=r"X has 3 columns, expected 2"):
+        gd_learning_rate(MLP([2, 3, 1], seed=0), np.ones((2, 3)))
