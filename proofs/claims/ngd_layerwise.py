@@ -86,22 +86,22 @@ def block_diagonal(cfg: RunConfig) -> ClaimResult:
     from theory.patterns import block_diagonal_pattern
 
     depths = cfg.pick([3, 4], [2, 3, 4, 5, 6])
-    parts, measured = [], {}
+    parts, predicted, measured = [], {}, {}
     derivation = _analysis(block_diagonal_pattern(3)).derivation
     for L in depths:
         a = _analysis(block_diagonal_pattern(L))
         parts.append(V.derivation_verdict(a.derivation, f"alpha(I_{L}) derivation"))
         err, alpha_hat = finite_width_alpha(cfg, "bd", "block_diagonal", L)
-        measured[L] = alpha_hat
-        parts.append(V.compare(f"alpha at L={L} (width 48)", int(a.alpha), alpha_hat, tolerance=EXACT_TOL))
+        predicted[L], measured[L] = int(a.alpha), alpha_hat
+        parts.append(V.compare(f"alpha at L={L} (width 48)", predicted[L], alpha_hat, tolerance=EXACT_TOL))
         parts.append(V.compare(f"isotropy error at L={L}", 0.0, err, tolerance=EXACT_TOL, error=err))
     s, _, alpha, sweep = pattern_training(cfg, "block_diagonal", 3)
     parts += _training_parts(sweep, 0.2)
     widest = max(s["widths"])
     return V.to_result(
-        parts, predicted=3, measured=measured[3], error=sweep.test_error.errors[-1],
+        parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1],
         width=widest, tolerance=0.2, derivation=derivation,
-        details={"settings": s, "alpha_by_depth": {"predicted": {L: L for L in depths}, "measured": measured},
+        details={"settings": s, "alpha_by_depth": {"predicted": predicted, "measured": measured},
                  "table": sweep.table()},
         series={"loss_curve_block_diagonal": sweep.curve_series(),
                 "block_diagonal_test_error_vs_width": sweep.test_error.to_series(),
@@ -138,7 +138,8 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
     s, _, alpha, sweep = pattern_training(cfg, "block_tridiagonal", 4)
     lin = sweep.linearisation
     parts.append(V.sweep("one-step linearisation error (L=4, eta=1/2)", lin.widths, lin.errors, expected_slope=-0.5))
-    worst = max(abs(measured[L] - predicted[L]) for L in depths)
+    # relative, like the compare() sub-verdicts the tolerance applies to
+    worst = max(abs(measured[L] - predicted[L]) / predicted[L] for L in depths)
     return V.to_result(
         parts, predicted=predicted[5], measured=measured[5], error=worst,
         width=48, tolerance=EXACT_TOL, derivation=closed_form,
@@ -147,7 +148,7 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
         series={"loss_curve_block_tridiagonal_L4": sweep.curve_series(),
                 "block_tridiagonal_linearisation_vs_width": lin.to_series()},
         notes="predicted/measured = alpha at L = 5 (T singular, pseudo-inverse); error = max |measured alpha - "
-              "ceil(L/3)| over all depths (width 48)")
+              "ceil(L/3)| / ceil(L/3) over all depths (width 48)")
 
 
 @claim("ngd.block_tridiagonal.moving_layers",
@@ -241,13 +242,6 @@ def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
 # ---------------------------------------------------------------------------------------------
 # general block patterns
 # ---------------------------------------------------------------------------------------------
-def eval_alpha(text: str) -> float:
-    """A SymPy rational printed as text ("3", "5/2") as a float."""
-    import sympy as sp
-
-    return float(sp.Rational(text))
-
-
 def example_patterns(cfg: RunConfig):
     """Named patterns beyond the paper: banded (half-bandwidth 2), first/last coupled, random."""
     from theory.patterns import banded_pattern
@@ -273,6 +267,7 @@ def example_patterns(cfg: RunConfig):
        reference="paper.md R3 (extension)", tags=("pattern", "layerwise"))
 def patterns(cfg: RunConfig) -> ClaimResult:
     parts, predicted, measured = [], {}, {}
+    matching = 0
     for label, S in example_patterns(cfg).items():
         a = _analysis(S)
         L = S.shape[0]
@@ -280,19 +275,21 @@ def patterns(cfg: RunConfig) -> ClaimResult:
         predicted[label] = {"alpha": str(a.alpha), "one_in_range": a.one_in_range}
         measured[label] = {"alpha": alpha_hat, "isotropy_error": err}
         if a.one_in_range:
-            parts.append(V.compare(f"{label}: alpha", float(a.alpha), alpha_hat, tolerance=EXACT_TOL))
-            parts.append(V.compare(f"{label}: isotropy error", 0.0, err, tolerance=EXACT_TOL, error=err))
+            checks = [V.compare(f"{label}: alpha", float(a.alpha), alpha_hat, tolerance=EXACT_TOL),
+                      V.compare(f"{label}: isotropy error", 0.0, err, tolerance=EXACT_TOL, error=err)]
         else:
             # theory: not isotropic for generic kernels; demand a clearly non-zero isotropy error
-            parts.append(V.compare(f"{label}: not isotropic (1 not in range(S))", 1.0, float(err > 1e-3),
-                                   tolerance=0.0))
-    matching = sum(1 for k in measured if abs(measured[k]["alpha"] - float(eval_alpha(predicted[k]["alpha"]))) <= EXACT_TOL
-                   * max(1.0, float(eval_alpha(predicted[k]["alpha"]))))
+            checks = [V.compare(f"{label}: not isotropic (1 not in range(S))", 1.0, float(err > 1e-3),
+                                tolerance=0.0)]
+        parts += checks
+        # the headline counts the patterns whose own checks held (the same comparisons as the verdict)
+        matching += all(c.verdict == "verified" for c in checks)
     return V.to_result(parts, predicted=len(predicted), measured=matching, width=48,
                        details={"patterns": {k: v.astype(int).tolist() for k, v in example_patterns(cfg).items()},
                                 "predicted": predicted, "measured": measured},
-                       notes="predicted = number of patterns, measured = number whose measured alpha equals 1^T S^+ 1 "
-                             "(hidden width 48, N = 8)")
+                       notes="predicted = number of patterns, measured = number whose checks held: measured alpha = "
+                             "1^T S^+ 1 and isotropy error <= 1e-9 when 1 is in range(S), a clearly non-isotropic "
+                             "operator otherwise (hidden width 48, N = 8)")
 
 
 # ---------------------------------------------------------------------------------------------
