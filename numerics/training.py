@@ -35,8 +35,18 @@ def mse_loss(outputs: np.ndarray, targets: np.ndarray) -> float:
 
     >>> mse_loss(np.array([[1.0], [3.0]]), np.zeros((2, 1)))
     2.5
+    >>> mse_loss(np.zeros((2, 1)), np.zeros(2))      # (N, 1) - (N,) would broadcast to N x N
+    Traceback (most recent call last):
+    ...
+    ValueError: outputs has shape (2, 1) but targets has shape (2,): expected equal (N, C) shapes
     """
-    diff = np.asarray(outputs, dtype=float) - np.asarray(targets, dtype=float)
+    outputs = check_matrix("outputs", outputs)
+    targets = np.asarray(targets, dtype=float)
+    if targets.shape != outputs.shape:
+        raise ValueError(f"outputs has shape {outputs.shape} but targets has shape {targets.shape}: "
+                         f"expected equal (N, C) shapes")
+    targets = check_matrix("targets", targets)
+    diff = outputs - targets
     return float(0.5 * np.sum(diff * diff) / diff.shape[0])
 
 

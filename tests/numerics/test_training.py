@@ -179,3 +179,14 @@ def test_gd_learning_rate_refuses_a_zero_jacobian_and_bad_inputs():
         gd_learning_rate(net, np.eye(2))
     with pytest.raises(ValueError, match=r"X has 3 columns, expected 2"):
         gd_learning_rate(MLP([2, 3, 1], seed=0), np.ones((2, 3)))
+
+
+def test_mse_loss_refuses_broadcasting_and_nan():
+    """(N, 1) outputs against (N,) targets used to broadcast to an N x N difference (a wrong loss)."""
+    assert mse_loss(np.array([[1.0, 1.0], [3.0, 0.0]]), np.zeros((2, 2))) == 11 / 4   # (1 + 1 + 9) / (2 N)
+    with pytest.raises(ValueError, match=r"outputs has shape \(3, 1\) but targets has shape \(3,\)"):
+        mse_loss(np.zeros((3, 1)), np.zeros(3))
+    with pytest.raises(ValueError, match=r"^targets contains a non-finite value"):
+        mse_loss(np.zeros((2, 1)), np.array([[0.0], [np.nan]]))
+    with pytest.raises(ValueError, match=r"^outputs contains a non-finite value"):
+        mse_loss(np.array([[np.inf], [0.0]]), np.zeros((2, 1)))
