@@ -121,9 +121,12 @@ def width_below_n(cfg: RunConfig) -> ClaimResult:
     parts = [V.derivation_verdict(d, "singular layer Gram: J_l J_l^+ is a projection of rank < N")]
     details = {}
     # in scope: width >= N, the identity holds exactly
+    alpha = ev.predicted_alpha("block_diagonal", L)  # derived: L
     net_ok = ev.make_net(cfg, ("width<N", "ok"), [dim, 2 * n, 2 * n, 1])
     err_ok, alpha_ok = ev.isotropy_error(ev.measured_operator(net_ok, task.X, "block_diagonal"))
-    parts.append(V.compare(f"alpha at hidden width {2 * n} >= N", L, alpha_ok, tolerance=EXACT_TOL))
+    parts.append(V.compare(f"alpha at hidden width {2 * n} >= N", alpha, alpha_ok, tolerance=EXACT_TOL))
+    parts.append(V.compare(f"isotropy error at hidden width {2 * n} >= N", 0.0, err_ok, tolerance=EXACT_TOL,
+                           error=err_ok))
     # out of scope: width < N -- the verifier must detect and name the failed assumption
     width = n // 2
     net = ev.make_net(cfg, ("width<N", "small"), [dim, width, width, 1])
@@ -141,6 +144,8 @@ def width_below_n(cfg: RunConfig) -> ClaimResult:
                                   f"singular system detected (condition number {exc.condition_number:.3g})",
                                   failed_assumption=failed, numbers={"condition_number": float(exc.condition_number)}))
     details["failed_assumption_text"] = failed
-    return V.to_result(parts, assumptions={f"hidden width >= N (here {width} < {n})": False}, predicted=L, measured=alpha_ok,
-                       width=width, derivation=d, details=details,
-                       notes=f"width {2 * n}: isotropic (error {err_ok:.2g}); width {width} < N: assumption fails")
+    return V.to_result(parts, assumptions={f"hidden width >= N (here {width} < {n})": width >= n}, predicted=alpha,
+                       measured=alpha_ok,
+                       width=2 * n, derivation=d, details=details,
+                       notes=f"predicted/measured = alpha at hidden width {2 * n} >= N (isotropy error {err_ok:.2g}); "
+                             f"width {width} < N: assumption fails")

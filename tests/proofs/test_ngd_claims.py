@@ -53,6 +53,13 @@ def test_cheap_claims_give_their_expected_verdict(claim_id, verdict):
 def test_width_below_n_names_the_failed_assumption():
     result = REGISTRY["ngd.width_below_n"].run(CFG)
     assert "N" in result.failed_assumption and "Gram" in result.failed_assumption
+    # in scope (hidden width 2N): alpha = L derived by theory and measured to round-off (1e-9)
+    from theory.isotropy import isotropy_constant
+
+    assert result.predicted == float(isotropy_constant("block_diagonal", 3)) == 3.0
+    assert result.measured == pytest.approx(result.predicted, rel=1e-9)
+    scope = {c["name"]: c for c in result.details["checks"]}
+    assert scope["isotropy error at hidden width 24 >= N"]["numbers"]["error"] < 1e-9
 
 
 def test_btd_alpha_measured_is_ceil_l_over_3_and_false_variant_refuted():
