@@ -28,6 +28,7 @@ import sympy as sp
 
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
+from theory.validation import check_matrix, check_signals
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def projection(A: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
     >>> np.round(projection(np.array([[1.0], [1.0]])), 12).tolist()
     [[0.5, 0.5], [0.5, 0.5]]
     """
-    U, s, _ = np.linalg.svd(A, full_matrices=False)
+    U, s, _ = np.linalg.svd(check_matrix("A", A), full_matrices=False)
     r = int(np.sum(s > rtol * s[0])) if s.size and s[0] > 0 else 0
     return U[:, :r] @ U[:, :r].T
 
@@ -54,7 +55,8 @@ def kfac_layer_operator(Delta: np.ndarray, Z: np.ndarray) -> np.ndarray:
     >>> bool(np.allclose(op, 3 * np.eye(3)))
     True
     """
-    Delta = Delta[:, None, :] if Delta.ndim == 2 else Delta
+    Z = check_matrix("Z", Z)
+    Delta = check_signals("Delta", Delta, n_samples=Z.shape[0])
     N, C, _ = Delta.shape
     P_delta = projection(Delta.reshape(N * C, -1))
     return N * P_delta * np.kron(projection(Z), np.ones((C, C)))
@@ -62,7 +64,8 @@ def kfac_layer_operator(Delta: np.ndarray, Z: np.ndarray) -> np.ndarray:
 
 def kfac_layer_operator_dense(Delta: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """Reference: ``J_l (B_l (x) A_{l-1})^+ J_l^T / N`` with explicit Kronecker factors (small sizes)."""
-    Delta = Delta[:, None, :] if Delta.ndim == 2 else Delta
+    Z = check_matrix("Z", Z)
+    Delta = check_signals("Delta", Delta, n_samples=Z.shape[0])
     N, C, M = Delta.shape
     D2 = Delta.reshape(N * C, M)
     Jl = np.einsum("ni,nj->nij", D2, np.repeat(Z, C, axis=0)).reshape(N * C, -1)  # kron(delta, z) rows

@@ -34,26 +34,12 @@ import sympy as sp
 from theory.activations import get_activation
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
-from theory.validation import check_matrix
+from theory.validation import check_matrix, check_signals
 
 
 # ---------------------------------------------------------------------------------------------
 # numeric constructions
 # ---------------------------------------------------------------------------------------------
-def _as_nci(Delta, name: str = "Deltas[0]") -> np.ndarray:
-    """``Delta`` as a finite float64 (N, C, M) array ((N, M) means C = 1), else an error naming ``name``."""
-    try:
-        D = np.asarray(Delta, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of real numbers, got {type(Delta).__name__}") from None
-    if D.ndim not in (2, 3) or D.size == 0:
-        raise ValueError(f"{name} must be a non-empty (N, M) or (N, C, M) array, got shape {D.shape}")
-    if not np.all(np.isfinite(D)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(D))[0])
-        raise ValueError(f"{name} contains a non-finite value {float(D[bad])!r} at index {bad}")
-    return D[:, None, :] if D.ndim == 2 else D
-
-
 def unit_wise_operator(Deltas: Sequence[np.ndarray], Zs: Sequence[np.ndarray], rtol: float = 1e-10) -> np.ndarray:
     """``sum_{l,i} J_{l,i} J_{l,i}^+`` computed from the factors (batched SVD over the units of a layer).
 
@@ -64,11 +50,9 @@ def unit_wise_operator(Deltas: Sequence[np.ndarray], Zs: Sequence[np.ndarray], r
         raise ValueError(f"Deltas and Zs must have one entry per layer, got {len(Deltas)} and {len(Zs)}")
     total = None
     for l, (Delta, Z) in enumerate(zip(Deltas, Zs)):
-        D = _as_nci(Delta, f"Deltas[{l}]")
-        N, C, M = D.shape
         Z = check_matrix(f"Zs[{l}]", Z)
-        if Z.shape[0] != N:
-            raise ValueError(f"Zs[{l}] has {Z.shape[0]} rows but Deltas[{l}] has N = {N} samples")
+        D = check_signals(f"Deltas[{l}]", Delta, n_samples=Z.shape[0])
+        N, C, M = D.shape
         J = np.einsum("nci,nm->incm", D, Z).reshape(M, N * C, Z.shape[1])  # one block per unit
         U, s, _ = np.linalg.svd(J, full_matrices=False)
         keep = s > rtol * np.maximum(s[:, :1], np.finfo(float).tiny)
@@ -90,7 +74,7 @@ def unit_wise_operator_predicted(Deltas: Sequence[np.ndarray]) -> np.ndarray:
     """
     blocks = None
     for l, Delta in enumerate(Deltas):
-        D = _as_nci(Delta, f"Deltas[{l}]")
+        D = check_signals(f"Deltas[{l}]", Delta)
         norms = np.einsum("nci,nci->ni", D, D)
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         b = np.einsum("nci,ndi,ni->ncd", D, D, inv)

@@ -70,3 +70,29 @@ def check_matrix(name: str, value, ncols: Optional[int] = None, min_rows: int = 
             f"{name} contains a non-finite value {arr[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
         )
     return arr
+
+
+def check_signals(name: str, value, n_samples: Optional[int] = None) -> np.ndarray:
+    """Backward signals ``Delta`` as a finite float64 ``(N, C, M)`` array; ``(N, M)`` means ``C = 1``.
+
+    ``n_samples`` (if given) is the ``N`` the signals must match (the rows of the layer inputs ``Z``).
+
+    >>> check_signals("Delta", np.ones((3, 2))).shape
+    (3, 1, 2)
+    >>> check_signals("Delta", np.ones((3, 2)), n_samples=4)
+    Traceback (most recent call last):
+    ...
+    ValueError: Delta has N = 3 samples, expected 4 (the rows of the layer inputs)
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}") from None
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty (N, M) or (N, C, M) array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} contains a non-finite value {float(arr[bad])!r} at index {bad}")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has N = {arr.shape[0]} samples, expected {n_samples} (the rows of the layer inputs)")
+    return arr[:, None, :] if arr.ndim == 2 else arr

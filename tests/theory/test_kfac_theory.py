@@ -178,3 +178,21 @@ def test_analytic_kernels_reduce_to_alpha_on_train():
     # test points: shape (N', N) and the last-layer term is the plain NNGP regression
     kt = analytic_kernels(X[:2] * 0.5 + X[2:4] * 0.5, X, depth=L, activation="relu")
     assert kfac_test_kernel_from_analytic(k, kt).shape == (2, N)
+
+
+def test_layer_operators_reject_bad_factors_by_name():
+    """NaN factors reached the SVD ('did not converge') or came back as NaN; now named up front."""
+    from theory.kfac_theory import projection
+    rng = np.random.default_rng(0)
+    Delta, Z = rng.standard_normal((3, 5)), rng.standard_normal((3, 4))
+    bad = Z.copy()
+    bad[2, 1] = np.inf
+    for op in (kfac_layer_operator, kfac_layer_operator_dense):
+        with pytest.raises(ValueError, match=r"^Z contains a non-finite value"):
+            op(Delta, bad)
+        with pytest.raises(ValueError, match=r"^Delta contains a non-finite value inf at index \(2, 1\)"):
+            op(bad, Z)
+        with pytest.raises(ValueError, match=r"Delta has N = 3 samples, expected 4"):
+            op(Delta, rng.standard_normal((4, 4)))
+    with pytest.raises(ValueError, match=r"^A contains a non-finite value"):
+        projection(bad)

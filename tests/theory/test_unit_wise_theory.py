@@ -180,7 +180,7 @@ def test_operators_reject_bad_factors_by_name():
         unit_wise_operator([bad], [Z])
     with pytest.raises(ValueError, match=r"^Zs\[0\] contains a non-finite value .*nan.* at index \(1, 0\)"):
         unit_wise_operator([D], [bad])
-    with pytest.raises(ValueError, match=r"Zs\[0\] has 3 rows but Deltas\[0\] has N = 2 samples"):
+    with pytest.raises(ValueError, match=r"Deltas\[0\] has N = 2 samples, expected 3 \(the rows of the layer inputs\)"):
         unit_wise_operator([D], [np.eye(3)])
     with pytest.raises(ValueError, match="one entry per layer, got 1 and 2"):
         unit_wise_operator([D], [Z, Z])
