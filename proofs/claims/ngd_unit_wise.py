@@ -40,6 +40,19 @@ def predicted_alpha(widths, activation: str) -> float:
     return float(active_count_moments(list(widths[1:-1]), _gamma(activation))[0])
 
 
+def predicted_spread(widths, activation: str) -> float:
+    """Relative spread ``sqrt(gamma (1 - gamma) sum_{l<L} M_l) / (gamma sum_{l<L} M_l + 1)`` of a sample's
+    active-unit count (:func:`theory.unit_wise_theory.active_count_moments`).
+
+    >>> round(predicted_spread([16, 512, 512, 1], "relu"), 6)
+    0.031189
+    """
+    from theory.unit_wise_theory import active_count_moments
+
+    mean, var = active_count_moments(list(widths[1:-1]), _gamma(activation))
+    return float(np.sqrt(float(var)) / float(mean))
+
+
 @claim("ngd.unit_wise.tanh_exact",
        title="Unit-wise NGD with tanh: alpha = sum_{l<L} M_l + 1 exactly at finite width",
        statement=r"\phi = \tanh:\ J G_{\mathrm{unit}}^{+} J^\top/N = \Big(\sum_{l<L} M_l + 1\Big) I",
@@ -88,8 +101,8 @@ def relu_asymptotic(cfg: RunConfig) -> ClaimResult:
     s, iso, alphas, task = relu_sweep(cfg)
     res = theory_result([s["dim"], s["widths"][-1], s["widths"][-1], 1], "relu", n_samples=s["n"])
     alpha_err = [abs(a_hat - a) / a for a_hat, a in zip(iso.extra["alpha"], alphas)]
-    # predicted relative spread of the per-sample counts: sqrt(gamma(1-gamma) sum M_l) / alpha
-    spread_pred = [np.sqrt(0.25 * 2 * m) / a for m, a in zip(s["widths"], alphas)]
+    # predicted relative spread of the per-sample counts: sqrt(gamma(1-gamma) sum M_l) / alpha (theory)
+    spread_pred = [predicted_spread([s["dim"], m, m, 1], "relu") for m in s["widths"]]
     parts = [
         V.derivation_verdict(res.derivation, "unit-wise derivation (relu)"),
         V.sweep("isotropy error vs width", iso.widths, iso.errors, expected_slope=-0.5),
