@@ -68,7 +68,11 @@ def test_telescoping_derivation_general_depth():
     L = sp.Symbol("L", integer=True, positive=True)
     induct = d.steps[names.index("inductive step")]
     assert L in induct.lhs.free_symbols and L in induct.rhs.free_symbols   # symbolic depth, not enumerated
-    assert "\\sum" in d.to_latex() or "sum" in d.to_latex()
+    # the rendered proof shows the general-depth sum and marks every step as checked (the old
+    # '"\\sum" in tex or "sum" in tex' held for any text containing "sum")
+    tex = d.to_latex()
+    assert r"\sum_{l=1}^{L}" in tex and r"\textbf{inductive step} (checked)" in tex
+    assert tex.count("(checked)") == len(d.steps) and "(unchecked)" not in tex and "(failed)" not in tex
 
 
 def test_telescoping_checks_can_fail():
