@@ -36,6 +36,14 @@ def _operators(width: int, cfg: RunConfig, approximation: str, setting=DIAGONAL_
     return function_space_operator(net, X, approximation=approximation)
 
 
+def _exact_alpha() -> float:
+    """alpha of exact NGD in the setting, derived by :func:`theory.isotropy.isotropy_constant` (= 1)."""
+    from theory.isotropy import isotropy_constant
+
+    s = DIAGONAL_SETTING
+    return float(isotropy_constant("exact", s["depth"], n_samples=s["n_samples"], input_dim=s["input_dim"]))
+
+
 def _diagonal_falsifier(rng: np.random.Generator, cfg: RunConfig):
     """One random architecture within the statement's own assumptions (depth 2-4, width 128 or 256,
     relu/tanh/erf, C = 1, 2-8 distinct unit-norm inputs): is the diagonal-Fisher operator isotropic?
@@ -94,7 +102,7 @@ def diagonal_fisher_isotropic(cfg: RunConfig):
                      "caption": f"Eigenvalues of Theta_G divided by their mean at width {widths[-1]}: exact is flat "
                                 "(isotropic, alpha = 1), the diagonal Fisher's spread does not close.",
                      "eigenvalues": {"diagonal": np.real(eig_diag).tolist(), "exact": np.real(eig_exact).tolist()},
-                     "alpha": {"exact": 1.0}, "normalise": True},
+                     "alpha": {"exact": _exact_alpha()}, "normalise": True},
     }
     return to_result([isotropy, control], predicted=0.0, measured=diag_err[-1], error=diag_err[-1],
                      width=widths[-1], series=series,
@@ -157,6 +165,15 @@ def _pinv_invertible_draw(rng, cfg):
             {"relative_difference": err, "cond_B": float(np.linalg.cond(B))}, None)
 
 
+def _row_text(matrix) -> str:
+    """A SymPy row (or column) vector as ``[a, b]``.
+
+    >>> _row_text(sp.Matrix([[sp.Rational(1, 5), sp.Rational(2, 5)]]))
+    '[1/5, 2/5]'
+    """
+    return "[" + ", ".join(str(v) for v in sp.Matrix(matrix)) + "]"
+
+
 @claim("sanity.pinv_product_rule",
        title="(deliberately false) (ABC)^+ = C^+ B^+ A^+ for A of full column rank, C of full row rank",
        statement=r"\operatorname{rank} A = \#\mathrm{cols}(A),\ \operatorname{rank} C = \#\mathrm{rows}(C)"
@@ -167,7 +184,9 @@ def _pinv_invertible_draw(rng, cfg):
 def pinv_product_rule(cfg: RunConfig):
     d = _pinv_counterexample()
     verdict = derivation_verdict(d)
-    return to_result([verdict], predicted="[1/2, 1/4]", measured="[1/5, 2/5]", derivation=d,
+    # headline: the two sides of the decisive step, as the derivation computed them
+    claimed = next(step for step in d.steps if step.name == "the claimed product rule")
+    return to_result([verdict], predicted=_row_text(claimed.rhs), measured=_row_text(claimed.lhs), derivation=d,
                      details={"counterexample": "A = diag(1, 2), B = [1, 1]^T, C = [1]"})
 
 

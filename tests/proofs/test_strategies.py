@@ -155,7 +155,7 @@ def test_assumption_set_delegates_to_the_claim_spaces():
 @pytest.mark.parametrize("module", ["proofs.strategies", "proofs.assumption_spaces", "proofs.falsify",
                                     "proofs.hypothesis_profiles", "proofs.claim", "proofs.verdicts", "proofs.evidence",
                                     "proofs.report", "proofs.figures", "proofs.registry", "proofs.experiments.digits",
-                                    "proofs.claims.ngd_unit_wise"])
+                                    "proofs.claims.ngd_unit_wise", "proofs.claims.sanity"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib
