@@ -83,7 +83,7 @@ def validate_pattern(pattern, name: str = "pattern") -> sp.Matrix:
     """
     try:
         arr = np.asarray(pattern.tolist() if isinstance(pattern, sp.MatrixBase) else pattern, dtype=object)
-    except Exception:  # pragma: no cover - defensive
+    except (TypeError, ValueError):  # e.g. an object numpy cannot turn into an array
         raise TypeError(f"{name} must be a square 0/1 matrix, got {type(pattern).__name__}") from None
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 1:
         raise ValueError(f"{name} must be a square L x L matrix (L >= 1), got shape {arr.shape}")
