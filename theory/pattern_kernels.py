@@ -42,6 +42,7 @@ import sympy as sp
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation
 from theory.patterns import analyze_pattern, tridiagonal_pattern
+from theory.validation import check_matrix
 
 #: condition numbers above this make a layer kernel "singular" for the rho = 0 formulas
 COND_LIMIT = 1e12
@@ -73,6 +74,9 @@ def spd_inverse(K: np.ndarray, what: str) -> np.ndarray:
     >>> spd_inverse(np.diag([2.0, 4.0]), "K").tolist()
     [[0.5, 0.0], [0.0, 0.25]]
     """
+    K = check_matrix(what, K)
+    if K.shape[0] != K.shape[1]:
+        raise ValueError(f"{what} must be a square kernel matrix, got shape {K.shape}")
     Ks = (K + K.T) / 2
     w, V = np.linalg.eigh(Ks)
     cond = np.inf if w[0] <= 0 else w[-1] / w[0]

@@ -142,6 +142,13 @@ def test_singular_layer_kernel_is_refused_with_condition_number():
     Ks = [J @ J.T] + [np.eye(4)] * 2
     with pytest.raises(ValueError, match="invertible"):
         pk.test_kernel(Ks, Ks)
+    # a NaN kernel is named instead of reaching eigh ('did not converge' / NaN eigenvalues)
+    bad = np.eye(3)
+    bad[0, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^K_1 contains a non-finite value .*nan.* at index \(0, 2\)"):
+        spd_inverse(bad, "K_1")
+    with pytest.raises(ValueError, match=r"K_1 must be a square kernel matrix, got shape \(3, 2\)"):
+        spd_inverse(np.ones((3, 2)), "K_1")
 
 
 def test_argument_errors():
