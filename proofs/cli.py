@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, TextIO
@@ -55,8 +56,11 @@ def _nonnegative_int(text: str) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = _nonnegative_int(text)
-    if value == 0:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 1") from None
+    if value < 1:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 1")
     return value
 
@@ -165,10 +169,21 @@ def _write_outcome(pairs: Sequence[tuple], seconds: float, out: TextIO) -> None:
 
 
 def _check_writable_dir(directory: Path, what: str) -> None:
+    """Fail before a long run, not after it: the directory must exist and accept a new file.
+
+    ``os.access`` alone is not enough (root passes it on read-only or virtual file systems such as
+    ``/proc``), so a temporary file is created and removed.
+    """
     if not directory.is_dir():
         raise ValueError(f"{what}: directory {str(directory)!r} does not exist")
     if not os.access(directory, os.W_OK):
         raise ValueError(f"{what}: directory {str(directory)!r} is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot create files in directory {str(directory)!r} "
+                         f"({exc.strerror or exc})") from None
 
 
 def _cmd_list(args, claims: ClaimSource, out: TextIO) -> int:
@@ -221,7 +236,9 @@ def _cmd_report(args, claims: ClaimSource, out: TextIO) -> int:
     if target.exists() and not target.is_dir():
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
     parent = target.parent if str(target.parent) else Path(".")
-    if not target.exists():
+    if target.exists():
+        _check_writable_dir(target, f"--out {args.out!r}")
+    else:
         _check_writable_dir(parent.resolve() if parent.exists() else parent, f"--out {args.out!r}")
     chosen = select_claims(args.ids, claims)
     cfg = _config(args, out)

@@ -116,7 +116,8 @@ def test_verify_json_schema_and_strictness(tmp_path):
     ([], ["required"]),
     (["report"], ["--out"]),
     (["falsify"], ["CLAIM_ID"]),
-    (["falsify", "demo.false", "--max-examples", "0"], ["--max-examples"]),
+    (["falsify", "demo.false", "--max-examples", "0"], ["--max-examples", "expected an integer >= 1"]),
+    (["falsify", "demo.false", "--max-examples", "-3"], ["--max-examples", "expected an integer >= 1"]),
     (["falsify", "demo.true"], ["has no falsifier"]),
     (["falsify", "demo.false", "--relax", "nonsense"], ["--relax 'nonsense'", "allowed: '(unnamed)'"]),
 ])
@@ -131,6 +132,22 @@ def test_json_path_problems_are_caught_before_running(tmp_path):
     assert out == ""  # nothing was run
     code, _, err = run(["verify", "--json", str(tmp_path)])
     assert_one_line_error(code, err, "is a directory")
+
+
+def test_unwritable_output_directory_is_caught_before_running(tmp_path, monkeypatch):
+    """A directory that passes os.access but refuses new files (root on /proc, a read-only mount):
+    one line naming the option, and no claim is run."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(cli.tempfile, "TemporaryFile", refuse)
+    code, out, err = run(["verify", "demo.true", "--json", str(tmp_path / "r.json")])
+    assert_one_line_error(code, err, "--json", "cannot create files", "Read-only file system")
+    assert out == ""
+    for target in (tmp_path / "new_report", tmp_path):  # missing (parent probed) and existing directory
+        code, out, err = run(["report", "demo.true", "--out", str(target)])
+        assert_one_line_error(code, err, "--out", "cannot create files")
+        assert out == "" and not (tmp_path / "new_report").exists()
 
 
 def test_library_value_and_type_errors_become_exit_2(monkeypatch):
