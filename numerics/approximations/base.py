@@ -125,6 +125,12 @@ def reject_options(name: str, options: Dict[str, Any]) -> None:
         raise TypeError(f"approximation {name!r} got unexpected option(s): {', '.join(sorted(options))}")
 
 
+def _squared_distances(X: np.ndarray):
+    """Squared row norms and all pairwise squared distances ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (one GEMM)."""
+    sq = np.einsum("ij,ij->i", X, X)
+    return sq, sq[:, None] + sq[None, :] - 2.0 * (X @ X.T)
+
+
 def duplicate_pairs(X: np.ndarray, rtol: float = DUPLICATE_RTOL) -> List[tuple]:
     """Pairs ``(i, j)``, ``i < j``, of (numerically) identical rows of ``X`` (one GEMM).
 
@@ -132,8 +138,7 @@ def duplicate_pairs(X: np.ndarray, rtol: float = DUPLICATE_RTOL) -> List[tuple]:
     [(0, 2)]
     """
     X = np.asarray(X, dtype=float)
-    sq = np.einsum("ij,ij->i", X, X)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (X @ X.T)
+    sq, d2 = _squared_distances(X)
     scale = max(float(sq.max()), np.finfo(float).tiny)
     i, j = np.nonzero(np.triu(d2 <= rtol * scale, k=1))
     return [(int(a), int(b)) for a, b in zip(i, j)]
@@ -151,8 +156,7 @@ def closest_pair(X: np.ndarray):
     X = np.asarray(X, dtype=float)
     if X.shape[0] < 2:
         return None
-    sq = np.einsum("ij,ij->i", X, X)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (X @ X.T)
+    sq, d2 = _squared_distances(X)
     d2[np.tril_indices_from(d2)] = np.inf
     i, j = np.unravel_index(int(np.argmin(d2)), d2.shape)
     scale = max(float(np.sqrt(sq.max())), np.finfo(float).tiny)
