@@ -244,8 +244,8 @@ def empirical_ntk_limit(cfg: RunConfig) -> ClaimResult:
                    for (label, errs), p in zip(curves.items(), parts)}}}
     return V.to_result(parts, predicted=-0.5, measured=None if fit is None else fit.slope,
                        error=None if fit is None else abs(fit.slope + 0.5), width=widths[-1], series=series,
-                       notes="verified iff every sweep shrinks with |slope + 1/2| <= 0.2 + 2 stderr "
-                             "(proofs.verdicts.sweep)",
+                       notes=f"verified iff every sweep shrinks with |slope + 1/2| <= {V.DEFAULT_SLOPE_BAND:g} + "
+                             f"{V.DEFAULT_K_STDERR:g} stderr (proofs.verdicts.sweep)",
                        details={"widths": widths, "seeds": seeds, "depth": depth, "activation": activation,
                                 "sigma_w2": sw2, "sigma_b2": sb2, "n_samples": X.shape[0],
                                 "ntk_errors": ntk_err.tolist(), "layer_errors": layer_err.tolist()})
