@@ -345,13 +345,16 @@ def eta_scan(net_factory: Callable[[], Any], X, Y, name: str, alpha: float, fact
              damping: float = 0.0, **options) -> dict:
     """One real step at ``eta = factor / alpha`` for each factor, from the SAME initial network.
 
-    Returns measured ``L_1/L_0`` and the isotropic prediction ``(1 - factor)^2`` per factor.
+    Returns measured ``L_1/L_0`` and the isotropic prediction ``(1 - eta alpha)^2`` per factor
+    (:func:`theory.dynamics.one_step_loss_ratio`, derived symbolically).
     """
+    from theory.dynamics import one_step_loss_ratio
+
     measured, predicted = [], []
     for f in factors:
         step = one_step(net_factory(), X, Y, name, f / alpha, damping, **options)
         measured.append(step["loss1"] / step["loss0"])
-        predicted.append((1.0 - f) ** 2)
+        predicted.append(one_step_loss_ratio(f / alpha, alpha))
     return {"kind": "eta_scan", "approximation": name, "x": list(map(float, factors)),
             "xlabel": "eta / eta*", "ylabel": "L_1 / L_0", "logy": True,
             "measured": measured, "predicted": predicted}

@@ -195,9 +195,8 @@ def lr_stability(cfg: RunConfig) -> ClaimResult:
         # one real step deviates from the linear prediction by its second-order (nonlinear) term,
         # ~0.03-0.05 at eta = eta*, widths 2048-1024 (ngd.exact.one_step), growing like (eta/eta*)^2; it enters
         # sqrt(L1/L0) additively: tolerance ETA_SCAN_TOL on |sqrt(L1/L0) - |1 - eta alpha|| / (eta/eta*)^2
-        predicted = [dyn.one_step_loss_ratio(f / alpha, alpha) for f in factors]
+        predicted = scan["predicted"]  # theory.dynamics.one_step_loss_ratio per factor
         dev = [abs(np.sqrt(m) - np.sqrt(p)) for m, p in zip(scan["measured"], predicted)]
-        scan["predicted"] = predicted
         scaled = [d / f**2 for d, f in zip(dev, factors)]
         scans[name] = {"factors": factors, "measured": scan["measured"], "predicted": scan["predicted"],
                        "sqrt_ratio_deviation": dev, "deviation_over_factor_squared": scaled}

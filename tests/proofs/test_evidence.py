@@ -94,6 +94,7 @@ def test_eta_scan_and_spectrum_series():
     scan = ev.eta_scan(net.copy, task.X, task.Y, "exact", 1.0, [0.5, 1.0, 1.5])
     # linear model: the measured one-step loss ratio is exactly (1 - f)^2
     assert np.allclose(scan["measured"], [0.25, 0.0, 0.25], atol=1e-12)
+    assert np.allclose(scan["predicted"], [0.25, 0.0, 0.25], atol=1e-15)  # (1 - eta alpha)^2 from theory
     spec = ev.spectrum_series("exact", np.diag([3.0, 1.0, 2.0]), 10)
     assert spec["y"] == [3.0, 2.0, 1.0]
 
