@@ -28,7 +28,7 @@ import sympy as sp
 
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
-from theory.validation import check_matrix, check_signals
+from theory.validation import check_matrix, check_positive_int, check_signals
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def kfac_derivation(seed: int = 0) -> Derivation:
     d.add_step("mixed product: (d (x) z)^T (B (x) A) (d' (x) z') = (d^T B d')(z^T A z')",
                (kron(dv, zv).T * kron(b, a) * kron(dw, zw))[0, 0], (dv.T * b * dw)[0, 0] * (zv.T * a * zw)[0, 0],
                "so J_l (B^+ (x) A^+) J_l^T is a Hadamard product of Gram forms")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))  # None would be unseeded
     Delta, Z = rng.standard_normal((4, 2, 11)), rng.standard_normal((4, 6))
     d.add_step("J_l (B (x) A)^+ J_l^T / N = N P_Delta o (P_Z (x) 11^T)", "dense", "Hadamard form",
                "B^+ = N (Delta^T Delta)^+, A^+ = N (Z^T Z)^+; random N=4, C=2 instance",

@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from theory.derivation import Derivation
+from theory.validation import check_positive_int
 
 
 def cached_derivation(builder):
@@ -127,7 +128,7 @@ def damping_derivation() -> Derivation:
 def singular_layer_gram_derivation(seed: int = 0) -> Derivation:
     """Width < N: ``J_l`` (N x P_l, P_l < N) has rank < N, so ``J_l J_l^+`` is a projection of rank
     ``P_l < N`` and cannot equal ``I`` (its trace is ``P_l``, not ``N``)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))  # None would be unseeded
     N, P = 5, 3
     Jl = rng.standard_normal((N, P))
     proj = Jl @ np.linalg.pinv(Jl)

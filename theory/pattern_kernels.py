@@ -42,7 +42,7 @@ import sympy as sp
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation
 from theory.patterns import analyze_pattern, tridiagonal_pattern
-from theory.validation import check_matrix
+from theory.validation import check_matrix, check_positive_int
 
 #: condition numbers above this make a layer kernel "singular" for the rho = 0 formulas
 COND_LIMIT = 1e12
@@ -284,7 +284,7 @@ def finite_width_exactness_derivation(seed: int = 0) -> Derivation:
 
 
 def _dense_check(seed: int) -> float:
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))  # None would be unseeded
     n, widths = 3, [5, 4, 6, 5, 4]
     Js = [rng.standard_normal((n, p)) for p in widths]
     D = scipy.linalg.block_diag(*Js)

@@ -198,7 +198,7 @@ def telescoping_derivation(max_numeric_depth: int = 12, seed: int = 0) -> Deriva
                  "the NTK recursion maps the telescoped sum at depth L to the one at depth L+1",
                  checker=inductive_step)
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))  # None would be unseeded
 
     def numeric_check() -> bool:
         for depth in range(1, max_numeric_depth + 1):

@@ -57,3 +57,13 @@ def test_cached_derivations_are_independent_copies():
     a, b = damping_derivation(), damping_derivation()
     a.add_step("extra", 1, 2, "")
     assert len(b.steps) == len(a.steps) - 1
+
+
+def test_derivation_seeds_are_required_ints():
+    """seed=None would reach default_rng(None), an unseeded draw; every seeded derivation refuses it."""
+    import pytest
+    from theory.kfac_theory import kfac_derivation
+    from theory.symbolic_kernels import telescoping_derivation
+    for build in (singular_layer_gram_derivation, kfac_derivation, lambda seed: telescoping_derivation(seed=seed)):
+        with pytest.raises(TypeError, match="seed=None is not allowed"):
+            build(None)
