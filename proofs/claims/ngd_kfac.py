@@ -20,6 +20,9 @@ EXACT_TOL = 1e-9  # exact finite-width identity: round-off of N x N eigendecompo
 # Forster iteration stops at isotropy error 1e-10 (numerics.forster.DEFAULT_TOL); leverage scores
 # are then constant to ~1e-10 and N times them enters alpha: 1e-7 relative is a safe bound.
 FORSTER_TOL = 1e-7
+#: test-output error vs the analytic K-FAC predictor at the widest net of the training sweep (2048 quick):
+#: measured 0.09-0.16; the sweep must also shrink significantly (proofs.verdicts.sweep final_tolerance)
+TEST_TOL = 0.25
 ASSUMPTIONS = [
     "NTK parameterisation, relu, sigma_w2 = 2, no bias, C = 1",
     "hidden widths M_l >= N C; M_0 >= N (or Forster inputs, see ngd.kfac.forster)",
@@ -100,7 +103,7 @@ def alpha_and_training_result(cfg, key, n, dim, tolerance, forster):
     label = "K-FAC alpha derivation (Forster steps)" if forster else "K-FAC alpha derivation"
     parts = [V.derivation_verdict(res.derivation, label)] + depth_parts
     s, alpha, sweep = kfac_training(cfg, forster)
-    parts += _training_parts(sweep, 0.25)
+    parts += _training_parts(sweep, TEST_TOL)
     tag = "kfac_forster" if forster else "kfac"
     series = {f"loss_curve_{tag}": sweep.curve_series(), f"{tag}_test_error_vs_width": sweep.test_error.to_series()}
     if not forster:
@@ -108,7 +111,7 @@ def alpha_and_training_result(cfg, key, n, dim, tolerance, forster):
     where = f"N = {n}, M_0 = {dim}" if forster else f"N = {n}"
     return V.to_result(
         parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1], width=max(s["widths"]),
-        tolerance=0.25, derivation=res.derivation,
+        tolerance=TEST_TOL, derivation=res.derivation,
         details={"settings": s, "alpha_training": alpha, "alpha_by_depth": {"predicted": predicted, "measured": measured},
                  "table": sweep.table()},
         series=series,

@@ -17,6 +17,11 @@ from proofs import verdicts as V
 from proofs.claim import ClaimResult, RunConfig, claim
 
 EXACT_TOL = 1e-9  # float64 identities through N x N (or LN x LN) solves: round-off ~1e-13
+#: test-output error vs the analytic predictor at the widest net (2048 quick), the bound the headline
+#: error is judged by besides the sweep's decrease: block-diagonal L = 3 measures ~0.11, block
+#: tri-diagonal L = 5 (null-space-corrected kernel, slower convergence) ~0.2
+BD_TEST_TOL = 0.2
+BTD_TEST_TOL = 0.25
 BASE_ASSUMPTIONS = [
     "NTK parameterisation, relu, sigma_w2 = 2, no bias",
     "every layer Gram J_l J_l^T positive definite (hidden widths >= N, distinct inputs)",
@@ -96,11 +101,11 @@ def block_diagonal(cfg: RunConfig) -> ClaimResult:
         parts.append(V.compare(f"alpha at L={L} (width 48)", predicted[L], alpha_hat, tolerance=EXACT_TOL))
         parts.append(V.compare(f"isotropy error at L={L}", 0.0, err, tolerance=EXACT_TOL, error=err))
     s, _, alpha, sweep = pattern_training(cfg, "block_diagonal", 3)
-    parts += _training_parts(sweep, 0.2)
+    parts += _training_parts(sweep, BD_TEST_TOL)
     widest = max(s["widths"])
     return V.to_result(
         parts, predicted=predicted[3], measured=measured[3], error=sweep.test_error.errors[-1],
-        width=widest, tolerance=0.2, derivation=derivation,
+        width=widest, tolerance=BD_TEST_TOL, derivation=derivation,
         details={"settings": s, "alpha_by_depth": {"predicted": predicted, "measured": measured},
                  "table": sweep.table()},
         series={"loss_curve_block_diagonal": sweep.curve_series(),
@@ -226,10 +231,10 @@ def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
     te = sweep.test_error
     widest = sweep.curves[max(s["widths"])]
     parts.append(V.sweep("L=5: test-output error vs analytic corrected kernel", te.widths, te.errors,
-                         final_tolerance=0.25))
+                         final_tolerance=BTD_TEST_TOL))
     return V.to_result(
         parts, predicted=widest["predicted"]["test_loss"][1], measured=widest["measured"]["test_loss"][1],
-        error=te.errors[-1], width=max(s["widths"]), tolerance=0.25, derivation=derivation,
+        error=te.errors[-1], width=max(s["widths"]), tolerance=BTD_TEST_TOL, derivation=derivation,
         details={**details, "settings": s, "table_L5": sweep.table()},
         series={"block_tridiagonal_L5_test_error_vs_width": te.to_series(),
                 "loss_curve_block_tridiagonal_L5": sweep.curve_series()},
