@@ -62,6 +62,20 @@ def test_width_below_n_names_the_failed_assumption():
     assert scope["isotropy error at hidden width 24 >= N"]["numbers"]["error"] < 1e-9
 
 
+def test_claims_take_alpha_from_theory_so_a_wrong_theory_is_refuted(monkeypatch):
+    """The predictions flow from theory/: a theory that says block-diagonal alpha = L + 1 makes the
+    width_below_n claim's in-scope check, and the isotropy lemma's deep linearised check, fail."""
+    from proofs import evidence as ev
+
+    real = ev.predicted_alpha
+    monkeypatch.setattr(ev, "predicted_alpha",
+                        lambda name, depth, **kw: real(name, depth, **kw) + (name == "block_diagonal"))
+    result = REGISTRY["ngd.width_below_n"].run(CFG)
+    assert result.verdict == "refuted" and result.predicted == 4.0
+    deep = ngd_general.linearised_check(CFG, width=24, n=6, steps=3)
+    assert min(max(v["train"], v["test"]) for v in deep.values()) > 1e-3  # far above the 1e-9 tolerance
+
+
 def test_btd_alpha_measured_is_ceil_l_over_3_and_false_variant_refuted():
     """BTD at L = 4: measured alpha = 2 (= ceil(4/3)); a claim alpha = L/3 must be refuted."""
     err, alpha_hat = ngd_layerwise.finite_width_alpha(CFG, "test", "block_tridiagonal", 4)
