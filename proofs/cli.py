@@ -211,9 +211,19 @@ def _config(args, out: TextIO) -> RunConfig:
     return RunConfig(mode=args.mode, seed=args.seed, progress=bool(tty and not args.no_progress))
 
 
+def _nonempty_path(option: str, text: Optional[str]) -> Optional[Path]:
+    """``Path(text)``, ``None`` when the option was not given; an empty string is an error (``Path("")``
+    is the current directory: ``--json ''`` would silently write nothing, ``--out ''`` write into ``.``)."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise ValueError(f"{option} {text!r} is empty: expected a path")
+    return Path(text)
+
+
 def _cmd_verify(args, claims: ClaimSource, out: TextIO) -> int:
     chosen = select_claims(args.ids, claims)
-    json_path = Path(args.json) if args.json else None
+    json_path = _nonempty_path("--json", args.json)
     if json_path is not None:  # fail before a two-minute run, not after it
         if json_path.is_dir():
             raise ValueError(f"--json {args.json!r} is a directory; expected a file path")
@@ -232,7 +242,7 @@ def _cmd_verify(args, claims: ClaimSource, out: TextIO) -> int:
 
 def _cmd_report(args, claims: ClaimSource, out: TextIO) -> int:
     from proofs.report import write_report
-    target = Path(args.out)
+    target = _nonempty_path("--out", args.out)
     if target.exists() and not target.is_dir():
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
     parent = target.parent if str(target.parent) else Path(".")

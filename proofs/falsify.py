@@ -236,10 +236,15 @@ def _database_dir(database):
         return None
     from pathlib import Path
 
+    if not str(database).strip():
+        raise ValueError("--database '' is empty: expected a directory path")
     path = Path(database).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"--database {str(database)!r} exists and is not a directory")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--database {str(database)!r}: cannot create the directory ({exc.strerror or exc})") from None
     return path
 
 

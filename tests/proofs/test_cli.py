@@ -119,6 +119,8 @@ def test_verify_json_schema_and_strictness(tmp_path):
     (["falsify", "demo.false", "--max-examples", "0"], ["--max-examples", "expected an integer >= 1"]),
     (["falsify", "demo.false", "--max-examples", "-3"], ["--max-examples", "expected an integer >= 1"]),
     (["falsify", "demo.true"], ["has no falsifier"]),
+    (["verify", "--json", ""], ["--json ''", "is empty"]),  # Path("") is ".": would silently write nothing
+    (["report", "--out", ""], ["--out ''", "is empty"]),    # ... or write the report into the cwd
     (["falsify", "demo.false", "--relax", "nonsense"], ["--relax 'nonsense'", "allowed: '(unnamed)'"]),
 ])
 def test_bad_usage_exits_2_with_one_line(argv, needles):
@@ -148,6 +150,16 @@ def test_unwritable_output_directory_is_caught_before_running(tmp_path, monkeypa
         code, out, err = run(["report", "demo.true", "--out", str(target)])
         assert_one_line_error(code, err, "--out", "cannot create files")
         assert out == "" and not (tmp_path / "new_report").exists()
+
+
+def test_bad_falsify_database_is_one_line_before_searching(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for db, needle in (("", "is empty"), (str(blocker / "db"), "cannot create the directory")):
+        code, out, err = run(["falsify", "ngd.kfac.alpha_definition", "--database", db, "--max-examples", "1"],
+                             claims=None)
+        assert_one_line_error(code, err, "--database", needle)
+        assert out == ""
 
 
 def test_library_value_and_type_errors_become_exit_2(monkeypatch):
