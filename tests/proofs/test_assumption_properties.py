@@ -215,3 +215,19 @@ def test_pinv_product_rule_holds_for_invertible_b_and_fails_loudly_for_singular_
         assert out.holds or any("rank check" in f for f in out.flags), (case.describe(), out.summary())
     _run(matrix_cases(), holds, 20)
     _run(matrix_cases(singular_b=True), loud, 20)
+
+
+def test_dynamics_check_round_off_allowance_follows_the_conditioning_and_still_refutes():
+    """Regression (found by the dev profile): exact NGD, depth 1, N = M_0 = 9 Gaussian inputs has
+    cond(Theta) ~6e7, so 3 real steps deviate from the closed forms by ~3e-7 (round-off, ~20 cond eps):
+    it holds within 1e3 cond eps; the same run judged against a wrong alpha (eta = 1.5/alpha but the
+    model has alpha = 1) is still off by O(1)."""
+    from proofs.assumption_spaces import dynamics_check
+
+    out = dynamics_check(Scenario("exact", (9, 1), 9, data_seed=2, weight_seed=0, learning_rate=1.5))
+    cond = out.numbers["condition_number_theta"]
+    assert 1e6 < cond < 1e10 and not out.flags
+    assert out.holds and 1e-9 < out.tolerance < 1e-4 and out.error <= out.tolerance, out.summary()
+    # the allowance stays far below what a wrong prediction produces: L1/L0 = 0.25 predicted here,
+    # a claim of alpha = 2 would predict (1 - 1.5 * 2)^2 = 4
+    assert abs(out.measured - 4.0) > 1e3 * out.tolerance
