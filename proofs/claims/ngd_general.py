@@ -34,7 +34,8 @@ def linear_model_check(cfg: RunConfig, n: int = 10, dim: int = 16, n_test: int =
     for eta in (0.5, 1.0, 1.5):
         net = ev.make_net(cfg, ("lemma-linear",), [dim, 1])
         op_test = ev.measured_operator(net, task.X, "exact", X2=task.X_test)
-        alpha = ev.isotropy_error(ev.measured_operator(net, task.X, "exact"))[1]
+        alpha = ev.predicted_alpha("exact", 1)  # derived; the real steps must follow the closed form with it
+        alpha_measured = ev.isotropy_error(ev.measured_operator(net, task.X, "exact"))[1]
         r0, f0_test = net.forward(task.X) - task.Y, net.forward(task.X_test)
         dyn = _dynamics()
         closed = dyn.predicted_residuals(r0, eta, alpha, steps)
@@ -47,7 +48,7 @@ def linear_model_check(cfg: RunConfig, n: int = 10, dim: int = 16, n_test: int =
             # relative to ||r_0||: the closed form is exactly 0 at eta = 1/alpha
             dev_train = max(dev_train, float(np.linalg.norm(net.forward(task.X) - task.Y - closed_r) / np.linalg.norm(r0)))
             dev_test = max(dev_test, ev.relative_error_matrix(net.forward(task.X_test), closed_test))
-        out[eta] = {"train": dev_train, "test": dev_test, "alpha": alpha}
+        out[eta] = {"train": dev_train, "test": dev_test, "alpha": alpha, "alpha_measured": alpha_measured}
     return out
 
 
