@@ -167,6 +167,12 @@ class UnitWiseApproximation(Approximation):
         if self.damping == 0 and c == 1 and total.min() != total.max():
             problems.append(f"active-unit counts differ across samples ({int(total.min())}..{int(total.max())}): "
                             "phi' vanishes on part of the inputs (e.g. relu), isotropy only as M -> infinity")
+        elif self.damping == 0 and c == 1 and gamma != 1:
+            # the assumption is about the activation, not this draw: with gamma < 1 the per-sample counts are
+            # binomial, and equal counts (possible at small width / N) are luck, not exact isotropy
+            problems.append(f"phi' vanishes with probability 1 - gamma = {1 - gamma} > 0: the per-sample active-unit "
+                            f"counts are random (equal here, {int(total.min())}, by chance), so alpha = gamma sum M_l + 1 "
+                            "and isotropy hold only as M -> infinity")
         self.diagnostics["failed_assumption"] = "; ".join(problems) if problems else None
 
     # -- helpers ------------------------------------------------------------------------------

@@ -231,3 +231,13 @@ def test_dynamics_check_round_off_allowance_follows_the_conditioning_and_still_r
     # the allowance stays far below what a wrong prediction produces: L1/L0 = 0.25 predicted here,
     # a claim of alpha = 2 would predict (1 - 1.5 * 2)^2 = 4
     assert abs(out.measured - 4.0) > 1e3 * out.tolerance
+
+
+def test_relu_with_equal_counts_by_chance_is_still_flagged():
+    # found by a 1500-example search: relu, widths [3, 10, 1], N = 2 has equal active counts (6, 6),
+    # so Theta_G = 6 I exactly, yet the tanh constant 11 does not apply; the assumption phi' != 0 a.e.
+    # fails for the activation itself and must be named even when this draw happens to be isotropic
+    space = SPACES["ngd.unit_wise.tanh_exact"]
+    out = space.check(Scenario("unit_wise", (3, 10, 1), 2, activation="relu", data_seed=2, weight_seed=8304))
+    assert out.numbers["isotropy_error"] < 1e-12 and out.measured == 6 and out.predicted == 11 and not out.holds
+    assert any("phi' vanishes with probability 1 - gamma = 1/2" in f for f in out.flags), out.summary()
