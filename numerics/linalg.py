@@ -109,12 +109,21 @@ def cholesky_factor(A: np.ndarray, *, name: str = "matrix",
     except np.linalg.LinAlgError:
         raise SingularSystemError(f"{name} is not positive definite", condition_number_symmetric(A),
                                   assumption) from None
-    anorm = float(np.abs(A).sum(axis=0).max())
-    rcond, info = lapack.dpocon(c, anorm, uplo="L")
+    rcond, info = lapack.dpocon(c, _one_norm(A), uplo="L")
+    return (c, lower), _checked_condition(name, rcond, info, max_condition, assumption)
+
+
+def _one_norm(A: np.ndarray) -> float:
+    """``||A||_1`` (largest absolute column sum), the norm LAPACK's condition estimators take."""
+    return float(np.abs(A).sum(axis=0).max())
+
+
+def _checked_condition(name: str, rcond: float, info: int, max_condition: float, assumption: str) -> float:
+    """Condition number from LAPACK's reciprocal estimate; raise when it exceeds ``max_condition``."""
     cond = _condition_from_rcond(rcond)
     if info != 0 or not cond <= max_condition:
         raise SingularSystemError(f"{name} is numerically singular", cond, assumption)
-    return (c, lower), cond
+    return cond
 
 
 def cholesky_apply(factor: tuple, B: np.ndarray) -> np.ndarray:
@@ -141,12 +150,8 @@ def lu_factor_checked(A: np.ndarray, *, name: str = "matrix", assumption: str = 
     with warnings.catch_warnings():  # an exactly singular U is reported below, with its condition number
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
         lu, piv = scipy.linalg.lu_factor(A, check_finite=False)
-    anorm = float(np.abs(A).sum(axis=0).max())
-    rcond, info = lapack.dgecon(lu, anorm, norm="1")
-    cond = _condition_from_rcond(rcond)
-    if info != 0 or not cond <= max_condition:
-        raise SingularSystemError(f"{name} is numerically singular", cond, assumption)
-    return (lu, piv), cond
+    rcond, info = lapack.dgecon(lu, _one_norm(A), norm="1")
+    return (lu, piv), _checked_condition(name, rcond, info, max_condition, assumption)
 
 
 def lu_solve_checked(A: np.ndarray, B: np.ndarray, *, name: str = "matrix",
