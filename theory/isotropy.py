@@ -154,6 +154,8 @@ def isotropy_result(approximation, depth=None, *, n_samples=None, input_dim=None
                            "2-sample counterexample), so it is not alpha I", "a layer-wise or unit-wise block "
                            "structure", diagonal_fisher_derivation())
     if name == "kfac":
+        # dimension conditions only; rank(Delta_l) = N C and rank(Z_l) = N on a particular draw (relu can
+        # fail it at any width) is stated in the conditions and checked by the numerics diagnostics
         if n_samples is None:
             raise ValueError("approximation='kfac' needs n_samples=N (alpha = N(L-1)+1 depends on N)")
         L = _depth(depth, widths, None)
@@ -224,7 +226,10 @@ def isotropy_constant(approximation, depth=None, *, n_samples=None, input_dim=No
 
     Raises :class:`NotIsotropic` (a ValueError, with ``.reason``, ``.failed_assumption``,
     ``.derivation``) for diagonal Fisher, damping > 0, unit-wise with C > 1, K-FAC with M_0 < N
-    without Forster inputs, too-narrow layers, patterns with 1 not in range(S).  ``ValueError``
+    without Forster inputs, too-narrow layers, patterns with 1 not in range(S).  For K-FAC only the
+    dimension conditions are decided here (``M_l >= N C``, ``M_0 + bias >= N``); the ranks
+    ``rank Delta_l = N C``, ``rank Z_l = N`` of a particular draw (relu can fail them at any width) are
+    listed in the result's conditions and checked by the numerics diagnostics.  ``ValueError``
     naming the argument for missing/invalid arguments.  See :func:`isotropy_result` for the
     conditions and derivation.
     """

@@ -76,7 +76,7 @@ def test_width_below_batch_uses_pseudo_inverse_and_matches_dense():
     assert rel(approx.operator(X2), ref.test_operator) < DENSE_RTOL
     layer1 = approx.diagnostics["layers"][0]
     assert layer1["backward_gram_rank"] == 3 < layer1["backward_gram_size"] == 8
-    assert "layer 1: backward Gram" in approx.diagnostics["failed_assumption"]
+    assert "layer 1: rank(Delta_1) = 3 < N C = 8: M_1 = 3 < N C" in approx.diagnostics["failed_assumption"]
     assert approx.diagnostics["predicted_alpha"] is None
 
 
