@@ -281,7 +281,9 @@ def scenarios(draw, approximation="exact", *, depth=st.integers(2, 5), n=st.inte
     fails by construction:
 
     * ``hidden``: ``"wide"`` (every hidden width ``>= 2 N C + 4``: relu layer Grams positive definite
-      with high probability), ``"at_least_n"`` (``>= N C``), ``"narrow"`` (the last hidden width
+      with high probability), ``"at_least_n"`` (``>= N C``), ``"three_nc"`` (``>= 3 N C``: the relu
+      margin the finite-width claims use; relu K-FAC factors still lose rank on a few percent of
+      draws there, more for small N and deep nets), ``"narrow"`` (the last hidden width
       ``< N``; the output layer's Gram is then singular), or an int range ``(lo, hi)``;
     * ``input_dim``: ``"wide"`` (``M_0 >= N``), ``"narrow"`` (``3 <= M_0 < N``, needs ``N >= 4``),
       or an int range;
@@ -301,8 +303,8 @@ def scenarios(draw, approximation="exact", *, depth=st.integers(2, 5), n=st.inte
         M0 = N - 1 - draw(st.integers(0, max(0, N - 4)))
     else:
         M0 = draw(_int_range(input_dim, "input_dim"))
-    if hidden in ("wide", "at_least_n"):
-        base = 2 * N * C + 4 if hidden == "wide" else N * C
+    if hidden in ("wide", "at_least_n", "three_nc"):
+        base = {"wide": 2 * N * C + 4, "at_least_n": N * C, "three_nc": 3 * N * C}[hidden]
         widths_h = [min(MAX_WIDTH, base + draw(width_extra)) for _ in range(L - 1)]
     elif hidden == "narrow":
         widths_h = [min(MAX_WIDTH, 2 * N * C + draw(width_extra)) for _ in range(L - 2)]

@@ -113,13 +113,39 @@ def isotropy_lemma(cfg: RunConfig) -> ClaimResult:
 # ---------------------------------------------------------------------------------------------
 # finite-width exactness
 # ---------------------------------------------------------------------------------------------
+#: draws per case before the claim gives up on finding one where its rank assumption holds
+MAX_DRAWS = 8
+RANK_ASSUMPTION = "rank Delta_l = NC and rank Z_l = N for every hidden layer"
+
+
 @claim("ngd.finite_width_exactness",
-       title="With full-row-rank layer Jacobians, J G_S^+ J^T / N = (1^T S^+ 1) I exactly at finite width",
+       title="With full-rank layer factors, J G_S^+ J^T / N = (1^T S^+ 1) I and K-FAC's N(L-1)+1 exactly at "
+             "finite width",
        statement=r"\mathrm{rank}\,J_l = NC\ \forall l,\ \mathbf 1\in\mathrm{range}(S)\ \Rightarrow\ "
-                 r"J G_S^{+} J^\top/N = (\mathbf 1^\top S^{+}\mathbf 1)\,I\quad\text{(no infinite width)}",
-       assumptions=["every layer Gram J_l J_l^T invertible (hidden widths >= N)", "rho -> 0+"],
-       reference="paper.md §5.9 (extension: exactness oracles)", tags=("exactness", "layerwise", "kfac"))
+                 r"J G_S^{+} J^\top/N = (\mathbf 1^\top S^{+}\mathbf 1)\,I;\quad "
+                 r"\mathrm{rank}\,\Delta_l = NC,\ \mathrm{rank}\,Z_l = N\ \Rightarrow\ "
+                 r"J G_{KFAC}^{+} J^\top/N = (N(L-1)+1)\,I\quad\text{(no infinite width)}",
+       assumptions=["every layer Gram J_l J_l^T invertible (hidden widths >= N) for the block patterns",
+                    f"K-FAC: {RANK_ASSUMPTION} (an invertible J_l J_l^T is not enough; relu can fail it at any "
+                    f"width), checked on every draw by the numerics diagnostics", "rho -> 0+"],
+       reference="paper.md §5.9 (extension: exactness oracles), R4", tags=("exactness", "layerwise", "kfac"))
 def finite_width_exactness(cfg: RunConfig) -> ClaimResult:
+    """Exactness at finite width, tested on draws where the statement's rank assumptions hold.
+
+    The statement is an implication: *if* the layer factors have full rank on a draw, the identity
+    holds exactly there.  A random draw can violate the premise -- K-FAC with relu at width 3N gets
+    ``rank(Delta_l) = N - 1`` on about 5 % of draws (two inputs sharing a layer's activation
+    pattern), although every layer Gram ``J_l J_l^T`` is invertible.  Such a draw says nothing about
+    the implication, so it is *rejected and redrawn* (deterministic keys ``(..., "redraw", k)``),
+    and the rejection is reported in ``details["rejected_draws"]`` with the verifier's reason and the
+    measured operator on the rejected draw (evidence that the premise mattered).  Why redraw rather
+    than report ``conditional``: ``conditional`` would say the *claim* fails somewhere in its domain,
+    but the claim's domain excludes these draws; redrawing tests the statement in scope on every
+    case, and the rejection counts keep the reader informed.  The rejection uses only the verifier's
+    assumption checks (factor / layer-Gram ranks, condition numbers), never the measured operator,
+    so it cannot hide a failure of the identity where its premise holds.  If all ``MAX_DRAWS`` draws
+    of a case violate the premise, that case is ``conditional`` with the failed assumption named.
+    """
     from numerics.linalg import SingularSystemError
     from theory.isotropy import isotropy_constant
     from theory.pattern_kernels import finite_width_exactness_derivation
@@ -127,7 +153,7 @@ def finite_width_exactness(cfg: RunConfig) -> ClaimResult:
     n, dim = cfg.pick(10, 16), cfg.pick(12, 20)
     d = finite_width_exactness_derivation()
     parts = [V.derivation_verdict(d, "range/null-space derivation")]
-    cases, measured = [], {}
+    cases, measured, rejected = [], {}, {}
     for L in cfg.pick([3, 4, 5], [2, 3, 4, 5, 6, 7, 8]):
         for name in ("exact", "block_diagonal", "block_tridiagonal", "kfac"):
             cases.append((name, L))
@@ -138,22 +164,50 @@ def finite_width_exactness(cfg: RunConfig) -> ClaimResult:
     for name, L in cases:
         alpha = float(isotropy_constant(name, L, n_samples=n, input_dim=dim))
         for act, width in widths:
-            net = ev.make_net(cfg, ("exactness", name, L, width), [dim] + [width] * (L - 1) + [1], activation=act)
             label = f"{name}, L={L}, {act}, width {width}"
-            try:
-                approx = ev.approximation(net, task.X, name)
-            except SingularSystemError as exc:  # the assumption failed on this draw: say so
-                parts.append(V.SubVerdict(label, "conditional", str(exc).splitlines()[0], failed_assumption=exc.assumption))
+            approx, reasons = None, []
+            for attempt in range(MAX_DRAWS):
+                key = ("exactness", name, L, width) + (("redraw", attempt) if attempt else ())
+                net = ev.make_net(cfg, key, [dim] + [width] * (L - 1) + [1], activation=act)
+                try:
+                    candidate = ev.approximation(net, task.X, name)
+                except SingularSystemError as exc:  # the layer-Gram assumption fails on this draw
+                    reasons.append({"draw": attempt, "failed_assumption": exc.assumption})
+                    continue
+                failed = candidate.diagnostics.get("failed_assumption")
+                if failed:
+                    err_r, alpha_r = ev.isotropy_error(candidate.operator())
+                    reasons.append({"draw": attempt, "failed_assumption": failed,
+                                    "alpha_measured": alpha_r, "isotropy_error": err_r})
+                    continue
+                approx = candidate
+                break
+            if reasons:
+                rejected[label] = reasons
+            if approx is None:
+                parts.append(V.SubVerdict(
+                    label, "conditional",
+                    f"{label}: all {MAX_DRAWS} draws violate the rank assumption (first: "
+                    f"{reasons[0]['failed_assumption'][:200]})",
+                    failed_assumption=f"{RANK_ASSUMPTION if name == 'kfac' else 'layer Gram J_l J_l^T invertible'}: "
+                                      f"{reasons[0]['failed_assumption']}"))
                 continue
             err, alpha_hat = ev.isotropy_error(approx.operator())
-            measured[label] = {"alpha": alpha, "alpha_measured": alpha_hat, "isotropy_error": err}
+            measured[label] = {"alpha": alpha, "alpha_measured": alpha_hat, "isotropy_error": err,
+                               "draws_rejected": len(reasons)}
             parts.append(V.compare(f"{label}: alpha", alpha, alpha_hat, tolerance=EXACT_TOL))
             parts.append(V.compare(f"{label}: isotropy error", 0.0, err, tolerance=EXACT_TOL, error=err))
-    worst = max(max(abs(v["alpha_measured"] - v["alpha"]) / v["alpha"], v["isotropy_error"]) for v in measured.values())
+    worst = max((max(abs(v["alpha_measured"] - v["alpha"]) / v["alpha"], v["isotropy_error"])
+                 for v in measured.values()), default=float("nan"))
+    n_rejected = sum(len(v) for v in rejected.values())
+    note = (f"hidden widths N + 2 = {n + 2} (tanh) and 3N = {3 * n} (relu); error = worst relative deviation; "
+            f"{n_rejected} draw(s) rejected because the verifier found the rank assumption violated"
+            + (f" ({'; '.join(f'{k}: {len(v)}' for k, v in rejected.items())}), each redrawn" if rejected else ""))
     return V.to_result(parts, predicted=0.0, measured=worst, error=worst, width=3 * n, tolerance=EXACT_TOL,
-                       derivation=d, details={"N": n, "M_0": dim, "cases": measured},
+                       derivation=d, details={"N": n, "M_0": dim, "cases": measured, "rejected_draws": rejected,
+                                              "max_draws_per_case": MAX_DRAWS},
                        series={"spectra_per_approximation": spectra_series(cfg, task.X, dim)},
-                       notes=f"hidden widths N + 2 = {n + 2} (tanh) and 3N = {3 * n} (relu); error = worst relative deviation")
+                       notes=note)
 
 
 def spectra_series(cfg: RunConfig, X, dim: int, depth: int = 3, width: int = 256) -> dict:
