@@ -94,15 +94,27 @@ def active_fraction(activation) -> sp.Expr:
     return get_activation(activation).active_fraction()
 
 
-def active_count_moments(hidden_widths, gamma):
-    """Mean ``gamma sum M_l + 1`` and variance ``gamma(1-gamma) sum M_l`` of a sample's active-unit count.
+def active_count_moments(hidden_widths, gamma, n_outputs=1):
+    """THE unit-wise alpha formula (every other place calls this one): mean ``gamma sum M_l / C + 1``
+    and variance ``gamma(1-gamma) sum M_l`` of a sample's active-unit count.
+
+    C = 1: the mean is ``alpha = gamma sum_{l<L} M_l + 1`` (each hidden unit active with probability
+    gamma, the output unit always).  C > 1: the mean diagonal of ``Theta_G`` (trace identity: each
+    active unit contributes a rank-one projection of trace 1 to a sample's C x C block, the output
+    layer C), ``gamma sum M_l / C + 1``; the variance is that of the count itself.
+    ``hidden_widths`` may be a list of widths or a symbolic total.
 
     >>> active_count_moments([512, 512], sp.Rational(1, 2))
     (513, 256)
+    >>> active_count_moments([512, 512], 1, n_outputs=2)[0]
+    513
     """
-    total = sum((sp.sympify(m) for m in hidden_widths), sp.Integer(0))
+    if isinstance(hidden_widths, (list, tuple)):
+        total = sum((sp.sympify(m) for m in hidden_widths), sp.Integer(0))
+    else:
+        total = sp.sympify(hidden_widths)
     g = sp.sympify(gamma)
-    return g * total + 1, g * (1 - g) * total
+    return sp.expand(g * total / sp.sympify(n_outputs) + 1), g * (1 - g) * total
 
 
 @cached_derivation
@@ -218,9 +230,9 @@ def unit_wise_isotropy(widths, activation="relu", n_outputs=1, n_samples=None, b
         hidden, input_dim = None, None
         M = sp.sympify(widths)
     d = unit_wise_derivation(act.name)
+    total = sum(hidden, sp.Integer(0)) if hidden is not None else (L - 1) * M
     if C != 1:
-        total = sum(hidden, sp.Integer(0)) if hidden is not None else (L - 1) * M
-        asymptotic = gamma * total / C + 1
+        asymptotic = active_count_moments(total, gamma, C)[0]
         if allow_multi_output_asymptotic:
             return IsotropyResult("unit_wise", asymptotic, ["C > 1: only asymptotically (M -> infinity)"],
                                   multi_output_derivation(), False,
@@ -249,12 +261,11 @@ def unit_wise_isotropy(widths, activation="relu", n_outputs=1, n_samples=None, b
                     f"< N, so the per-unit projections onto range(diag(delta) Z) are not the diagonal indicator "
                     f"matrices (M_{l} + bias >= N is necessary for rank Z_{l + 1} = N; it is not sufficient: the "
                     f"inputs must also be linearly independent, which only numerics can check)", f"M_{l} + bias >= N", d)
-    total = sum(hidden, sp.Integer(0)) if hidden is not None else (L - 1) * M
-    value = sp.expand(gamma * total + 1)
+    value, variance = active_count_moments(total, gamma)
     exact = gamma == 1
     notes = [] if exact else [
         f"not exact at finite width: per-sample active counts fluctuate; relative spread "
-        f"sqrt(gamma(1-gamma) sum M_l)/alpha = {sp.sqrt(gamma * (1 - gamma) * total) / value}, O(M^-1/2)"]
+        f"sqrt(gamma(1-gamma) sum M_l)/alpha = {sp.sqrt(variance) / value}, O(M^-1/2)"]
     if not exact:
         conditions.append("infinite width (concentration of the active-unit counts)")
     return IsotropyResult("unit_wise", value, conditions, d, exact, notes)

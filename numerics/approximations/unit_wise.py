@@ -16,7 +16,15 @@ Every unit's system is solved in a batch (stacked Cholesky factorisations, in ch
 memory); the direction is then one GEMM per layer.  Three methods, recorded per layer in
 ``diagnostics["methods"]``:
 
-* ``"batched_cholesky"`` (``rho > 0``): Cholesky of ``K_i + N rho I``.
+* ``"batched_cholesky"`` (``rho > 0`` or ``relative_damping > 0``): Cholesky of ``K_i + (N rho + lambda s_i) I``.
+
+Per-unit relative damping (option ``relative_damping = lambda >= 0``): each unit's dual Gram is
+shifted by ``lambda s_i`` where ``s_i = tr(K_{l,i}) / (N C)`` is the *scale* of the unit, the mean
+diagonal entry of its ``N C x N C`` dual Gram, ``s_i = mean_n ||delta_i(x_n)||^2 ||z_n||^2``.  In
+parameter space this is ``(G_{l,i} + rho_i I)^{-1}`` with ``rho_i = lambda s_i / N = lambda tr(G_{l,i}) / (N C)``
+(push-through: ``N rho_i = lambda s_i``), i.e. a damping that is the same fraction of every unit's
+own Fisher block however small its backward signal.  A unit with ``s_i = 0`` (dead on every input)
+contributes nothing either way.
 * ``"closed_form_projection"`` (``rho = 0``, ``Z Z^T`` positive definite): with ``s_n = ||delta_i[n]||``
   and ``S = {n : s_n > 0}``, ``K_i = E Kz E^T`` where ``E`` has orthogonal columns
   ``e_n (x) delta_i[n]``, hence the range projection is
@@ -50,6 +58,7 @@ from typing import Any, List, Tuple
 import numpy as np
 import scipy.linalg
 
+import theory.unit_wise_theory as _unit_wise_theory  # the one alpha formula (active_count_moments)
 from theory.validation import check_choice, check_nonnegative, check_positive_int
 
 from ..dense import _check_small, dense_layer_jacobian
@@ -85,14 +94,17 @@ class UnitWiseApproximation(Approximation):
     Options: ``method`` (``"auto"``: closed form / Cholesky / SVD as described; ``"eigh"``: force the
     batched-eigh pseudo-inverse at ``rho = 0``, for cross-checks), ``chunk_units`` (units per batch;
     default from a 64 MiB budget), ``rank_rtol`` (eigenvalue cut of the eigh path and of the
-    positive-definiteness test of ``Z Z^T``).
+    positive-definiteness test of ``Z Z^T``), ``relative_damping`` (``lambda``: per-unit shift
+    ``lambda s_i`` of the dual Gram, ``s_i`` its mean diagonal -- module docstring).
     """
 
     name = "unit_wise"
 
     def _prepare(self, method: str = "auto", chunk_units=None, rank_rtol: float = PINV_RTOL,
-                 **options: Any) -> None:
+                 relative_damping: float = 0.0, **options: Any) -> None:
         reject_options(self.name, options)
+        self.relative_damping = check_nonnegative("relative_damping", relative_damping)
+        self.diagnostics["relative_damping"] = self.relative_damping
         self.method_option = check_choice("method", method, METHODS)
         self.rank_rtol = check_nonnegative("rank_rtol", rank_rtol, allow_zero=False)
         self.chunk_units = None if chunk_units is None else check_positive_int("chunk_units", chunk_units)
@@ -109,7 +121,7 @@ class UnitWiseApproximation(Approximation):
             cond = float(lam[-1] / lam[0]) if lam[0] > 0 else float("inf")
             conds.append(cond)
             full_rank = lam[0] > self.rank_rtol * lam[-1]
-            if self.damping > 0:
+            if self.damping > 0 or self.relative_damping > 0:
                 self.methods.append("batched_cholesky")
             elif full_rank and self.method_option == "auto":
                 self.methods.append("closed_form_projection")
@@ -149,11 +161,12 @@ class UnitWiseApproximation(Approximation):
             active_count_max=int(total.max()),
             active_count_relative_spread=float(total.std() / total.mean()) if total.mean() > 0 else float("inf"),
             gamma=str(gamma),
-            predicted_alpha_limit=float(gamma) * float(sum(widths[1:-1])) + (1.0 if c == 1 else float(widths[-1]) / c),
+            predicted_alpha_limit=float(_unit_wise_theory.active_count_moments(list(widths[1:-1]), gamma, c)[0]),
         )
         worst_unit = max(unit_bounds) if unit_bounds else 0.0
         self.diagnostics["max_unit_condition_bound"] = worst_unit
-        if self.damping == 0 and worst_unit > UNIT_CONDITION_WARN:
+        damped = self.damping > 0 or self.relative_damping > 0
+        if not damped and worst_unit > UNIT_CONDITION_WARN:
             problems.append(f"ill-conditioned unit blocks (condition number up to {worst_unit:.3g}): some unit is "
                             "active on an input with a backward signal many orders below its largest, so the "
                             "minimum-norm step is dominated by it (use damping > 0)")
@@ -164,10 +177,13 @@ class UnitWiseApproximation(Approximation):
             problems.append(f"dead units (zero backward signal on every input) per layer: {dead}")
         if self.damping > 0:
             problems.append(f"damping rho = {self.damping:g} > 0: per-unit eigenvalues lambda/(lambda + N rho) differ")
-        if self.damping == 0 and c == 1 and total.min() != total.max():
+        if self.relative_damping > 0:
+            problems.append(f"relative damping {self.relative_damping:g} of each unit's Gram scale: per-unit "
+                            "eigenvalues lambda/(lambda + relative_damping s_i) differ")
+        if not damped and c == 1 and total.min() != total.max():
             problems.append(f"active-unit counts differ across samples ({int(total.min())}..{int(total.max())}): "
                             "phi' vanishes on part of the inputs (e.g. relu), isotropy only as M -> infinity")
-        elif self.damping == 0 and c == 1 and gamma != 1:
+        elif not damped and c == 1 and gamma != 1:
             # the assumption is about the activation, not this draw: with gamma < 1 the per-sample counts are
             # binomial, and equal counts (possible at small width / N) are luck, not exact isotropy
             problems.append(f"phi' vanishes with probability 1 - gamma = {1 - gamma} > 0: the per-sample active-unit "
@@ -201,6 +217,21 @@ class UnitWiseApproximation(Approximation):
         if factors is None:
             self.__dict__.setdefault("_s2_cache", {})[l] = s2
         return s2
+
+    def unit_scales(self, l: int) -> np.ndarray:
+        """``s_i = tr(K_{l,i}) / (N C) = mean_n ||delta_i(x_n)||^2 ||z_n||^2``: the scale of each unit's
+        dual Gram (its mean diagonal), shape ``(M_l,)``."""
+        s2 = self._signal_norms2(l)                                        # (N, M_l)
+        z2 = np.einsum("nm,nm->n", self.factors.Z[l - 1], self.factors.Z[l - 1])
+        return (z2 @ s2) / (self.n_samples * self.n_outputs)
+
+    def unit_shifts(self, l: int, start: int = 0, stop=None) -> np.ndarray:
+        """The diagonal shift of each unit's dual Gram in the Cholesky path: ``N rho + lambda s_i``
+        (``lambda`` = ``relative_damping``); 1 for a unit whose shift would be 0 (dead unit with
+        ``rho = 0``: its Gram and its signal are 0, so any positive shift gives the same zero
+        contribution)."""
+        shift = self.n_samples * self.damping + self.relative_damping * self.unit_scales(l)[start:stop]
+        return np.where(shift > 0, shift, 1.0)
 
     def _chunks(self, l: int, rhs_columns: int):
         """Unit index ranges whose stacked ``(N C) x (N C + rhs_columns)`` matrices fit the budget."""
@@ -249,7 +280,7 @@ class UnitWiseApproximation(Approximation):
         K = self._full_unit_grams(l, start, stop)
         if method == "batched_cholesky":
             idx = np.arange(K.shape[1])
-            K[:, idx, idx] += self.n_samples * self.damping
+            K[:, idx, idx] += self.unit_shifts(l, start, stop)[:, None]
             return "chol", np.linalg.cholesky(K), None
         lam, V = np.linalg.eigh(K)
         top = lam[:, -1:]

@@ -81,14 +81,18 @@ def tanh_exact(cfg: RunConfig) -> ClaimResult:
                        notes=f"predicted/measured = alpha for widths {nets[0]}; N = {n}, M_0 = {dim}")
 
 
-@lru_cache(maxsize=4)
-def relu_sweep(cfg: RunConfig):
-    n, dim = cfg.pick(12, 16), cfg.pick(16, 24)
-    widths = cfg.pick([128, 256, 512, 1024, 2048], [128, 256, 512, 1024, 2048, 4096, 8192])
-    task = ev.synthetic_task(cfg, ("unit-relu",), n, dim, 2)
-    iso = ev.isotropy_sweep(cfg, ("unit-relu",), "unit_wise", task.X, widths, 3)
-    alphas = [predicted_alpha([dim, m, m, 1], "relu") for m in widths]
-    return {"n": n, "dim": dim, "widths": widths}, iso, alphas, task
+# ---------------------------------------------------------------------------------------------
+# relu: asymptotic isotropy (adaptive width sweep with replicates)
+# ---------------------------------------------------------------------------------------------
+RELU_ISO = "isotropy error vs width"
+ALPHA_TOL = 0.02  # mean diagonal vs gamma sum M_l + 1 at the widest net (see relu_asymptotic)
+
+
+def _relu_iso_budget(cfg: RunConfig):
+    widths = cfg.pick([128, 256, 512, 1024], [128, 256, 512, 1024, 2048, 4096])
+    from proofs.adaptive import Budget
+
+    return widths, Budget(repeats=2, max_repeats=8, extra_widths=cfg.pick((2048,), (8192,)))
 
 
 @claim("ngd.unit_wise.relu_asymptotic",
@@ -98,29 +102,52 @@ def relu_sweep(cfg: RunConfig):
        assumptions=ASSUMPTIONS + ["infinite width (concentration of the active-unit counts)"],
        reference="paper.md R5", tags=("unit_wise",))
 def relu_asymptotic(cfg: RunConfig) -> ClaimResult:
-    s, iso, alphas, task = relu_sweep(cfg)
-    res = theory_result([s["dim"], s["widths"][-1], s["widths"][-1], 1], "relu", n_samples=s["n"])
-    alpha_err = [abs(a_hat - a) / a for a_hat, a in zip(iso.extra["alpha"], alphas)]
-    # predicted relative spread of the per-sample counts: sqrt(gamma(1-gamma) sum M_l) / alpha (theory)
-    spread_pred = [predicted_spread([s["dim"], m, m, 1], "relu") for m in s["widths"]]
+    from proofs.adaptive import SweepSpec, adaptive_sweep
+
+    n, dim = cfg.pick(12, 16), cfg.pick(16, 24)
+    widths, budget = _relu_iso_budget(cfg)
+    task = ev.synthetic_task(cfg, ("unit-relu",), n, dim, 2)
+
+    def measure(m, rep):
+        arch = [dim, m, m, 1]
+        net = ev.make_net(cfg, ("unit-relu", rep), arch, activation="relu")
+        err, a = ev.isotropy_error(ev.measured_operator(net, task.X, "unit_wise"))
+        return {RELU_ISO: err, "alpha": a, "alpha_predicted": predicted_alpha(arch, "relu")}
+
+    # the isotropy error of one net is the relative spread of N binomial counts: it scales like
+    # sqrt(gamma(1-gamma) sum M_l)/alpha = O(M^-1/2) with an O(1/sqrt(2N)) relative fluctuation
+    run = adaptive_sweep(measure, widths, [SweepSpec(RELU_ISO, expected_slope=-0.5)], budget,
+                         progress=lambda it, desc: ev.progress(cfg, it, f"unit_wise (relu): {desc}"))
+    m = run.widths[-1]
+    res = theory_result([dim, m, m, 1], "relu", n_samples=n)
+    alpha = predicted_alpha([dim, m, m, 1], "relu")
+    reps = [run.records[(m, r)] for r in range(int(run.spent["repeats"][str(m)]))]
+    alpha_hat = float(np.mean([r["alpha"] for r in reps]))
+    spread_pred = [predicted_spread([dim, w, w, 1], "relu") for w in run.widths]
     parts = [
         V.derivation_verdict(res.derivation, "unit-wise derivation (relu)"),
-        V.sweep("isotropy error vs width", iso.widths, iso.errors, expected_slope=-0.5),
-        # mean diagonal vs the predicted alpha: the mean of N counts deviates by ~spread/sqrt(N),
-        # i.e. < 1% at the widest quick width; 2% leaves room for a 2-sigma fluctuation
-        V.compare("mean diagonal vs gamma sum M_l + 1 at the widest net", alphas[-1], iso.extra["alpha"][-1],
-                  tolerance=0.02),
+        run.part(RELU_ISO),
+        # mean diagonal (averaged over the replicates) vs the predicted alpha: the mean of N counts deviates
+        # by ~spread/sqrt(N) per net, < 1% at the widest quick width; 2% leaves room for a 2-sigma fluctuation
+        V.compare("mean diagonal vs gamma sum M_l + 1 at the widest net", alpha, alpha_hat, tolerance=ALPHA_TOL),
     ]
-    m = s["widths"][-1]
-    series = iso.to_series()
+    series = run.series(RELU_ISO)
     series["predicted_spread"] = spread_pred
     return V.to_result(
-        parts, predicted=alphas[-1], measured=iso.extra["alpha"][-1], error=iso.errors[-1], width=m,
+        parts, predicted=alpha, measured=alpha_hat, error=run.mean_errors(RELU_ISO)[-1], width=m,
         derivation=res.derivation,
-        details={"settings": s, "alpha_relative_error": alpha_err, "predicted_spread": spread_pred,
+        details={"settings": {"n": n, "dim": dim, "widths": run.widths}, "spent": run.spent,
+                 "predicted_spread": spread_pred, "mean_isotropy_error": run.mean_errors(RELU_ISO),
                  "notes_theory": res.notes},
         series={"unit_wise_isotropy_error_vs_width": series},
-        notes="error = isotropy error at the widest net; predicted_spread = sqrt(gamma(1-gamma) sum M_l)/alpha")
+        notes="error = mean isotropy error over the initialisations at the widest net; predicted_spread = "
+              "sqrt(gamma(1-gamma) sum M_l)/alpha; measured = mean diagonal averaged over initialisations")
+
+
+# ---------------------------------------------------------------------------------------------
+# C > 1
+# ---------------------------------------------------------------------------------------------
+MULTI_ALPHA_TOL = 0.02  # the mean diagonal must be 2% from the C = 1 constant to count as "that constant"
 
 
 @claim("ngd.unit_wise.multi_output",
@@ -150,18 +177,35 @@ def multi_output(cfg: RunConfig) -> ClaimResult:
         details[act] = {"isotropy_error": err, "mean_diag": alpha_hat, "c1_constant": c1,
                         "asymptotic_constant_gamma_sumM_over_C_plus_1": asym,
                         "mean_diag_vs_asymptotic": abs(alpha_hat - asym) / asym}
-        parts.append(V.compare(f"{act}: mean diagonal = C = 1 constant {c1:g}", c1, alpha_hat, tolerance=0.02))
+        parts.append(V.compare(f"{act}: mean diagonal = C = 1 constant {c1:g}", c1, alpha_hat,
+                               tolerance=MULTI_ALPHA_TOL))
     # tanh with C = 1 is exact to 1e-15 (ngd.unit_wise.tanh_exact): C = 2 must reach the same tolerance
     parts.append(V.compare("tanh, C = 2: isotropy error at finite width", 0.0, details["tanh"]["isotropy_error"],
                            tolerance=EXACT_TOL, error=details["tanh"]["isotropy_error"]))
+    # positive control: the SAME measurement (task inputs, widths, activation, operator code, tolerances) with
+    # C = 1, where the theory says Theta_G = (sum M_l + 1) I exactly -- so the refutation above is about C
+    ctrl_task = ev.synthetic_task(cfg, ("unit-C2",), n, dim, 2, n_outputs=1)
+    ctrl_widths = [dim, m, m, 1]
+    c1 = predicted_alpha(ctrl_widths, "tanh")
+    ctrl_net = ev.make_net(cfg, ("unit-C2", "tanh"), ctrl_widths, activation="tanh")
+    ctrl_err, ctrl_alpha = ev.isotropy_error(ev.measured_operator(ctrl_net, ctrl_task.X, "unit_wise"))
+    details["control_C1_tanh"] = {"isotropy_error": ctrl_err, "mean_diag": ctrl_alpha, "c1_constant": c1}
+    parts.append(V.control(V.compare("tanh, C = 1 (control): isotropy error", 0.0, ctrl_err, tolerance=EXACT_TOL,
+                                     error=ctrl_err), "same measurement with C = 1 is isotropic"))
+    parts.append(V.control(V.compare(f"tanh, C = 1 (control): mean diagonal = {c1:g}", c1, ctrl_alpha,
+                                     tolerance=EXACT_TOL), "same measurement with C = 1 has the C = 1 constant"))
     result = V.to_result(parts, predicted=details["tanh"]["c1_constant"], measured=details["tanh"]["mean_diag"],
                          error=details["tanh"]["isotropy_error"], width=m, tolerance=EXACT_TOL,
                          derivation=derivation, details=details,
                          notes="predicted/measured = C = 1 constant vs mean diagonal (tanh); error = isotropy error "
                                "(tanh, C = 2); the measured mean diagonal is gamma sum M_l / C + 1 (see details), not "
-                               "the C = 1 constant")
+                               f"the C = 1 constant; control: the same measurement at C = 1 gives isotropy error "
+                               f"{ctrl_err:.2g} and mean diagonal {ctrl_alpha:g} = {c1:g}")
     result.failed_assumption = failed or "C = 1 (single output)"
     return result
+
+
+MULTI_ISO = "isotropy error (C = 2, tanh)"
 
 
 @claim("ngd.unit_wise.multi_output_asymptotic",
@@ -172,65 +216,156 @@ def multi_output(cfg: RunConfig) -> ClaimResult:
                     "(E[u u^T] = I/C for a unit's output direction u)"],
        reference="extension of paper.md R5 (theory.unit_wise_theory)", tags=("unit_wise", "extension"))
 def multi_output_asymptotic(cfg: RunConfig) -> ClaimResult:
+    from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
+
     n, dim, c = 8, 12, 2
-    widths = cfg.pick([128, 256, 512, 1024, 2048, 4096], [128, 256, 512, 1024, 2048, 4096, 8192])
-    seeds = cfg.pick(8, 12)  # one net's isotropy error fluctuates by ~50%: average over initialisations
+    # a wide log-range of cheap widths pins the slope (one net's error fluctuates by ~50%)
+    widths = cfg.pick([32, 64, 128, 256, 512, 1024], [32, 64, 128, 256, 512, 1024, 2048, 4096])
+    budget = Budget(repeats=2, max_repeats=8, extra_widths=cfg.pick((2048,), (8192,)))
     task = ev.synthetic_task(cfg, ("unit-C2-sweep",), n, dim, 2, n_outputs=c)
-    errors, constant_errors, predicted, measured = [], [], [], []
-    for m in ev.progress(cfg, widths, "unit_wise (C = 2): isotropy sweep"):
+
+    def measure(m, rep):
         arch = [dim, m, m, c]
         asym = float(theory_result(arch, "tanh", allow_multi_output_asymptotic=True).value)
-        runs = [ev.isotropy_error(ev.measured_operator(
-            ev.make_net(cfg, ("unit-C2-sweep", m, k), arch, activation="tanh"), task.X, "unit_wise"))
-            for k in range(seeds)]
-        err, alpha_hat = float(np.mean([r[0] for r in runs])), float(np.mean([r[1] for r in runs]))
-        errors.append(err)
-        predicted.append(asym)
-        measured.append(alpha_hat)
-        constant_errors.append(abs(alpha_hat - asym) / asym)
+        net = ev.make_net(cfg, ("unit-C2-sweep", m, rep), arch, activation="tanh")
+        err, a = ev.isotropy_error(ev.measured_operator(net, task.X, "unit_wise"))
+        return {MULTI_ISO: err, "mean_diag": a, "predicted": asym, "constant_error": abs(a - asym) / asym}
+
+    # one net's isotropy error fluctuates by ~50%: replicates per width, more while undecided
+    run = adaptive_sweep(measure, widths, [SweepSpec(MULTI_ISO, expected_slope=-0.5)], budget,
+                         progress=lambda it, desc: ev.progress(cfg, it, f"unit_wise (C = 2): {desc}"))
+    constant_errors = [r["constant_error"] for r in run.records.values()]
+    predicted = [run.records[(w, 0)]["predicted"] for w in run.widths]
+    measured = [float(np.mean([run.records[(w, r)]["mean_diag"] for r in range(int(run.spent["repeats"][str(w)]))]))
+                for w in run.widths]
     parts = [
         # the per-unit projections average to I/C only in the limit: deviations O(M^-1/2)
-        V.sweep("isotropy error (C = 2, tanh)", widths, errors, expected_slope=-0.5),
+        run.part(MULTI_ISO),
         # the mean diagonal is a trace: every tanh unit contributes a rank-one projection per sample block
         # (trace exactly 1, spread over C outputs), the output layer C/C -- an exact identity at EVERY width,
-        # so it is held to float64 round-off (1e-9), at each width of the sweep
+        # so it is held to float64 round-off (1e-9), at every width and initialisation of the sweep
         V.compare("mean diagonal = gamma sum M_l / C + 1 at every width (exact trace identity)", predicted,
                   measured, tolerance=EXACT_TOL, error=max(constant_errors)),
     ]
     return V.to_result(
-        parts, predicted=predicted[-1], measured=measured[-1], error=errors[-1], width=widths[-1],
-        details={"widths": widths, "isotropy_error": errors, "mean_diag": measured,
-                 "gamma_sumM_over_C_plus_1": predicted, "relative_constant_error": constant_errors,
-                 "n": n, "dim": dim, "n_outputs": c, "seeds_per_width": seeds},
+        parts, predicted=predicted[-1], measured=measured[-1], error=run.mean_errors(MULTI_ISO)[-1],
+        width=run.widths[-1],
+        details={"widths": run.widths, "isotropy_error": run.mean_errors(MULTI_ISO), "mean_diag": measured,
+                 "gamma_sumM_over_C_plus_1": predicted, "max_relative_constant_error": max(constant_errors),
+                 "n": n, "dim": dim, "n_outputs": c, "spent": run.spent},
         series={"unit_wise_C2_isotropy_error_vs_width": {
-            "kind": "width_sweep", "widths": widths, "errors": errors,
-            "title": "unit-wise, C = 2 (tanh): isotropy error vs width", "ylabel": "isotropy error"}},
-        notes="error = isotropy error at the widest net; the C = 1 constant gamma sum M_l + 1 is refuted by "
-              "ngd.unit_wise.multi_output, the C-scaled constant holds asymptotically")
+            **run.series(MULTI_ISO), "title": "unit-wise, C = 2 (tanh): isotropy error vs width"}},
+        notes="error = mean isotropy error over the initialisations at the widest net; the C = 1 constant "
+              "gamma sum M_l + 1 is refuted by ngd.unit_wise.multi_output, the C-scaled constant holds asymptotically")
 
 
-@lru_cache(maxsize=4)
-def one_step_runs(cfg: RunConfig, activation: str, widest_only: bool = False):
-    """Median one-step loss ratio at eta = 1/alpha over initialisations, per width, and the largest
-    relative first-layer parameter change (the per-unit min-norm step divides by delta_{1,i}(x_n))."""
-    n, dim = 12, 16
-    widths = cfg.pick([256, 512, 1024], [256, 1024, 4096])
-    widths = widths[-1:] if widest_only else widths
-    repeats = cfg.pick(3, 5)
-    task = ev.synthetic_task(cfg, ("unit-step",), n, dim, 2)
-    medians, changes, all_ratios = [], [], {}
-    for m in ev.progress(cfg, widths, f"unit_wise ({activation}): one-step runs"):
-        alpha = predicted_alpha([dim, m, m, 1], activation)
-        ratios, change = [], []
-        for rep in range(repeats):
-            net = ev.make_net(cfg, ("unit-step", activation, rep), [dim, m, m, 1], activation=activation)
-            step = ev.one_step(net, task.X, task.Y, "unit_wise", 1.0 / alpha)
-            ratios.append(step["loss1"] / step["loss0"])
-            change.append(step["layer_change"][0] / step["layer_norm"][0])
-        all_ratios[m] = ratios
-        medians.append(float(np.median(ratios)))
-        changes.append(float(np.max(change)))
-    return {"n": n, "dim": dim, "widths": widths, "repeats": repeats}, medians, changes, all_ratios
+# ---------------------------------------------------------------------------------------------
+# one real step at eta = 1/alpha: rho -> 0+ (relu fails) and damped (relu converges)
+# ---------------------------------------------------------------------------------------------
+#: The step's learning rate is ``ETA_FACTOR / alpha`` (:func:`step_learning_rate`); the claims are
+#: about ``eta = 1/alpha``.  Module-level so that a test can mutate it (2/alpha must not pass).
+ETA_FACTOR = 1.0
+#: Per-unit relative damping of the rho -> 0+ claim's step: 0 (the pseudo-inverse).  Module-level so that a
+#: test can hide a damping in the step; the linearised control must catch it.
+STEP_RELATIVE_DAMPING = 0.0
+#: The finite-width standard of a converging one-step NGD (as ngd.exact.one_step): a 100x loss drop.
+ONE_STEP_TOL = 1e-2
+#: The linearised control: median ||(I - eta Theta_G) r0||^2/||r0||^2 within this many times its relu
+#: prediction, the squared count spread gamma(1-gamma) sum M_l / alpha^2 (E[(1 - c_n/alpha)^2], c_n binomial).
+LIN_CONTROL_FACTOR = 5.0
+#: A one-layer update follows its linearisation when the loss ratio is within 25% of the linear prediction
+#: ||(I - eta Theta_l) r0||^2/||r0||^2 (about 1/4 for either hidden layer: each carries half of alpha).
+LAYER_LIN_TOL = 0.25
+#: Units whose layer-1 pre-activation change exceeds this many times the rms pre-activation count as "moved".
+MOVE_FACTORS = (10.0, 100.0)
+#: Damped claim: a >= 50x drop at the median initialisation; no initialisation above 1/10 (the rho -> 0+ step
+#: stays above ~0.2 at every initialisation).
+DAMPED_TOL, DAMPED_WORST_TOL = 1.0 / 50.0, 0.1
+STEP_N, STEP_DIM = 20, 32  # the outside measurement's setting (paper.md R5): N = 20, M_0 = 32, depth 3
+
+
+def step_learning_rate(alpha: float) -> float:
+    """The learning rate of the one-step claims: ``ETA_FACTOR / alpha`` (``1/alpha``)."""
+    return ETA_FACTOR / float(alpha)
+
+
+def _preacts(net, X):
+    """Pre-activations ``u_l = Z_l W_l^T`` of every layer (``u_L = f``), from the public factors."""
+    f = net.factors(X)
+    return [Z @ W.T for Z, W in zip(f.Z, net.params)]
+
+
+def _ratio(net, X, Y, r0) -> float:
+    r = net.forward(X) - Y
+    return float(np.sum(r * r) / np.sum(r0 * r0))
+
+
+def step_record(cfg: RunConfig, activation: str, m: int, rep: int, relative_damping: float = 0.0,
+                mechanism: bool = True) -> dict:
+    """One REAL unit-wise step at ``eta = step_learning_rate(alpha)`` on the ``rep``-th initialisation
+    (a pure function of its arguments: nets seeded by ``cfg.sub_seed("unit-step", activation, rep, ..widths)``).
+
+    Returns ``ratio`` = L1/L0, ``lin`` = ``||(I - eta Theta_G) r0||^2/||r0||^2`` with the MEASURED
+    operator of the same approximation object that made the step, and (``mechanism``) the per-layer
+    experiments: ``ratio_layer{1,2}`` (only that layer updated) next to ``lin_layer{1,2}`` (its
+    linearisation ``||r0 - eta J_l d_l||^2/||r0||^2``), ``moved_{10,100}``: fraction of layer-1 units with
+    ``max_n |du_{1,i}(x_n)| > factor * rms(u_1)`` (rms over units and samples at initialisation),
+    ``max_move`` the largest ``|du_1| / rms(u_1)``, ``flip_layer{1,2}``: fraction of (sample, unit) pairs
+    whose pre-activation changes sign, ``ratio_revert10``: the full step with the units moved > 10x rms
+    reverted in layer 1.
+    """
+    task = ev.synthetic_task(cfg, ("unit-step",), STEP_N, STEP_DIM, 2)
+    X, Y = task.X, task.Y
+    arch = [STEP_DIM, m, m, 1]
+    net = ev.make_net(cfg, ("unit-step", activation, rep), arch, activation=activation)
+    alpha = predicted_alpha(arch, activation)
+    eta = step_learning_rate(alpha)
+    approx = ev.approximation(net, X, "unit_wise", relative_damping=relative_damping)
+    r0 = approx.factors.outputs - Y
+    dirs = approx.direction(r0)
+    lin_res = r0 - eta * (approx.operator() @ r0)
+    out = {"alpha": alpha, "eta": eta, "lin": float(np.sum(lin_res ** 2) / np.sum(r0 ** 2))}
+    if mechanism:
+        f0 = approx.factors
+        u0 = [Z @ W.T for Z, W in zip(f0.Z, net.params)]
+        for l in (1, 2):
+            only = [d if k == l - 1 else np.zeros_like(d) for k, d in enumerate(dirs)]
+            moved = net.copy()
+            moved.apply_update(only, eta)
+            out[f"ratio_layer{l}"] = _ratio(moved, X, Y, r0)
+            # first-order output change of the layer-l update: (J_l d_l)_n = sum_i delta_i(x_n) (d_i . z_n)
+            jvp = np.einsum("ni,ni->n", f0.Delta[l - 1][:, 0, :], f0.Z[l - 1] @ dirs[l - 1].T)[:, None]
+            out[f"lin_layer{l}"] = float(np.sum((r0 - eta * jvp) ** 2) / np.sum(r0 ** 2))
+    before = [p.copy() for p in net.params]
+    net.apply_update(dirs, eta)
+    out["ratio"] = _ratio(net, X, Y, r0)
+    if mechanism:
+        u1 = _preacts(net, X)
+        rms = float(np.sqrt(np.mean(u0[0] ** 2)))
+        move = np.max(np.abs(u1[0] - u0[0]), axis=0) / rms  # per layer-1 unit, worst sample
+        for k in MOVE_FACTORS:
+            out[f"moved_{k:g}"] = float(np.mean(move > k))
+        out["max_move"] = float(move.max())
+        for l in (1, 2):
+            out[f"flip_layer{l}"] = float(np.mean(np.sign(u1[l - 1]) != np.sign(u0[l - 1])))
+        heavy = move > MOVE_FACTORS[0]
+        net.params[0][heavy] = before[0][heavy]
+        out["ratio_revert10"] = _ratio(net, X, Y, r0)
+    return out
+
+
+def _stats(records, key) -> dict:
+    v = np.array([r[key] for r in records], dtype=float)
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "values": v.tolist()}
+
+
+def _one_step_settings(cfg: RunConfig) -> dict:
+    return {"N": STEP_N, "M_0": STEP_DIM, "depth": 3, "widths": cfg.pick([256, 1024], [256, 512, 1024, 2048, 4096]),
+            "inits": cfg.pick(5, 8), "eta_factor": ETA_FACTOR, "relative_damping": STEP_RELATIVE_DAMPING}
+
+
+def _fmt(st: dict) -> str:
+    return f"{st['median']:.2g} [{st['min']:.2g}, {st['max']:.2g}]"
 
 
 @claim("ngd.unit_wise.relu_one_step",
@@ -239,32 +374,123 @@ def one_step_runs(cfg: RunConfig, activation: str, widest_only: bool = False):
        assumptions=ASSUMPTIONS + ["the real network follows its linearisation (lazy training)"],
        expected="refuted", reference="paper.md R5 (dynamics)", tags=("unit_wise", "dynamics"))
 def relu_one_step(cfg: RunConfig) -> ClaimResult:
-    s, medians, changes, ratios = one_step_runs(cfg, "relu")
-    _, tanh_medians, tanh_changes, _ = one_step_runs(cfg, "tanh", widest_only=True)
+    """Refuted at every width measured, gated by three positive controls run with the same step code:
+    tanh at the same eta rule converges; the step linearised with its own measured operator predicts
+    ~(1 - eta alpha)^2 = 0 up to the count spread (so the step IS the intended eta = 1/alpha, rho -> 0+ one);
+    updating only layer 2 follows its linearisation.  The failure sits in layer 1 (mechanism in details)."""
+    s = _one_step_settings(cfg)
+    runs = {act: {m: [step_record(cfg, act, m, rep, STEP_RELATIVE_DAMPING)
+                      for rep in range(s["inits"])]
+                  for m in ev.progress(cfg, s["widths"], f"unit_wise ({act}): one-step runs")}
+            for act in ("relu", "tanh")}
+    keys = ("ratio", "lin", "ratio_layer1", "lin_layer1", "ratio_layer2", "lin_layer2", "moved_10", "moved_100",
+            "max_move", "flip_layer1", "flip_layer2", "ratio_revert10")
+    mech = {act: {str(m): {k: _stats(recs, k) for k in keys} for m, recs in by_w.items()}
+            for act, by_w in runs.items()}
+    M = s["widths"][-1]
+    relu, tanh = mech["relu"][str(M)], mech["tanh"][str(M)]
+    spread2 = predicted_spread([STEP_DIM, M, M, 1], "relu") ** 2
+
+    def layer_dev(recs, l):  # per initialisation: |L1/L0 - linearised| / linearised, layer l only
+        return float(np.median([abs(r[f"ratio_layer{l}"] - r[f"lin_layer{l}"]) / r[f"lin_layer{l}"] for r in recs]))
+
+    dev1, dev2 = layer_dev(runs["relu"][M], 1), layer_dev(runs["relu"][M], 2)
     parts = [
-        # the standard of ngd.exact.one_step: a 100x drop of the loss in one step at the widest net
-        V.compare(f"relu: median one-step loss ratio at width {s['widths'][-1]}", 0.0, medians[-1], tolerance=1e-2,
-                  error=medians[-1]),
-        # "-> 0 as M -> infinity" needs the ratio to shrink with width (it does for exact NGD, slope ~ -1.3)
-        V.sweep("relu: median one-step loss ratio vs width", s["widths"], medians),
-        # contrast (gamma = 1, same per-unit algebra): tanh does reach the 100x drop
-        V.compare(f"tanh: median one-step loss ratio at width {s['widths'][-1]}", 0.0, tanh_medians[-1],
-                  tolerance=1e-2, error=tanh_medians[-1], assumption="phi = relu (tanh shown as contrast)"),
+        # the statement at finite width, with the standard of ngd.exact.one_step: a 100x drop at the median init
+        V.compare(f"relu: median one-step L1/L0 at width {M}", 0.0, relu["ratio"]["median"], tolerance=ONE_STEP_TOL,
+                  error=relu["ratio"]["median"]),
+        # control 1: tanh, same eta rule, widths, inits and step code; Theta_G = alpha I exactly, so its
+        # ratio is the O(1/M) nonlinearity alone (measured ~1e-3 at 1024, 7e-4 at 2048)
+        V.control(V.compare(f"tanh: median one-step L1/L0 at width {M}", 0.0, tanh["ratio"]["median"],
+                            tolerance=ONE_STEP_TOL, error=tanh["ratio"]["median"]),
+                  "tanh converges with the same machinery"),
+        # control 2: the step linearised with the operator of the approximation object that made it:
+        # (1 - eta c_n/... )^2 averages to gamma(1-gamma) sum M_l / alpha^2 (binomial counts c_n) at eta = 1/alpha
+        V.control(V.compare(f"relu: linearised residual ||(I - eta Theta_G) r0||^2/||r0||^2 at width {M} "
+                            f"(prediction {spread2:.2g}, tolerance {LIN_CONTROL_FACTOR:g}x)", spread2,
+                            relu["lin"]["median"], tolerance=LIN_CONTROL_FACTOR * spread2,
+                            error=relu["lin"]["median"]),
+                  "the step is the intended eta = 1/alpha, rho -> 0+ one, so the failure is the nonlinearity"),
+        # control 3 (mechanism): updating only layer 2 follows its linearisation (~1/4)
+        V.control(V.compare(f"relu: layer-2-only update vs its linearisation at width {M}", 0.0, dev2,
+                            tolerance=LAYER_LIN_TOL, error=dev2), "layer 2's per-unit steps are benign"),
+        # evidence against the lazy-training assumption: the layer-1-only update does not follow its linearisation
+        V.compare(f"relu: layer-1-only update vs its linearisation at width {M}", 0.0, dev1, tolerance=LAYER_LIN_TOL,
+                  error=dev1, assumption="the real network follows its linearisation (lazy training)"),
     ]
-    result = V.to_result(
-        parts, predicted=0.0, measured=medians[-1], error=medians[-1], width=s["widths"][-1], tolerance=1e-2,
-        details={"settings": s, "relu_median_loss_ratio": medians, "relu_loss_ratios": {str(k): v for k, v in ratios.items()},
-                 "relu_max_relative_layer1_change": changes, "tanh_median_loss_ratio": tanh_medians,
-                 "tanh_max_relative_layer1_change": tanh_changes},
+    measured_text = (
+        f"measured at width {M} (N = {STEP_N}, M_0 = {STEP_DIM}, depth 3, {s['inits']} inits, median [min, max]): "
+        f"L1/L0 relu {_fmt(relu['ratio'])} vs tanh {_fmt(tanh['ratio'])}; linearised with the measured Theta_G: relu "
+        f"{_fmt(relu['lin'])}; layer-1-only update relu {_fmt(relu['ratio_layer1'])} (linearised "
+        f"{relu['lin_layer1']['median']:.2g}), layer-2-only {_fmt(relu['ratio_layer2'])} (linearised "
+        f"{relu['lin_layer2']['median']:.2g}); tanh layer-1-only {_fmt(tanh['ratio_layer1'])}; layer-1 units whose "
+        f"pre-activation moves > 10x / > 100x its rms: relu {relu['moved_10']['median']:.1%} / "
+        f"{relu['moved_100']['median']:.2%}, tanh {tanh['moved_10']['median']:.1%} / {tanh['moved_100']['median']:.2%} "
+        f"(largest move relu {relu['max_move']['median']:.3g}x, tanh {tanh['max_move']['median']:.3g}x rms); "
+        f"layer-2 sign flips relu {relu['flip_layer2']['median']:.0%} vs tanh {tanh['flip_layer2']['median']:.0%}; "
+        f"reverting the > 10x units: relu L1/L0 {_fmt(relu['ratio_revert10'])}, tanh "
+        f"{_fmt(tanh['ratio_revert10'])}")
+    return V.to_result(
+        parts, predicted=0.0, measured=relu["ratio"]["median"], error=relu["ratio"]["median"], width=M,
+        tolerance=ONE_STEP_TOL,
+        details={"settings": s, "mechanism": mech, "predicted_lin_relu": spread2,
+                 "layer_deviation_relu": {"layer1": dev1, "layer2": dev2}, "measured": measured_text},
         series={"unit_wise_one_step_loss_ratio_vs_width": {
             "kind": "width_sweep", "quantity": "median one-step loss ratio L1/L0 (unit-wise, eta = 1/alpha)",
-            "x": s["widths"], "y": medians, "tanh": tanh_medians, "xlabel": "width M", "ylabel": "L1/L0",
-            "logx": True, "logy": True}},
-        notes="the per-unit min-norm step divides the residual by the unit's backward signal delta_{1,i}(x_n); "
-              "E[delta^-2] is infinite for Gaussian delta, so a few units take O(1)-relative steps and flip relu "
-              "patterns: the real step leaves the linear regime (first-layer ||dtheta||/||theta|| in details). "
-              "The function-space operator is still isotropic (ngd.unit_wise.relu_asymptotic).")
-    return result
+            "x": s["widths"], "y": [mech["relu"][str(m)]["ratio"]["median"] for m in s["widths"]],
+            "tanh": [mech["tanh"][str(m)]["ratio"]["median"] for m in s["widths"]],
+            "replicates": [mech["relu"][str(m)]["ratio"]["values"] for m in s["widths"]],
+            "xlabel": "width M", "ylabel": "L1/L0", "logx": True, "logy": True}},
+        notes=measured_text + ". Mechanism: the per-unit min-norm step divides by delta_{1,i}(x_n); that heavy "
+              "tail is shared by tanh (similar moved fractions), so E[delta^-2] = inf does not separate them. relu "
+              "does not saturate: the few hugely moved layer-1 units reach layer 2 and flip a third of its "
+              "patterns; tanh saturates them. The function-space operator is still isotropic "
+              "(ngd.unit_wise.relu_asymptotic).")
+
+
+def _damped_settings(cfg: RunConfig) -> dict:
+    return {"N": STEP_N, "M_0": STEP_DIM, "depth": 3, "widths": cfg.pick([2048], [2048, 4096]),
+            "inits": cfg.pick(5, 8),
+            # quick: the lower end of the range (closest to the failing rho -> 0+ step); full: the range
+            "relative_damping": cfg.pick((1e-3,), (1e-3, 3e-3, 1e-2)),
+            "eta_factor": ETA_FACTOR}
+
+
+@claim("ngd.unit_wise.relu_damped_one_step",
+       title="Unit-wise NGD (relu) with a small per-unit damping cuts the training loss >= 50x in one step at "
+             "eta = 1/alpha (width >= 2048)",
+       statement=r"\phi = \mathrm{relu},\ \eta = 1/\alpha,\ \rho_i = \lambda\,\mathrm{tr}(G_{l,i})/(NC),"
+                 r"\ \lambda\in[10^{-3}, 10^{-2}],\ M \ge 2048:\ \mathcal L(\theta_1)/\mathcal L(\theta_0) \le 1/50",
+       assumptions=["C = 1", "M_0 >= N", "NTK parameterisation, sigma_w2 = 2, no bias",
+                    "per-unit damping rho_i = lambda s_i / N, s_i = tr(K_{l,i})/(N C) the mean diagonal of the unit's "
+                    "dual Gram K_{l,i} = J_{l,i} J_{l,i}^T (i.e. rho_i = lambda tr(G_{l,i})/(N C))"],
+       reference="paper.md R5 (outside measurement: L1/L0 ~ 0.011 at width 2048)", tags=("unit_wise", "dynamics"))
+def relu_damped_one_step(cfg: RunConfig) -> ClaimResult:
+    """Each unit's Fisher block ``G_{l,i}`` is damped by ``rho_i = lambda s_i / N`` where the *scale*
+    ``s_i = tr(K_{l,i}) / (N C) = mean_n ||delta_i(x_n)||^2 ||z_n||^2`` is the mean diagonal entry of the
+    unit's N C x N C dual Gram (``numerics.approximations.unit_wise``, option ``relative_damping``).
+    Judged on the median over initialisations (the statement) and the worst initialisation (none above 1/10;
+    the rho -> 0+ step is above ~0.2 at every initialisation, ngd.unit_wise.relu_one_step)."""
+    s = _damped_settings(cfg)
+    parts, table = [], {}
+    for lam in s["relative_damping"]:
+        for m in s["widths"]:
+            recs = [step_record(cfg, "relu", m, rep, lam, mechanism=False) for rep in range(s["inits"])]
+            st, lin = _stats(recs, "ratio"), _stats(recs, "lin")
+            table[f"lambda={lam:g}, M={m}"] = {"ratio": st, "lin": lin,
+                                               "q75": float(np.quantile(st["values"], 0.75))}
+            parts.append(V.compare(f"lambda = {lam:g}, width {m}: median L1/L0 <= 1/50", 0.0, st["median"],
+                                   tolerance=DAMPED_TOL, error=st["median"]))
+            parts.append(V.compare(f"lambda = {lam:g}, width {m}: worst initialisation L1/L0 <= "
+                                   f"{DAMPED_WORST_TOL:g}", 0.0, st["max"], tolerance=DAMPED_WORST_TOL, error=st["max"]))
+    first = table[f"lambda={s['relative_damping'][0]:g}, M={s['widths'][0]}"]
+    text = "; ".join(f"{k}: L1/L0 {_fmt(v['ratio'])}, linearised {v['lin']['median']:.2g}" for k, v in table.items())
+    return V.to_result(
+        parts, predicted=DAMPED_TOL, measured=first["ratio"]["median"], error=first["ratio"]["median"],
+        width=s["widths"][-1], tolerance=DAMPED_TOL, details={"settings": s, "runs": table},
+        notes=f"measured ({s['inits']} inits, N = {STEP_N}, M_0 = {STEP_DIM}, median [min, max]) {text}; "
+              f"the same inits at rho -> 0+ give L1/L0 ~ 1 (ngd.unit_wise.relu_one_step): a damping of 1e-3 of each "
+              f"unit's scale bounds the steps of the units with tiny backward signals")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -195,3 +195,20 @@ def test_operators_reject_bad_factors_by_name():
     expected[:2, :2] = np.eye(2)                      # two orthogonal unit-norm deltas
     expected[2:, 2:] = np.ones((2, 2))                # both units project onto (1, 1)/sqrt 2, twice
     np.testing.assert_allclose(unit_wise_operator_predicted([D3]), expected, rtol=0, atol=1e-15)
+
+
+def test_active_count_moments_is_the_one_alpha_formula(monkeypatch):
+    """unit_wise_isotropy (C = 1 and the C > 1 asymptotic constant) takes alpha from active_count_moments:
+    a mutation there moves every value, so no second copy of the formula can drift."""
+    import theory.unit_wise_theory as T
+
+    M, L = sp.symbols("M L", positive=True)
+    assert active_count_moments([512, 512], 1, n_outputs=2) == (513, 0)
+    assert active_count_moments((L - 1) * M, sp.Rational(1, 2))[0] == sp.expand((L - 1) * M / 2 + 1)
+    assert unit_wise_isotropy(M, "relu", depth=3).value == M + 1
+    original = T.active_count_moments
+    monkeypatch.setattr(T, "active_count_moments", lambda h, g, n_outputs=1: (original(h, g, n_outputs)[0] * 2,
+                                                                             original(h, g, n_outputs)[1]))
+    assert unit_wise_alpha([784, 512, 512, 1], "relu") == 1026
+    assert unit_wise_isotropy([12, 64, 64, 2], "tanh", allow_multi_output_asymptotic=True).value == 130
+    assert unit_wise_isotropy(M, "relu", depth=3).value == 2 * M + 2
