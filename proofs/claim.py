@@ -186,6 +186,14 @@ class Claim:
             import traceback  # the last frames say where, for the report's details
             result = ClaimResult(verdict="inconclusive", notes=f"check raised {type(exc).__name__}: {exc}",
                                  details={"traceback": traceback.format_exc(limit=-4).strip().splitlines()})
+        if self.expected == "refuted" and result.verdict == "refuted" and not any(
+                c.get("role") == "control" and c.get("verdict") == "verified"
+                for c in result.details.get("checks", []) if isinstance(c, dict)):
+            # a negative result without a positive control cannot tell a broken experiment from a
+            # true refutation (proofs.verdicts.control)
+            result.verdict = "inconclusive"
+            result.notes = ("refutation not gated: the claim carries no verified positive control | "
+                            + result.notes)
         result.seconds = time.perf_counter() - start
         return result
 

@@ -6,6 +6,7 @@
     ngd-verify verify [CLAIM_ID ...] [--quick | --full] [--seed S] [--json PATH]
     ngd-verify report --out DIR [CLAIM_ID ...] [--quick | --full] [--seed S]
     ngd-verify falsify CLAIM_ID [--max-examples N] [--relax ASSUMPTION] [--seed S] [--max-seconds T] [--database DIR]
+    ngd-verify audit [CLAIM_ID ...] --seeds N [--start S] [--quick | --full] [--workers W] [--json PATH]
 
 CLAIM_ID may be an exact id, a topic prefix (``kfac`` = ``kfac.*``) or a glob (``*.alpha``).
 
@@ -13,7 +14,8 @@ Exit status (``verify``, ``report``): 0 when every verdict equals the claim's ex
 when some differs, 2 for bad usage or bad input -- one line on stderr naming the problem, no
 traceback (this includes ``ValueError``/``TypeError`` raised by the library and a claim module
 that fails to import).  ``falsify``: 1 when a counterexample is found, 0 when none is found in
-the budget, 2 for bad usage or a falsifier that raised.  ``list``: 0 (2 for bad input).
+the budget, 2 for bad usage or a falsifier that raised.  ``audit``: 0 when every verdict at every
+seed is the expected one, 1 otherwise, 2 for bad usage.  ``list``: 0 (2 for bad input).
 
 :func:`main` takes ``argv`` (default ``sys.argv[1:]``) and, for tests and embedding, ``claims``
 (a mapping or list of :class:`~proofs.claim.Claim` used instead of the loaded registry) and
@@ -75,7 +77,8 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Verify, by derivation and by measurement, the claims of Karakida & "
                                             "Osawa (NeurIPS 2020) on approximate-Fisher NGD in wide networks.")
-    sub = parser.add_subparsers(dest="command", metavar="{list,verify,report,falsify}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{list,verify,report,falsify,audit}",
+                                parser_class=_Parser)
     sub.required = True
 
     def budget(p):
@@ -111,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_fals.add_argument("--database", metavar="DIR", default=None,
                         help="keep counterexamples in DIR and replay them first next time (hypothesis search)")
     budget(p_fals)
+
+    p_audit = sub.add_parser("audit", help="run claims over many seeds: verdict counts and as-expected rate per claim")
+    p_audit.add_argument("ids", nargs="*", metavar="CLAIM_ID")
+    p_audit.add_argument("--seeds", type=_positive_int, required=True, metavar="N", help="number of master seeds")
+    p_audit.add_argument("--start", type=_nonnegative_int, default=0, metavar="S",
+                         help="first master seed (default 0); the audit runs S .. S+N-1")
+    p_audit.add_argument("--workers", type=_positive_int, default=1, metavar="W",
+                         help="run seeds in W local processes, one BLAS thread each (default 1)")
+    p_audit.add_argument("--json", metavar="PATH", help="also write the audit as JSON to PATH")
+    budget(p_audit)
     return parser
 
 
@@ -271,7 +284,36 @@ def _cmd_falsify(args, claims: ClaimSource, out: TextIO) -> int:
     return 2 if outcome.error is not None else 0
 
 
-COMMANDS = {"list": _cmd_list, "verify": _cmd_verify, "report": _cmd_report, "falsify": _cmd_falsify}
+def _cmd_audit(args, claims: ClaimSource, out: TextIO) -> int:
+    from proofs.audit import format_audit, run_audit
+    from proofs.report import conventions, environment_record, to_jsonable, write_json
+
+    chosen = select_claims(args.ids, claims)
+    json_path = _nonempty_path("--json", args.json)
+    if json_path is not None:
+        if json_path.is_dir():
+            raise ValueError(f"--json {args.json!r} is a directory; expected a file path")
+        _check_writable_dir(json_path.parent if str(json_path.parent) else Path("."), f"--json {args.json!r}")
+    if args.workers > 1 and claims is not None:
+        raise ValueError("--workers > 1 runs the registered claims by id; it cannot run claims passed in-process")
+    tty = hasattr(out, "isatty") and out.isatty()
+
+    def on_seed(seed, results):
+        if tty and not args.no_progress:
+            bad = [cid for cid, v, _, _ in results if v != next(c.expected for c in chosen if c.id == cid)]
+            out.write(f"  seed {seed}: {len(results) - len(bad)}/{len(results)} as expected"
+                      + (f" ({', '.join(bad)})" if bad else "") + "\n")
+
+    audit = run_audit(chosen, args.seeds, args.start, args.mode, args.workers, on_seed=on_seed)
+    out.write(format_audit(audit) + "\n")
+    if json_path is not None:
+        write_json(json_path, to_jsonable({**audit.to_dict(), "conventions": conventions(), "environment": environment_record()}))
+        out.write(f"audit written to {json_path}\n")
+    return 0 if audit.all_as_expected else 1
+
+
+COMMANDS = {"list": _cmd_list, "verify": _cmd_verify, "report": _cmd_report, "falsify": _cmd_falsify,
+            "audit": _cmd_audit}
 
 
 def main(argv: Optional[Sequence[str]] = None, *, claims: ClaimSource = None,

@@ -162,6 +162,20 @@ class WidthSweep:
     errors: List[float]
     fit: Optional[PowerLawFit]
     extra: Dict[str, List[float]] = field(default_factory=dict)
+    adaptive: Any = None  # proofs.adaptive.AdaptiveSweep when the sweep was judged adaptively
+
+    @property
+    def parts(self) -> list:
+        """The sweep's sub-verdicts (empty when it was not judged)."""
+        return list(self.adaptive.parts) if self.adaptive is not None else []
+
+    @property
+    def replicates(self) -> List[List[float]]:
+        """Errors of every initialisation at each width (the means are ``errors``)."""
+        if self.adaptive is None:
+            return [[float(e)] for e in self.errors]
+        name = self.adaptive.parts[0].name
+        return [list(self.adaptive.errors[name][w]) for w in self.widths]
 
     def to_series(self) -> dict:
         """Figure data: ``{"x": widths, "y": errors, "fit": {...}}`` (log-log axes)."""
@@ -182,22 +196,32 @@ def _fit_or_none(widths, errors) -> Optional[PowerLawFit]:
     return None
 
 
+ISOTROPY = "isotropy error"
+
+
 def isotropy_sweep(cfg, key: Sequence, name: str, X: np.ndarray, widths: Sequence[int], depth: int,
                    n_outputs: int = 1, activation: str = "relu", sigma_w2: float = 2.0,
-                   sigma_b2: float = 0.0, damping: float = 0.0, **options) -> WidthSweep:
-    """Isotropy error of the measured operator over hidden widths ``widths`` (all hidden layers equal).
-
-    ``extra["alpha"]`` holds the mean diagonal ``a`` at each width.
+                   sigma_b2: float = 0.0, damping: float = 0.0, budget=None, expected_slope: float = -0.5,
+                   final_tolerance: Optional[float] = None, **options) -> WidthSweep:
+    """Isotropy error of the measured operator over hidden widths ``widths`` (all hidden layers equal),
+    judged as "-> 0 like ``M^expected_slope``" by an adaptive sweep (:mod:`proofs.adaptive`;
+    ``budget`` default: one initialisation per width, no more).  ``.parts`` holds the sub-verdict
+    (name :data:`ISOTROPY`), ``.errors`` the per-width means, ``extra["alpha"]`` the mean diagonal
+    ``a`` of replicate 0.  Network ``(width, replicate)`` is seeded from those coordinates only.
     """
-    errors, alphas = [], []
-    for m in progress(cfg, widths, f"{name}: isotropy sweep"):
-        net = make_net(cfg, (*key, name), [X.shape[1]] + [m] * (depth - 1) + [n_outputs], activation,
-                       sigma_w2, sigma_b2)
+    from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
+
+    def measure(m: int, rep: int) -> dict:
+        net = make_net(cfg, (*key, name, rep) if rep else (*key, name),
+                       [X.shape[1]] + [m] * (depth - 1) + [n_outputs], activation, sigma_w2, sigma_b2)
         err, a = isotropy_error(measured_operator(net, X, name, damping, **options))
-        errors.append(err)
-        alphas.append(a)
-    return WidthSweep(f"isotropy error of {name}", list(widths), errors, _fit_or_none(widths, errors),
-                      {"alpha": alphas})
+        return {ISOTROPY: err, "alpha": a}
+
+    run = adaptive_sweep(measure, widths, [SweepSpec(ISOTROPY, expected_slope, final_tolerance)],
+                         budget or Budget(1, 1),
+                         progress=lambda it, desc: progress(cfg, it, f"{name}: isotropy sweep, {desc}"))
+    return WidthSweep(f"isotropy error of {name}", run.widths, run.mean_errors(ISOTROPY), run.part(ISOTROPY).fit,
+                      {"alpha": [run.records[(m, 0)]["alpha"] for m in run.widths]}, run)
 
 
 def one_step(net, X: np.ndarray, Y: np.ndarray, name: str, learning_rate: float,
@@ -386,6 +410,16 @@ class TrainingSweep:
     test_error: Optional[WidthSweep]
     curves: Dict[int, dict]
     layer_change: Dict[int, List[float]]
+    adaptive: Any = None  # proofs.adaptive.AdaptiveSweep: replicates, sub-verdicts, what was spent
+
+    @property
+    def parts(self) -> list:
+        """The sweep sub-verdicts (linearisation, and test error when a test operator was given)."""
+        return list(self.adaptive.parts) if self.adaptive is not None else []
+
+    @property
+    def spent(self) -> dict:
+        return dict(self.adaptive.spent) if self.adaptive is not None else {}
 
     def curve_series(self, width: Optional[int] = None) -> dict:
         width = max(self.curves) if width is None else width
@@ -402,54 +436,84 @@ class TrainingSweep:
         return rows
 
 
+def training_budget(cfg):
+    """The evidence budget of the training sweeps (:class:`proofs.adaptive.Budget`): 4 initialisations
+    per width, doubled to 8 (quick) or 16 (full) while undecided, then one wider net."""
+    from proofs.adaptive import Budget
+
+    return cfg.pick(Budget(4, 8, (4096,)), Budget(4, 16, (16384,)))
+
+
+LINEARISATION = "one-step linearisation error"
+TEST_ERROR = "test-output error vs analytic predictor"
+
+
 def training_sweep(cfg, key: Sequence, name: str, X, Y, X_test, Y_test, widths: Sequence[int],
                    depth: int, alpha: float, learning_rate: float, steps: int,
                    test_operator: Optional[np.ndarray] = None, activation: str = "relu",
                    sigma_w2: float = 2.0, sigma_b2: float = 0.0, damping: float = 0.0, repeats: int = 1,
-                   **options) -> TrainingSweep:
-    """At each hidden width: ``steps`` real NGD steps at ``learning_rate`` (first step measured
+                   budget=None, test_tolerance: Optional[float] = None, **options) -> TrainingSweep:
+    """At each hidden width and initialisation: one real NGD step at ``learning_rate`` (measured
     against ``r_1 = (1 - eta alpha) r_0``), test outputs against the predictor built from
     ``test_operator`` (``Theta_G(X', X)`` at infinite width; skipped when None).
 
-    ``repeats`` independent initialisations per width; the sweep errors are their root mean
-    square (one network's error fluctuates by O(1) relative, which blurs a short sweep's slope);
-    curves and layer changes are those of the first initialisation.
+    The sweep is adaptive (:func:`proofs.adaptive.adaptive_sweep`): ``budget`` (default
+    ``Budget(repeats, repeats)``, i.e. fixed) says how many initialisations per width to start with,
+    how far to double them and which wider nets to add while the verdicts of "linearisation error
+    -> 0 like M^-1/2" and "test-output error -> 0 like M^-1/2, within ``test_tolerance`` at the
+    widest width" are undecided.  ``.adaptive.parts`` holds those two sub-verdicts (names
+    :data:`LINEARISATION` and :data:`TEST_ERROR`), ``.adaptive.spent`` what was spent.
+    Network ``(width, replicate)`` is seeded from those coordinates only; the loss curves (``steps``
+    real steps) are those of replicate 0.
     """
-    lin, test_err, curves, changes = [], [], {}, {}
-    for m in progress(cfg, widths, f"{name}: training sweep"):
-        lin_m, test_m = [], []
-        for rep in range(repeats):
-            net = make_net(cfg, (*key, name, "train", rep), [X.shape[1]] + [m] * (depth - 1) + [Y.shape[1]],
-                           activation, sigma_w2, sigma_b2)
-            f0_train, f0_test = net.forward(X), net.forward(X_test)
-            first = one_step(net, X, Y, name, learning_rate, damping, **options)
-            lin_m.append(relative_residual_change(first["r0"], first["r1"], 1.0 - learning_rate * alpha))
-            f1_test = net.forward(X_test)
-            if test_operator is not None:
-                _, pred_tests = predicted_outputs(f0_train, f0_test, Y, alpha, test_operator, learning_rate, 1)
-                change = np.linalg.norm(pred_tests[1] - f0_test)
-                test_m.append(float(np.linalg.norm(f1_test - pred_tests[1]) / change))
-            if rep:
-                continue
-            changes[m] = [c / n for c, n in zip(first["layer_change"], first["layer_norm"])]
-            train, test = [first["loss0"], first["loss1"]], [loss(f0_test - Y_test), loss(f1_test - Y_test)]
-            for _ in range(steps - 1):
-                r = net.forward(X) - Y
-                net.apply_update(approximation(net, X, name, damping, **options).direction(r), learning_rate)
-                train.append(loss(net.forward(X) - Y))
-                test.append(loss(net.forward(X_test) - Y_test))
-            op = test_operator if test_operator is not None else np.zeros((X_test.shape[0], X.shape[0]))
-            predicted = predicted_losses(f0_train, f0_test, Y, Y_test, alpha, op, learning_rate, steps)
-            if test_operator is None:
-                predicted["test_loss"] = [float("nan")] * (steps + 1)
-            curves[m] = {"measured": {"train_loss": train, "test_loss": test}, "predicted": predicted}
-        lin.append(float(np.sqrt(np.mean(np.square(lin_m)))))
-        if test_m:
-            test_err.append(float(np.sqrt(np.mean(np.square(test_m)))))
-    lin_sweep = WidthSweep(f"one-step linearisation error of {name}", list(widths), lin, _fit_or_none(widths, lin))
-    test_sweep = (WidthSweep(f"test-output error of {name} vs analytic predictor", list(widths), test_err,
-                             _fit_or_none(widths, test_err)) if test_operator is not None else None)
-    return TrainingSweep(name, alpha, learning_rate, lin_sweep, test_sweep, curves, changes)
+    from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
+
+    budget = budget or Budget(repeats=repeats, max_repeats=repeats)
+    if depth >= 5:  # (L-1) hidden M x M layers: keep a net and its step well inside the machine's memory
+        budget = Budget(budget.repeats, budget.max_repeats, tuple(w for w in budget.extra_widths if w <= 4096))
+
+    def measure(m: int, rep: int) -> dict:
+        net = make_net(cfg, (*key, name, "train", rep), [X.shape[1]] + [m] * (depth - 1) + [Y.shape[1]],
+                       activation, sigma_w2, sigma_b2)
+        f0_train, f0_test = net.forward(X), net.forward(X_test)
+        first = one_step(net, X, Y, name, learning_rate, damping, **options)
+        rec = {LINEARISATION: relative_residual_change(first["r0"], first["r1"], 1.0 - learning_rate * alpha)}
+        f1_test = net.forward(X_test)
+        if test_operator is not None:
+            _, pred_tests = predicted_outputs(f0_train, f0_test, Y, alpha, test_operator, learning_rate, 1)
+            change = np.linalg.norm(pred_tests[1] - f0_test)
+            rec[TEST_ERROR] = float(np.linalg.norm(f1_test - pred_tests[1]) / change)
+        if rep:
+            return rec
+        rec["layer_change"] = [c / n for c, n in zip(first["layer_change"], first["layer_norm"])]
+        train, test = [first["loss0"], first["loss1"]], [loss(f0_test - Y_test), loss(f1_test - Y_test)]
+        for _ in range(steps - 1):
+            r = net.forward(X) - Y
+            net.apply_update(approximation(net, X, name, damping, **options).direction(r), learning_rate)
+            train.append(loss(net.forward(X) - Y))
+            test.append(loss(net.forward(X_test) - Y_test))
+        op = test_operator if test_operator is not None else np.zeros((X_test.shape[0], X.shape[0]))
+        predicted = predicted_losses(f0_train, f0_test, Y, Y_test, alpha, op, learning_rate, steps)
+        if test_operator is None:
+            predicted["test_loss"] = [float("nan")] * (steps + 1)
+        rec["curves"] = {"measured": {"train_loss": train, "test_loss": test}, "predicted": predicted}
+        return rec
+
+    # Lee et al. 2019: one real step deviates from the linear one by O(M^-1/2); the test outputs carry
+    # that and the O(M^-1/2) fluctuation of the empirical kernels
+    specs = [SweepSpec(LINEARISATION, expected_slope=-0.5)]
+    if test_operator is not None:
+        specs.append(SweepSpec(TEST_ERROR, expected_slope=-0.5, final_tolerance=test_tolerance))
+    run = adaptive_sweep(measure, widths, specs, budget,
+                         progress=lambda it, desc: progress(cfg, it, f"{name}: training sweep, {desc}"))
+    used = run.widths
+    lin = WidthSweep(f"one-step linearisation error of {name}", used, run.mean_errors(LINEARISATION),
+                     run.part(LINEARISATION).fit)
+    test_sweep = (WidthSweep(f"test-output error of {name} vs analytic predictor", used, run.mean_errors(TEST_ERROR),
+                             run.part(TEST_ERROR).fit) if test_operator is not None else None)
+    curves = {m: run.records[(m, 0)]["curves"] for m in used}
+    changes = {m: run.records[(m, 0)]["layer_change"] for m in used}
+    return TrainingSweep(name, alpha, learning_rate, lin, test_sweep, curves, changes, run)
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,55 @@ functions below, combines them with :func:`combine` and returns :func:`to_result
     ``error <= tolerance`` -> verified; ``error > tolerance`` -> refuted;
     non-finite error (or measurement) -> inconclusive (a NaN is never a pass).
 
-**Width sweep** (:func:`sweep`) -- an infinite-width statement measured at widths ``M_1 < ... < M_k``
-with errors ``e_i``; fit ``log e = log A + s log M`` (:func:`numerics.sweeps.fit_power_law`, slope
-``s`` with OLS standard error ``se``), ``k`` = ``k_stderr`` (default 2, about a 95 % one-sided level):
-    1. fewer than 3 widths, a non-finite error, or a zero error among non-zero ones -> inconclusive
+**Width sweep** (:func:`sweep`) -- the statement "the error tends to 0 like ``M^s*``" (``s*`` =
+``expected_slope``, the stated rate; usually ``-1/2``), measured at widths ``M_1 < ... < M_k`` with
+``n_i >= 1`` independent initialisations each, errors ``e_ij``.
+
+Model.  ``log e_ij = log A + s log M_i + eps_ij`` with i.i.d. Gaussian ``eps`` (finite-width
+fluctuations are relative: their spread is width-independent on a log scale).  The slope ``s`` and
+its standard error ``se`` come from least squares on all ``n = sum n_i`` points (``n - 2`` degrees
+of freedom, so ``(s - s_true) / se`` is Student-t).  The plateau test fits ``e(M) = c + a M^s*``
+to the per-width means by weighted least squares (weights from one pooled coefficient of variation,
+``n - k`` degrees of freedom; plain least squares with ``k - 2`` when there are no replicates).
+Every test uses ``k = t_dof^{-1}(1 - level / (2 looks))`` standard errors (:func:`sweep_threshold`:
+``level = 1e-4`` split over the two refutation tests and over the ``looks`` an adaptive sweep may
+take, Bonferroni).  ``slope_band`` (default 0.2) is a *systematic* allowance for the sub-leading
+``O(1/M)`` terms of a sweep that starts at moderate widths; it is not a statistical quantity.
+
+Rules, in order:
+    1. fewer than 3 distinct widths, a non-finite error, or zeros mixed with non-zeros -> inconclusive
        (all errors exactly 0 -> verified: the identity holds exactly at every width);
-    2. ``se > max_stderr`` (default 0.5: such a slope cannot tell ``M^-1/2`` from flat) -> inconclusive;
-    3. ``s - k se > -min_decay`` (default ``min_decay`` 0.1: the error is significantly *not*
-       shrinking at least like ``M^-0.1``) -> refuted, "error does not shrink with width";
-    4. ``expected_slope`` given and ``|s - expected| > slope_band + k se`` -> refuted, "wrong slope";
-    5. ``s + k se >= 0`` (decrease not significant) -> inconclusive;
-    6. ``final_tolerance`` given and the error at the largest width above it -> inconclusive
-       ("shrinking but not yet within tolerance; run --full");
+    2. plateau: ``c - k se_c > plateau_fraction * ebar(M_k)`` (default fraction 1/2: a significant
+       limit that explains at least half the error at the widest width) -> refuted, "levels off";
+    3. wrong rate: ``|s - s*| > slope_band + k se`` -> refuted;
+    4. ``se > max_stderr`` (0.5) -> inconclusive (too noisy to say anything);
+    5. ``s + k se >= -min_decay`` (decrease not significant) -> inconclusive;
+    6. ``final_tolerance`` given and the mean error at the widest width above it -> inconclusive
+       ("shrinking but not yet within tolerance");
     7. otherwise verified.
+Without a stated rate (``expected_slope=None``; then ``final_tolerance`` is required) rules 2-3
+become "``s - k se > -min_decay`` -> refuted (the error does not shrink)".
+
+False-verdict probabilities (under the model; measured by simulation in
+``tests/proofs/test_sweep_statistics.py`` and ``benchmarks/bench_verdict_rules.py``):
+    * a TRUE statement (rate within ``slope_band`` of ``s*``, no plateau) is refuted with probability
+      at most ``level = 1e-4`` per sweep, whatever the number of looks;
+    * a FALSE statement "-> 0" whose error levels off at ``c`` is verified only if rule 2 misses the
+      plateau *and* rule 3 misses the rate *and* the widest mean error is within tolerance; for a
+      flat error (``s = 0``) the rate test alone fails with probability ``P(t > (|s*| - band) / se -
+      k)``, below 1e-12 for the quick-mode sweeps (``se`` about 0.05);
+    * a true statement comes out *inconclusive* when the data are too few (rules 4-6); the
+      adaptive sweeps (:mod:`proofs.adaptive`) then add initialisations and one wider width until a
+      rule decides or the claim's budget is spent, and record what was spent.
 
 **Derivation** (:func:`derivation_verdict`) -- a :class:`theory.derivation.Derivation`:
     every step checked -> verified; any step failed -> refuted (the failed steps named);
     a step whose checker raised (and none failed) -> inconclusive; no steps -> inconclusive.
+
+**Positive controls** (:func:`control`): a sub-verdict with ``role="control"`` runs the same
+experiment where the theory says it succeeds.  Any control that is not verified makes the claim
+``inconclusive`` (checked before everything else); a claim registered as expected ``refuted`` must
+carry a control, otherwise its refutation is reported ``inconclusive`` (``Claim.run``).
 
 **Combination** (:func:`combine`) of sub-verdicts.  A sub-verdict with ``assumption=None`` is
 *in scope* (it tests the statement where all its assumptions hold); one with ``assumption="..."``
@@ -38,15 +70,18 @@ assumptions, checked on the measured setting, to True/False.  In order:
     4. no sub-verdicts at all -> inconclusive; otherwise verified.
 
 >>> parts = [compare("alpha", 3, 3.0000000001, tolerance=1e-9),
-...          sweep("isotropy", [64, 256, 1024], [0.2, 0.1, 0.05], expected_slope=-0.5)]
+...          sweep("isotropy", [64, 256, 1024], [[0.2, 0.21], [0.1, 0.098], [0.05, 0.051]], expected_slope=-0.5)]
 >>> combine(parts).verdict
 'verified'
->>> sweep("flat", [64, 256, 1024], [0.5, 0.49, 0.51]).verdict
+>>> sweep("flat", [64, 256, 1024], [[0.5, 0.48], [0.49, 0.5], [0.51, 0.5]], expected_slope=-0.5).verdict
 'refuted'
+>>> sweep("three points, no replicates", [64, 256, 1024], [0.5, 0.49, 0.51], expected_slope=-0.5).verdict
+'inconclusive'
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -56,17 +91,22 @@ from proofs.claim import VERDICTS, ClaimResult, _jsonable, relative_error
 from theory.derivation import Derivation
 from theory.validation import check_choice
 
-DEFAULT_K_STDERR = 2.0
+DEFAULT_LEVEL = 1e-4
+SWEEP_TESTS = 2
 DEFAULT_MAX_STDERR = 0.5
 DEFAULT_MIN_DECAY = 0.1
 DEFAULT_SLOPE_BAND = 0.2
+DEFAULT_PLATEAU_FRACTION = 0.5
+ROLES = ("evidence", "control")
 
 
 @dataclass
 class SubVerdict:
     """One piece of evidence and what it says: ``verdict`` with its ``reason`` (a sentence with
     the numbers), the ``numbers`` behind it, and -- for evidence gathered where an assumption is
-    relaxed -- that ``assumption``."""
+    relaxed -- that ``assumption``.  ``role="control"`` marks a positive control (:func:`control`):
+    the same experiment where the theory says it succeeds, which must be verified for the claim's
+    other evidence to count."""
 
     name: str
     verdict: str
@@ -75,13 +115,15 @@ class SubVerdict:
     failed_assumption: Optional[str] = None
     numbers: Dict[str, Any] = field(default_factory=dict)
     fit: Optional[PowerLawFit] = None
+    role: str = "evidence"
 
     def __post_init__(self):
         check_choice("verdict", self.verdict, VERDICTS)
+        check_choice("role", self.role, ROLES)
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "verdict": self.verdict, "reason": self.reason, "assumption": self.assumption,
-             "failed_assumption": self.failed_assumption, "numbers": self.numbers}
+             "failed_assumption": self.failed_assumption, "numbers": self.numbers, "role": self.role}
         if self.fit is not None:
             d["fit"] = self.fit.to_dict()
         return d
@@ -116,53 +158,182 @@ def compare(name: str, predicted, measured, tolerance: float, error: Optional[fl
                       assumption, numbers=numbers)
 
 
-def sweep(name: str, widths: Sequence[float], errors: Sequence[float], *, expected_slope: Optional[float] = None,
-          slope_band: float = DEFAULT_SLOPE_BAND, final_tolerance: Optional[float] = None,
-          k_stderr: float = DEFAULT_K_STDERR, max_stderr: float = DEFAULT_MAX_STDERR,
-          min_decay: float = DEFAULT_MIN_DECAY, assumption: Optional[str] = None) -> SubVerdict:
-    """Verdict of a width sweep (rules in the module docstring); the fit is kept in ``.fit``.
+@lru_cache(maxsize=4096)
+def sweep_threshold(dof: int, level: float = DEFAULT_LEVEL, looks: int = 1, tests: int = SWEEP_TESTS) -> float:
+    """``k``: the one-sided Student-t quantile at ``1 - level / (tests * looks)`` with ``dof`` degrees
+    of freedom -- the number of standard errors every sweep test uses (Bonferroni over the
+    ``tests`` refutation tests of one sweep and the ``looks`` of an adaptive sweep).
 
-    >>> sweep("too noisy", [100, 200, 400], [0.1, 1.0, 0.01]).verdict
-    'inconclusive'
+    >>> round(sweep_threshold(18), 2)
+    4.97
+    >>> sweep_threshold(38) < sweep_threshold(18) < sweep_threshold(8)
+    True
+    """
+    from scipy import stats
+
+    if not (0 < level < 1):
+        raise ValueError(f"level={level!r} is not allowed: expected a probability in (0, 1)")
+    if int(dof) < 1:
+        raise ValueError(f"dof={dof!r} is not allowed: expected an integer >= 1")
+    return float(stats.t.ppf(1.0 - level / (max(int(tests), 1) * max(int(looks), 1)), int(dof)))
+
+
+def _replicates(widths, errors):
+    """``(w_i, [e_ij])`` grouped by distinct width, from 1-D errors (one per width) or a ragged
+    2-D list (replicates per width)."""
+    w = np.asarray(widths, dtype=float)
+    if w.ndim != 1:
+        raise ValueError(f"widths must be 1-D, got shape {w.shape}")
+    rows = list(errors)
+    if len(rows) != w.size:
+        raise ValueError(f"widths and errors must have equal length, got {w.size} widths and {len(rows)} errors")
+    groups = [np.atleast_1d(np.asarray(r, dtype=float)).ravel() for r in rows]
+    if any(g.size == 0 for g in groups):
+        raise ValueError("every width needs at least one error")
+    return w, groups
+
+
+def plateau_fit(widths, groups, rate: float):
+    """Weighted least squares ``e(M) = c + a M^rate`` on the per-width mean errors: returns
+    ``(c, se_c, dof)``.
+
+    With replicates the variance of a mean is ``cv^2 mean_i^2 / n_i`` with one pooled coefficient of
+    variation (relative fluctuations are width-independent when the error scales; ``dof = n - k``);
+    with one error per width it is the ordinary least-squares residual (``dof = k - 2``).  Returns
+    ``dof = 0`` when neither estimate exists.
     """
     w = np.asarray(widths, dtype=float)
-    e = np.asarray(errors, dtype=float)
-    numbers: Dict[str, Any] = {"widths": w.tolist(), "errors": e.tolist(), "k_stderr": k_stderr,
-                               "max_stderr": max_stderr, "min_decay": min_decay,
+    means = np.array([g.mean() for g in groups])
+    counts = np.array([g.size for g in groups], dtype=float)
+    design = np.column_stack([np.ones_like(w), w ** rate])
+    n, k = int(counts.sum()), w.size
+    if n - k >= 2:
+        cv2 = sum(float(np.sum((g - g.mean()) ** 2)) / g.mean() ** 2 for g in groups) / (n - k)
+        weights = counts / means ** 2
+        cov = np.linalg.inv(design.T @ (weights[:, None] * design)) * cv2
+        coef = cov @ (design.T @ (weights * means)) / cv2 if cv2 > 0 else np.linalg.lstsq(design, means, rcond=None)[0]
+        return float(coef[0]), float(np.sqrt(max(cov[0, 0], 0.0))), n - k
+    if k >= 3:
+        coef, *_ = np.linalg.lstsq(design, means, rcond=None)
+        resid = means - design @ coef
+        s2 = float(resid @ resid) / (k - 2)
+        cov = np.linalg.inv(design.T @ design) * s2
+        return float(coef[0]), float(np.sqrt(max(cov[0, 0], 0.0))), k - 2
+    return float("nan"), float("nan"), 0
+
+
+def sweep(name: str, widths: Sequence[float], errors, *, expected_slope: Optional[float] = None,
+          slope_band: float = DEFAULT_SLOPE_BAND, final_tolerance: Optional[float] = None,
+          level: float = DEFAULT_LEVEL, looks: int = 1, max_stderr: float = DEFAULT_MAX_STDERR,
+          min_decay: float = DEFAULT_MIN_DECAY, plateau_fraction: float = DEFAULT_PLATEAU_FRACTION,
+          assumption: Optional[str] = None) -> SubVerdict:
+    """Verdict of a width sweep of the statement "error -> 0 like M^expected_slope" (rules and their
+    false-verdict probabilities in the module docstring); the log-log fit is kept in ``.fit``.
+
+    ``errors[i]`` is the error at ``widths[i]``: one number, or a list of replicates (independent
+    initialisations), which the statistics use directly.  ``looks`` is the number of times an
+    adaptive sweep may evaluate this rule (:mod:`proofs.adaptive`), spent from ``level``.
+
+    >>> sweep("too noisy", [100, 200, 400], [0.1, 1.0, 0.01], expected_slope=-0.5).verdict
+    'inconclusive'
+    >>> sweep("flat", [64, 256, 1024, 4096], [[0.41, 0.39], [0.40, 0.42], [0.40, 0.39], [0.41, 0.40]],
+    ...       expected_slope=-0.5).verdict
+    'refuted'
+    """
+    if expected_slope is None and final_tolerance is None:
+        raise ValueError(f"sweep {name!r}: give the stated rate (expected_slope) or a final_tolerance; "
+                         "'the error shrinks somehow' cannot be verified at a stated confidence")
+    if expected_slope is not None and not (np.isfinite(expected_slope) and expected_slope < 0):
+        raise ValueError(f"expected_slope={expected_slope!r} is not allowed: expected a finite negative rate")
+    w, groups = _replicates(widths, errors)
+    flat = np.concatenate(groups)
+    numbers: Dict[str, Any] = {"widths": w.tolist(), "errors": [g.tolist() if g.size > 1 else float(g[0])
+                                                                for g in groups],
+                               "level": level, "looks": looks, "max_stderr": max_stderr, "min_decay": min_decay,
                                "expected_slope": expected_slope, "slope_band": slope_band,
-                               "final_tolerance": final_tolerance}
-    if w.shape != e.shape or w.ndim != 1:
-        raise ValueError(f"widths and errors must be 1-D of equal length, got shapes {w.shape} and {e.shape}")
+                               "final_tolerance": final_tolerance, "plateau_fraction": plateau_fraction}
 
     def sub(verdict, reason, fit=None):
         return SubVerdict(name, verdict, f"{name}: {reason}", assumption, numbers=numbers, fit=fit)
 
-    if w.size < 3:
-        return sub("inconclusive", f"{w.size} widths; a slope with an error needs at least 3")
-    if not np.all(np.isfinite(e)):
-        return sub("inconclusive", f"non-finite errors {e.tolist()}")
-    if np.all(e == 0):
+    if np.unique(w).size < 3:
+        return sub("inconclusive", f"{np.unique(w).size} widths; a slope with an error needs at least 3")
+    if not np.all(np.isfinite(flat)):
+        return sub("inconclusive", f"non-finite errors {numbers['errors']}")
+    if np.all(flat == 0):
         return sub("verified", "error is exactly 0 at every width")
-    if np.any(e <= 0):
-        return sub("inconclusive", f"errors {e.tolist()} mix zeros and non-zeros: no power law to fit")
-    fit = fit_power_law(w, e)
+    if np.any(flat <= 0):
+        return sub("inconclusive", f"errors {numbers['errors']} mix zeros and non-zeros: no power law to fit")
+    x = np.concatenate([np.full(g.size, wi) for wi, g in zip(w, groups)])
+    fit = fit_power_law(x, flat)
     s, se = fit.slope, fit.slope_stderr
-    numbers.update(slope=s, slope_stderr=se, prefactor=fit.prefactor)
-    slope_text = f"slope {s:.3f} +- {se:.3f}"
+    dof = flat.size - 2
+    k = sweep_threshold(dof, level, looks)
+    order = np.argsort(w)
+    widest = float(groups[order[-1]].mean())
+    numbers.update(slope=s, slope_stderr=se, prefactor=fit.prefactor, dof=dof, k=k, widest_error=widest,
+                   n_errors=int(flat.size))
+    slope_text = f"slope {s:.3f} +- {se:.3f} (k = {k:.2f}, {flat.size} errors)"
+    if expected_slope is not None:
+        c, se_c, dof_c = plateau_fit(w, groups, expected_slope)
+        numbers.update(plateau=c, plateau_stderr=se_c, plateau_dof=dof_c)
+        if dof_c >= 1:
+            k_c = sweep_threshold(dof_c, level, looks)
+            numbers["plateau_k"] = k_c
+            if c - k_c * se_c > plateau_fraction * widest:
+                return sub("refuted", f"the error levels off: fit c + a M^{expected_slope:g} has plateau "
+                                      f"c = {c:.3g} +- {se_c:.3g} (> {plateau_fraction:g} x the widest error "
+                                      f"{widest:.3g} at {k_c:.2f} stderr)", fit)
+        if abs(s - expected_slope) > slope_band + k * se:
+            return sub("refuted", f"wrong rate: {slope_text}, stated {expected_slope:g} +- {slope_band:g}", fit)
+    elif s - k * se > -min_decay:
+        return sub("refuted", f"error does not shrink with width: {slope_text} "
+                              f"(needs slope < -{min_decay} at k stderr)", fit)
     if se > max_stderr:
         return sub("inconclusive", f"{slope_text}: too noisy (stderr > {max_stderr})", fit)
-    if s - k_stderr * se > -min_decay:
-        return sub("refuted", f"error does not shrink with width: {slope_text} "
-                              f"(needs slope < -{min_decay} at {k_stderr} stderr)", fit)
-    if expected_slope is not None and abs(s - expected_slope) > slope_band + k_stderr * se:
-        return sub("refuted", f"wrong slope: {slope_text}, expected {expected_slope} +- {slope_band}", fit)
-    if s + k_stderr * se >= 0:
-        return sub("inconclusive", f"decrease not significant: {slope_text}", fit)
-    largest = float(e[int(np.argmax(w))])
-    if final_tolerance is not None and largest > final_tolerance:
-        return sub("inconclusive", f"shrinking ({slope_text}) but error {largest:.3g} at width {w.max():g} "
-                                   f"> tolerance {final_tolerance:.3g}; larger widths needed (--full)", fit)
-    return sub("verified", f"error shrinks with width: {slope_text}, {largest:.3g} at width {w.max():g}", fit)
+    if s + k * se >= -min_decay:
+        return sub("inconclusive", f"decrease not significant: {slope_text} (needs slope + k stderr "
+                                   f"< -{min_decay})", fit)
+    if final_tolerance is not None and widest > final_tolerance:
+        return sub("inconclusive", f"shrinking ({slope_text}) but the mean error {widest:.3g} at width "
+                                   f"{w.max():g} > tolerance {final_tolerance:.3g}; larger widths needed", fit)
+    return sub("verified", f"error shrinks with width: {slope_text}, {widest:.3g} at width {w.max():g}", fit)
+
+
+def control(part: SubVerdict, why: str = "") -> SubVerdict:
+    """Mark ``part`` as a positive control: the same experiment run where the theory says it
+    succeeds.  :func:`combine` makes the claim ``inconclusive`` unless every control is verified,
+    so a broken experiment cannot read as a refutation (a claim registered as expected
+    ``refuted`` must carry at least one; :meth:`proofs.claim.Claim.run` enforces it).
+
+    >>> c = control(compare("tanh converges", 0.0, 0.9, tolerance=0.01, error=0.9))
+    >>> combine([SubVerdict("relu diverges", "refuted"), c]).verdict
+    'inconclusive'
+    """
+    if not isinstance(part, SubVerdict):
+        raise TypeError(f"part must be a SubVerdict, got {type(part).__name__}")
+    from dataclasses import replace
+
+    reason = f"positive control: {part.reason}" + (f" ({why})" if why else "")
+    return replace(part, role="control", reason=reason, assumption=None)
+
+
+def negate(part: SubVerdict, name: str, why: str = "") -> SubVerdict:
+    """The sub-verdict of the negated statement: verified <-> refuted, inconclusive stays.
+
+    For claims of the form "the error does NOT vanish": the evidence is the sweep of "the error
+    -> 0", whose refutation (a significant plateau or a wrong rate, at the sweep's level) verifies
+    the negation.
+
+    >>> negate(SubVerdict("-> 0", "refuted", "plateau"), "does not vanish").verdict
+    'verified'
+    """
+    flip = {"verified": "refuted", "refuted": "verified"}
+    verdict = flip.get(part.verdict, part.verdict)
+    from dataclasses import replace
+
+    return replace(part, name=name, verdict=verdict,
+                   reason=f"{name}: {verdict} because '{part.reason}' is {part.verdict}" + (f" ({why})" if why else ""))
 
 
 def derivation_verdict(derivation: Derivation, name: Optional[str] = None, recheck: bool = False,
@@ -201,6 +372,10 @@ def combine(parts: Sequence[SubVerdict], assumptions: Optional[Mapping[str, bool
         if not isinstance(p, SubVerdict):
             raise TypeError(f"parts must be SubVerdict objects, got {type(p).__name__}")
     assumptions = dict(assumptions or {})
+    failed_controls = [p for p in parts if p.role == "control" and p.verdict != "verified"]
+    if failed_controls:
+        return SubVerdict(name, "inconclusive", "positive control failed, so the experiment itself is in doubt: "
+                          + _first_reasons(failed_controls))
     in_scope = [p for p in parts if p.assumption is None]
     refuted = [p for p in in_scope if p.verdict == "refuted"]
     if refuted:

@@ -18,7 +18,16 @@ def _true_claim(cfg):
 
 
 def _false_claim(cfg):
-    return ClaimResult.from_error(predicted=1.0, measured=float(cfg.rng("x").uniform(1.5, 2.0)), tolerance=0.1)
+    from proofs import verdicts as V
+
+    measured = float(cfg.rng("x").uniform(1.5, 2.0))
+    parts = [V.compare("one equals two", 1.0, measured, tolerance=0.1),
+             V.control(V.compare("one equals one", 1.0, 1.0, tolerance=0.1), "the same comparison where it holds")]
+    return V.to_result(parts, predicted=1.0, measured=measured, error=abs(measured - 1.0), tolerance=0.1)
+
+
+def _ungated_false_claim(cfg):
+    return ClaimResult.from_error(predicted=1.0, measured=1.7, tolerance=0.1)
 
 
 def _crashing(cfg):
@@ -37,6 +46,32 @@ FAKE = {
                         register=False, falsifier=_falsifier)(_false_claim),
     "other.crash": claim("other.crash", title="crashes", statement="x", register=False)(_crashing),
 }
+UNGATED = {"demo.ungated": claim("demo.ungated", title="a refutation without a positive control",
+                                 statement="one equals two", expected="refuted", register=False)(_ungated_false_claim)}
+
+
+def test_refutation_without_positive_control_is_inconclusive_and_exits_1():
+    code, out, _ = run(["verify"], claims=UNGATED)
+    assert code == 1 and "inconclusive" in out and "positive control" in out
+
+
+def test_audit_counts_verdicts_over_seeds_and_writes_json(tmp_path):
+    path = tmp_path / "audit.json"
+    code, out, _ = run(["audit", "demo", "--seeds", "3", "--start", "7", "--json", str(path)])
+    assert code == 0, out
+    assert re.search(r"demo\.false\s+refuted\s+0\s+3\s+0\s+0\s+3/3", out), out
+    doc = json.loads(path.read_text())
+    assert doc["seeds"] == [7, 8, 9] and doc["all_as_expected"]
+    assert {c["id"]: c["counts"]["verified"] for c in doc["claims"]} == {"demo.true": 3, "demo.false": 0}
+    code, out, _ = run(["audit", "--seeds", "2"], claims=UNGATED)
+    assert code == 1 and "0/2" in out
+
+
+@pytest.mark.parametrize("argv", [["audit", "demo"], ["audit", "demo", "--seeds", "0"],
+                                  ["audit", "demo", "--seeds", "2", "--start", "-1"]])
+def test_audit_bad_usage_is_one_line(argv):
+    code, _, err = run(argv)
+    assert_one_line_error(code, err)
 
 
 def run(argv, claims=FAKE):

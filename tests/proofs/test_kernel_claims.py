@@ -51,10 +51,10 @@ def test_sweep_refutes_a_wrong_kernel(monkeypatch):
         return k
 
     monkeypatch.setattr(K, "analytic_kernels", off)
-    X = np.random.default_rng(0).standard_normal((6, 8))
-    widths = [256, 1024, 4096]
-    ntk_err, _ = K.empirical_errors(widths, 3, X, 2, "relu", 2.0, 0.0, RunConfig())
-    assert V.sweep("NTK", widths, ntk_err, expected_slope=-0.5).verdict == "refuted"
+    res = K.empirical_ntk_limit.run(RunConfig())
+    assert res.verdict == "refuted", res.notes
+    ntk = next(c for c in res.details["checks"] if c["name"] == "NTK")
+    assert "levels off" in ntk["reason"]
 
 
 def test_closed_form_check_refutes_a_wrong_formula():
