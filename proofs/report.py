@@ -169,9 +169,16 @@ def results_document(pairs: Sequence[Pair], cfg: RunConfig, environment: Optiona
         "mode": cfg.mode,
         "environment": environment,
         "versions": environment.get("versions", {}),
+        "verdict_rules": _rules_parameters(),
         "summary": summarize(pairs),
         "claims": [claim_record(c, r) for c, r in pairs],
     })
+
+
+def _rules_parameters() -> Dict[str, Any]:
+    from proofs.verdicts import rules_parameters
+
+    return rules_parameters()
 
 
 def write_json(path, document: Mapping) -> Path:
@@ -459,6 +466,11 @@ def markdown_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, L
     out += ["## Claims", ""]
     for claim, result in pairs:
         out += _md_claim(claim, result, figures.get(claim.id, []))
+    from proofs.verdicts import rules_text
+
+    out += ["## Appendix: verdict rules", "",
+            "How every verdict above was computed (`proofs/verdicts.py`, the same text as its documentation):", "",
+            "```text", rules_text(), "```", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -650,6 +662,12 @@ def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List
     out += [r"\section*{Claims}"]
     for claim, result in pairs:
         out += _tex_claim(claim, result, figures.get(claim.id, []))
+    from proofs.verdicts import rules_text
+
+    rules = "".join(ch if 32 <= ord(ch) < 127 or ch == "\n" else "?" for ch in rules_text())
+    out += [r"\clearpage", r"\section*{Appendix: verdict rules}",
+            r"How every verdict above was computed (\texttt{proofs/verdicts.py}, the same text as its documentation):",
+            r"{\footnotesize", r"\begin{verbatim}", rules, r"\end{verbatim}", "}"]
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 

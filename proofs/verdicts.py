@@ -129,6 +129,24 @@ class SubVerdict:
         return d
 
 
+def rules_text() -> str:
+    """The verdict rules as written in this module's docstring (without its examples): the text of
+    the report appendix, so that the rules are written down once."""
+    lines = []
+    for line in (__doc__ or "").splitlines():
+        if line.startswith(">>>") or line.startswith("..."):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def rules_parameters() -> Dict[str, Any]:
+    """The numbers the rules use by default (recorded in every results document)."""
+    return {"level": DEFAULT_LEVEL, "sweep_tests": SWEEP_TESTS, "slope_band": DEFAULT_SLOPE_BAND,
+            "max_stderr": DEFAULT_MAX_STDERR, "min_decay": DEFAULT_MIN_DECAY,
+            "plateau_fraction": DEFAULT_PLATEAU_FRACTION}
+
+
 def compare(name: str, predicted, measured, tolerance: float, error: Optional[float] = None,
             assumption: Optional[str] = None) -> SubVerdict:
     """Verdict of one comparison: verified iff the (relative) error is within ``tolerance``.
