@@ -2,6 +2,13 @@
 ``Theta_G = diag_n(#active units on x_n)`` so ``alpha = gamma sum_{l<L} M_l + 1`` with
 ``gamma = P(phi' != 0)`` (theory/unit_wise_theory): exact at finite width for tanh (gamma = 1),
 asymptotic for relu (gamma = 1/2, relative spread O(M^-1/2)); for C > 1 the C = 1 constant fails.
+
+One REAL step at eta = 1/alpha (N = 20, M_0 = 32, depth 3, several initialisations, medians):
+the rho -> 0+ relu step does not converge (``relu_one_step``, refuted behind three positive
+controls: tanh converges, the step linearised with its own measured operator gives ~0, a
+layer-2-only update follows its linearisation), while a per-unit damping of 1e-3..1e-2 of each
+unit's Gram scale makes it converge (``relu_damped_one_step``).  Both measure the mechanism
+(layer-1-only vs layer-2-only updates, moved layer-1 units, layer-2 sign flips) into details.
 """
 from __future__ import annotations
 
