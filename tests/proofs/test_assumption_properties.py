@@ -239,5 +239,8 @@ def test_relu_with_equal_counts_by_chance_is_still_flagged():
     # fails for the activation itself and must be named even when this draw happens to be isotropic
     space = SPACES["ngd.unit_wise.tanh_exact"]
     out = space.check(Scenario("unit_wise", (3, 10, 1), 2, activation="relu", data_seed=2, weight_seed=8304))
-    assert out.numbers["isotropy_error"] < 1e-12 and out.measured == 6 and out.predicted == 11 and not out.holds
+    # measured = mean diag of the closed form: 11 unit terms delta (delta / delta^2) = 1 up to 3 roundings each,
+    # summed (+ 2 layers, + 2 for the mean of N = 2): |measured - 6| <= (11 + 3 + 2 + 2) u 6; eps = 2 u: margin 2
+    assert out.numbers["isotropy_error"] < 1e-12 and abs(out.measured - 6) <= 18 * np.finfo(float).eps * 6
+    assert out.predicted == 11 and not out.holds
     assert any("phi' vanishes with probability 1 - gamma = 1/2" in f for f in out.flags), out.summary()
