@@ -134,36 +134,47 @@ def alpha_authors(cfg: RunConfig) -> ClaimResult:
     consequence = authors_kfac_consequence(L, n)
     factor = float(consequence.conclusion)
     # a real step at the authors' eta = 1/(N L) on a wide net: residual factor (N-1)/(N L), not 0
-    width = cfg.pick(2048, 4096)
+    width, inits = cfg.pick(2048, 4096), 3
     task = ev.synthetic_task(cfg, ("kfac-authors",), n, dim, 2)
-    net = ev.make_net(cfg, ("kfac-authors",), [dim, width, width, 1])
-    step = ev.one_step(net, task.X, task.Y, "kfac", 1.0 / claimed)
-    rel = float(np.linalg.norm(step["r1"]) / np.linalg.norm(step["r0"]))
     definition = float(kfac_alpha(L, n, dim).value)  # N(L-1)+1, derived by theory.kfac_theory
+
+    def median_step(eta, factor_predicted):
+        """Median over ``inits`` nets of ||r_1|| / ||r_0|| and of ||r_1 - factor r_0|| / ||r_0||."""
+        rel, dev = [], []
+        for i in range(inits):
+            step = ev.one_step(ev.make_net(cfg, ("kfac-authors", i), [dim, width, width, 1]), task.X, task.Y,
+                               "kfac", eta)
+            rel.append(float(np.linalg.norm(step["r1"]) / np.linalg.norm(step["r0"])))
+            dev.append(ev.relative_residual_change(step["r0"], step["r1"], factor_predicted))
+        return float(np.median(rel)), float(np.median(dev))
+
+    # the two hypotheses about a real step predict r_1 = factor r_0 (the definition's alpha at the
+    # authors' eta) and r_1 = 0 (at the definition's eta): ||factor r_0|| / ||r_0|| = factor apart.
+    # Each measured step is assigned to the nearer one -- tolerance factor / 2 on its deviation -- and
+    # its deviation from the right one is the linearisation error, 0.05-0.1 at width 2048 (median of
+    # 3 initialisations; ngd.kfac.alpha_definition sweeps it), well inside factor / 2 = 0.15
+    rel, dev = median_step(1.0 / claimed, factor)
+    rel_c, _ = median_step(1.0 / definition, 0.0)
     # positive controls: the same measurement and the same real step confirm the definition's value,
     # so the refutation of N L is not a broken experiment
-    net_c = ev.make_net(cfg, ("kfac-authors",), [dim, width, width, 1])
-    step_c = ev.one_step(net_c, task.X, task.Y, "kfac", 1.0 / definition)
-    rel_c = ev.relative_residual_change(step_c["r0"], step_c["r1"], 0.0)
     parts = [
         V.control(V.compare(f"alpha = N(L-1)+1 = {definition:g} vs measured (width 64)", definition, alpha_hat,
                             tolerance=EXACT_TOL), "same measurement, the definition's constant"),
-        V.control(V.compare(f"real step at eta = 1/(N(L-1)+1), width {width}: r_1 = 0", 0.0, rel_c, tolerance=0.1,
-                            error=rel_c), "same step, the definition's learning rate"),
+        V.control(V.compare(f"real step at eta = 1/(N(L-1)+1), width {width}: r_1 = 0 (median of {inits})", 0.0,
+                            rel_c, tolerance=factor / 2, error=rel_c), "same step, the definition's learning rate"),
         V.compare(f"alpha = N L = {claimed} vs measured (width 64)", claimed, alpha_hat, tolerance=EXACT_TOL),
         V.derivation_verdict(consequence, "consequence: residual factor (N-1)/(N L)"),
-        # a real step deviates from r_1 = factor * r_0 by the linearisation error, a few % of ||r_0||
-        # at width 2048 (ngd.kfac.alpha_definition sweep): tolerance 0.1 on ||r_1 - factor r_0|| / ||r_0||
-        V.compare(f"real step at eta = 1/(NL), width {width}: r_1 = (N-1)/(NL) r_0", factor, rel, tolerance=0.1,
-                  error=ev.relative_residual_change(step["r0"], step["r1"], factor)),
+        V.compare(f"real step at eta = 1/(NL), width {width}: r_1 = (N-1)/(NL) r_0 (median of {inits})", factor, rel,
+                  tolerance=factor / 2, error=dev),
     ]
+    step = {"loss_ratio": rel ** 2}
     return V.to_result(
         parts, predicted=claimed, measured=alpha_hat, error=abs(alpha_hat - claimed) / claimed, width=64,
         tolerance=EXACT_TOL, derivation=consequence,
         details={"N": n, "L": L, "definition_alpha": definition,
                  "predicted_residual_factor": factor, "measured_residual_factor": rel,
                  "control_residual_factor": rel_c,
-                 "loss_ratio_at_authors_eta": step["loss1"] / step["loss0"], "isotropy_error": err},
+                 "median_loss_ratio_at_authors_eta": step["loss_ratio"], "isotropy_error": err},
         notes=f"measured alpha {alpha_hat:.6g} vs N(L-1)+1 = {definition:g} (theory.kfac_theory) and the authors' "
               f"N L = {claimed}; a real step at "
               f"eta = 1/(NL) leaves ||r_1||/||r_0|| = {rel:.4f} vs (N-1)/(NL) = {factor:.4f}")
