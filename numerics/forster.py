@@ -146,10 +146,10 @@ def forster_transform(X, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_I
     rank ``M_0 > N``), or if ``max_iter`` iterations do not reach ``tol`` (the points are too close to
     violating Forster's condition, e.g. more than ``k N / M_0`` of them in a ``k``-dim subspace).
 
-    >>> forster_transform(np.ones((4, 2)))
+    >>> forster_transform(np.ones((4, 2)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    numerics.forster.ForsterError: X has rank 1 < M_0 = 2 (singular values ratio 0); failed assumption: the inputs are in general position (every M_0 of them linearly independent)
+    numerics.forster.ForsterError: X has rank 1 < M_0 = 2 (singular values ratio ...); failed assumption: the inputs are in general position (every M_0 of them linearly independent)
     """
     X = check_matrix("X", X)
     tol = check_nonnegative("tol", tol, allow_zero=False)
