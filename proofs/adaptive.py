@@ -64,9 +64,14 @@ class Budget:
     extra_widths: Tuple[int, ...] = ()
 
     def __post_init__(self):
-        if int(self.repeats) < 1 or int(self.max_repeats) < int(self.repeats):
-            raise ValueError(f"Budget(repeats={self.repeats}, max_repeats={self.max_repeats}) is not allowed: "
-                             "expected 1 <= repeats <= max_repeats")
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        if not (is_int(self.repeats) and is_int(self.max_repeats)) or not 1 <= self.repeats <= self.max_repeats:
+            raise ValueError(f"Budget(repeats={self.repeats!r}, max_repeats={self.max_repeats!r}) is not allowed: "
+                             "expected integers with 1 <= repeats <= max_repeats")
+        if not all(is_int(w) and w > 0 for w in self.extra_widths):
+            raise ValueError(f"extra_widths={self.extra_widths!r} is not allowed: expected positive integers")
         object.__setattr__(self, "extra_widths", tuple(int(w) for w in self.extra_widths))
 
     def schedule(self) -> List[int]:
@@ -128,9 +133,13 @@ def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Seq
     extra = [w for w in budget.extra_widths]
     if extra and (sorted(set(extra)) != extra or extra[0] <= widths[-1]):
         raise ValueError(f"extra_widths={extra!r} is not allowed: expected increasing widths above {widths[-1]}")
+    if widths[0] < 1:
+        raise ValueError(f"widths={widths!r} is not allowed: expected positive widths")
     specs = list(specs)
     if not specs:
         raise ValueError("specs must name at least one quantity")
+    if len({s.name for s in specs}) != len(specs):
+        raise ValueError(f"specs must have distinct names, got {[s.name for s in specs]}")
     looks_total = budget.looks
     records: Dict[Tuple[int, int], Mapping[str, Any]] = {}
     start = time.perf_counter()
@@ -142,6 +151,9 @@ def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Seq
                 rec = measure(w, r)
                 if not isinstance(rec, Mapping):
                     raise TypeError(f"measure({w}, {r}) returned {type(rec).__name__}, expected a mapping")
+                missing = [s.field for s in specs if s.field not in rec]
+                if missing:
+                    raise ValueError(f"measure({w}, {r}) returned no value for {missing}; it returned keys {sorted(rec)}")
                 records[(w, r)] = dict(rec)
 
     def judge(current, reps):

@@ -420,7 +420,11 @@ def dynamics_check(s: Scenario) -> Outcome:
     ratio_pred = dynamics.one_step_loss_ratio(eta, alpha)
     decays = float(np.linalg.norm(residuals[-1])) < scale
     lo, hi = dynamics.stable_learning_rate_interval(alpha)
-    err = max(dev_train, dev_test, abs(ratio - ratio_pred) / max(1.0, ratio_pred))
+    # the test outputs apply Theta_G(x', X) to the solution: its round-off is amplified by that operator's
+    # norm relative to alpha (near-parallel training inputs make it extrapolate: 1.5e3 x at N = 2, M_0 = 2,
+    # cond 2e6, where hypothesis found a test deviation of 9e-7 = 2000 cond eps)
+    amplification = max(1.0, float(np.linalg.norm(op_test, 2)) / alpha)
+    err = max(dev_train, dev_test / amplification, abs(ratio - ratio_pred) / max(1.0, ratio_pred))
     # round-off is relative to the largest residual met: |1 - eta alpha|^3 |r_0| (3.4x at eta = 2.5/alpha),
     # and every step and the test kernel solve with Theta = J J^T: backward-stable solves are accurate to
     # ~cond(Theta) eps, times a modest constant (1e3: N <= 10, 3 steps, J(x') applied to the solution).
@@ -433,7 +437,8 @@ def dynamics_check(s: Scenario) -> Outcome:
     holds = err <= tol and decays == (lo < eta < hi)
     return Outcome(bool(holds), ratio, ratio_pred, err, tol, flags,
                    {"train_deviation": dev_train, "test_deviation": dev_test, "eta": eta, "alpha": alpha,
-                    "decays": decays, "stable_interval": [float(lo), float(hi)], "condition_number_theta": cond})
+                    "decays": decays, "stable_interval": [float(lo), float(hi)], "condition_number_theta": cond,
+                    "test_amplification": amplification})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,6 +194,16 @@ class Claim:
             result.verdict = "inconclusive"
             result.notes = ("refutation not gated: the claim carries no verified positive control | "
                             + result.notes)
+        if self.expected == "conditional" and result.verdict == "conditional" and not any(
+                c.get("assumption") is not None and c.get("verdict") in ("refuted", "conditional")
+                or c.get("verdict") == "conditional"
+                for c in result.details.get("checks", []) if isinstance(c, dict)):
+            # "holds where the assumption holds, fails where it does not" needs evidence of the failure,
+            # not only an assumption flagged False
+            result.verdict = "inconclusive"
+            result.notes = ("conditional without evidence: no check shows the statement failing where the "
+                            f"assumption ({result.failed_assumption}) fails | " + result.notes)
+            result.failed_assumption = None
         result.seconds = time.perf_counter() - start
         return result
 

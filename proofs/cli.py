@@ -60,8 +60,20 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _int_between(minimum: int, maximum: int):
+    """An argparse type: an integer in ``[minimum, maximum]`` (the message names the bounds)."""
+    def parse(text: str) -> int:
+        value = _int_at_least(minimum)(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer <= {maximum}")
+        return value
+    return parse
+
+
 _nonnegative_int = _int_at_least(0)
 _positive_int = _int_at_least(1)
+#: master seeds are hashed with the claim's keys into a numpy SeedSequence: any integer below 2^63 works
+_seed = _int_between(0, 2**63 - 1)
 
 
 def _positive_float(text: str) -> float:
@@ -87,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="small widths, about two minutes on 2 cores (default)")
         group.add_argument("--full", dest="mode", action="store_const", const="full", help="the large-width sweeps")
         p.set_defaults(mode="quick")
-        p.add_argument("--seed", type=_nonnegative_int, default=0, help="master seed (integer >= 0, default 0)")
+        p.add_argument("--seed", type=_seed, default=0, help="master seed (integer in [0, 2^63), default 0)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
 
     p_list = sub.add_parser("list", help="every claim: id, one-line statement, assumptions")
@@ -96,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_verify = sub.add_parser("verify", help="check claims and print a table of verdicts")
     p_verify.add_argument("ids", nargs="*", metavar="CLAIM_ID")
     budget(p_verify)
-    p_verify.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p_verify.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-': standard "
+                                                         "output, the table then goes to standard error)")
 
     p_report = sub.add_parser("report", help="write report.md, report.tex, results.json and figures to DIR")
     p_report.add_argument("ids", nargs="*", metavar="CLAIM_ID")
@@ -117,12 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_audit = sub.add_parser("audit", help="run claims over many seeds: verdict counts and as-expected rate per claim")
     p_audit.add_argument("ids", nargs="*", metavar="CLAIM_ID")
-    p_audit.add_argument("--seeds", type=_positive_int, required=True, metavar="N", help="number of master seeds")
-    p_audit.add_argument("--start", type=_nonnegative_int, default=0, metavar="S",
+    p_audit.add_argument("--seeds", type=_int_between(1, 100_000), required=True, metavar="N",
+                         help="number of master seeds (1 .. 100000)")
+    p_audit.add_argument("--start", type=_int_between(0, 2**63 - 100_001), default=0, metavar="S",
                          help="first master seed (default 0); the audit runs S .. S+N-1")
     p_audit.add_argument("--workers", type=_positive_int, default=1, metavar="W",
                          help="run seeds in W local processes, one BLAS thread each (default 1)")
-    p_audit.add_argument("--json", metavar="PATH", help="also write the audit as JSON to PATH")
+    p_audit.add_argument("--json", metavar="PATH", help="also write the audit as JSON to PATH ('-': standard output)")
     budget(p_audit)
     return parser
 
@@ -231,22 +245,40 @@ def _nonempty_path(option: str, text: Optional[str]) -> Optional[Path]:
     return Path(text)
 
 
-def _cmd_verify(args, claims: ClaimSource, out: TextIO) -> int:
-    chosen = select_claims(args.ids, claims)
+def _json_target(args) -> Optional[Path]:
+    """The ``--json`` file, checked before a long run (``None``: not given, or ``-``: standard output)."""
+    if args.json == "-":
+        return None
     json_path = _nonempty_path("--json", args.json)
     if json_path is not None:  # fail before a two-minute run, not after it
         if json_path.is_dir():
             raise ValueError(f"--json {args.json!r} is a directory; expected a file path")
         _check_writable_dir(json_path.parent if str(json_path.parent) else Path("."), f"--json {args.json!r}")
+    return json_path
+
+
+def _emit_json(args, document, out: TextIO, what: str) -> None:
+    """Write ``document`` to the ``--json`` target: a file (atomically), or standard output for ``-``."""
+    from proofs.report import dumps_strict, write_json
+
+    if args.json == "-":
+        args.json_stream.write(dumps_strict(document, indent=2) + "\n")
+    elif args.json is not None:
+        write_json(Path(args.json), document)
+        out.write(f"{what} written to {args.json}\n")
+
+
+def _cmd_verify(args, claims: ClaimSource, out: TextIO) -> int:
+    chosen = select_claims(args.ids, claims)
+    _json_target(args)
     cfg = _config(args, out)
     start = time.perf_counter()
     pairs = run_claims(chosen, cfg)
     seconds = time.perf_counter() - start
     _write_outcome(pairs, seconds, out)
-    if json_path is not None:
-        from proofs.report import results_document, write_json
-        write_json(json_path, results_document(pairs, cfg))
-        out.write(f"results written to {json_path}\n")
+    if args.json is not None:
+        from proofs.report import results_document
+        _emit_json(args, results_document(pairs, cfg), out, "results")
     return 0 if all(r.verdict == c.expected for c, r in pairs) else 1
 
 
@@ -286,14 +318,10 @@ def _cmd_falsify(args, claims: ClaimSource, out: TextIO) -> int:
 
 def _cmd_audit(args, claims: ClaimSource, out: TextIO) -> int:
     from proofs.audit import format_audit, run_audit
-    from proofs.report import conventions, environment_record, to_jsonable, write_json
+    from proofs.report import conventions, environment_record, to_jsonable
 
     chosen = select_claims(args.ids, claims)
-    json_path = _nonempty_path("--json", args.json)
-    if json_path is not None:
-        if json_path.is_dir():
-            raise ValueError(f"--json {args.json!r} is a directory; expected a file path")
-        _check_writable_dir(json_path.parent if str(json_path.parent) else Path("."), f"--json {args.json!r}")
+    _json_target(args)
     if args.workers > 1 and claims is not None:
         raise ValueError("--workers > 1 runs the registered claims by id; it cannot run claims passed in-process")
     tty = hasattr(out, "isatty") and out.isatty()
@@ -306,9 +334,9 @@ def _cmd_audit(args, claims: ClaimSource, out: TextIO) -> int:
 
     audit = run_audit(chosen, args.seeds, args.start, args.mode, args.workers, on_seed=on_seed)
     out.write(format_audit(audit) + "\n")
-    if json_path is not None:
-        write_json(json_path, to_jsonable({**audit.to_dict(), "conventions": conventions(), "environment": environment_record()}))
-        out.write(f"audit written to {json_path}\n")
+    if args.json is not None:
+        _emit_json(args, to_jsonable({**audit.to_dict(), "conventions": conventions(),
+                                      "environment": environment_record()}), out, "audit")
     return 0 if audit.all_as_expected else 1
 
 
@@ -324,6 +352,8 @@ def main(argv: Optional[Sequence[str]] = None, *, claims: ClaimSource = None,
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "json", None) == "-":  # the JSON alone on standard output, the table on stderr
+            args.json_stream, out = out, err
         return COMMANDS[args.command](args, claims, out)
     except UsageError as exc:
         err.write(f"{PROG}: error: {' '.join(str(exc).split())} (see {PROG} --help)\n")

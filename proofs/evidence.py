@@ -438,10 +438,10 @@ class TrainingSweep:
 
 def training_budget(cfg):
     """The evidence budget of the training sweeps (:class:`proofs.adaptive.Budget`): 4 initialisations
-    per width, doubled to 8 (quick) or 16 (full) while undecided, then one wider net."""
+    per width, doubled up to 16 while undecided, then one wider net."""
     from proofs.adaptive import Budget
 
-    return cfg.pick(Budget(4, 8, (4096,)), Budget(4, 16, (16384,)))
+    return cfg.pick(Budget(4, 16, (4096,)), Budget(4, 16, (16384,)))
 
 
 LINEARISATION = "one-step linearisation error"

@@ -226,7 +226,7 @@ def empirical_ntk_limit(cfg: RunConfig) -> ClaimResult:
     X /= np.linalg.norm(X, axis=1, keepdims=True) / np.sqrt(X.shape[1])
     depth, activation, sw2, sb2 = 3, "relu", 2.0, 0.1
     widths = cfg.pick([128, 256, 512, 1024, 2048], [128, 256, 512, 1024, 2048, 4096, 8192])
-    budget = cfg.pick(Budget(6, 12, (4096,)), Budget(10, 20, (16384,)))
+    budget = cfg.pick(Budget(6, 24, (4096,)), Budget(10, 40, (16384,)))
     k = analytic_kernels(X, depth=depth, activation=activation, sigma_w2=sw2, sigma_b2=sb2)
     # fluctuations of a sum of M i.i.d. unit contributions: relative error ~ M^-1/2 (proofs.verdicts.sweep:
     # the rate within its band, no plateau, a significant decrease)

@@ -16,6 +16,8 @@ from proofs.adaptive import Budget
 from proofs.claim import ClaimResult, RunConfig, claim
 
 EXACT_TOL = 1e-9  # exact identities at finite width (N x N solves / eigendecompositions)
+#: a limiting isotropy error above this is "clearly not alpha I" (the diagonal Fisher measures 0.4)
+NOT_ISOTROPIC_FLOOR = 0.02
 
 
 @lru_cache(maxsize=4)
@@ -26,7 +28,7 @@ def diagonal_sweep(cfg: RunConfig):
     # replicated initialisations: the statement "-> 0 like M^-1/2" is judged by proofs.verdicts.sweep
     # and its refutation (a significant plateau) is the evidence for "not isotropic in the limit"
     sweep = ev.isotropy_sweep(cfg, ("diagonal",), "diagonal", task.X, widths, 3,
-                              budget=cfg.pick(Budget(3, 6, (1024,)), Budget(4, 8, (8192,))))
+                              budget=cfg.pick(Budget(3, 12, (1024,)), Budget(4, 16, (8192,))))
     net = ev.make_net(cfg, ("diagonal", "spectrum"), [dim, widths[-1], widths[-1], 1])
     op = ev.measured_operator(net, task.X, "diagonal")
     return {"n": n, "dim": dim, "widths": widths}, sweep, op
@@ -52,9 +54,11 @@ def _diagonal_evidence(cfg: RunConfig):
 def diagonal_not_isotropic(cfg: RunConfig) -> ClaimResult:
     s, sweep, op, d, numbers = _diagonal_evidence(cfg)
     parts = [V.derivation_verdict(d, "symbolic counterexample")]
-    # "not isotropic in the limit": the sweep rule refutes "isotropy error -> 0 like M^-1/2"
-    # (a significant plateau or a wrong rate at level 1e-4)
-    parts.append(V.negate(sweep.parts[0], "isotropy error does not vanish as M -> infinity"))
+    # "not isotropic in the limit": the isotropy error levels off above a floor that counts as clearly
+    # not alpha I (an isotropic operator measures 1e-16 here, a relu unit-wise one shrinks like M^-1/2
+    # from ~0.1 at width 64), judged on the replicated sweep by proofs.verdicts.levels_off
+    parts.append(V.levels_off("isotropy error does not vanish as M -> infinity", sweep.widths, sweep.replicates,
+                              floor=NOT_ISOTROPIC_FLOOR))
     return V.to_result(parts, predicted="not isotropic", measured=min(sweep.errors), error=min(sweep.errors),
                        width=max(sweep.widths), derivation=d, details={**numbers, "spent": sweep.adaptive.spent},
                        series={"diagonal_isotropy_error_vs_width": sweep.to_series(),
@@ -145,7 +149,9 @@ def width_below_n(cfg: RunConfig) -> ClaimResult:
                                   f"singular system detected (condition number {exc.condition_number:.3g})",
                                   failed_assumption=failed, numbers={"condition_number": float(exc.condition_number)}))
     details["failed_assumption_text"] = failed
-    return V.to_result(parts, assumptions={f"hidden width >= N (here {width} < {n})": width >= n}, predicted=alpha,
+    hidden = min(net.widths[1:-1])  # the assumption is checked on the network that was measured
+    return V.to_result(parts, assumptions={f"hidden width >= N (here {hidden} vs N = {n})": hidden >= n},
+                       predicted=alpha,
                        measured=alpha_ok,
                        width=2 * n, derivation=d, details=details,
                        notes=f"predicted/measured = alpha at hidden width {2 * n} >= N (isotropy error {err_ok:.2g}); "

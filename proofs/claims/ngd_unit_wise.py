@@ -99,7 +99,7 @@ def _relu_iso_budget(cfg: RunConfig):
     widths = cfg.pick([128, 256, 512, 1024], [128, 256, 512, 1024, 2048, 4096])
     from proofs.adaptive import Budget
 
-    return widths, Budget(repeats=2, max_repeats=8, extra_widths=cfg.pick((2048,), (8192,)))
+    return widths, Budget(repeats=2, max_repeats=16, extra_widths=cfg.pick((2048,), (8192,)))
 
 
 @claim("ngd.unit_wise.relu_asymptotic",
@@ -228,7 +228,7 @@ def multi_output_asymptotic(cfg: RunConfig) -> ClaimResult:
     n, dim, c = 8, 12, 2
     # a wide log-range of cheap widths pins the slope (one net's error fluctuates by ~50%)
     widths = cfg.pick([32, 64, 128, 256, 512, 1024], [32, 64, 128, 256, 512, 1024, 2048, 4096])
-    budget = Budget(repeats=2, max_repeats=8, extra_widths=cfg.pick((2048,), (8192,)))
+    budget = Budget(repeats=2, max_repeats=16, extra_widths=cfg.pick((2048,), (8192,)))
     task = ev.synthetic_task(cfg, ("unit-C2-sweep",), n, dim, 2, n_outputs=c)
 
     def measure(m, rep):
@@ -345,6 +345,13 @@ def step_record(cfg: RunConfig, activation: str, m: int, rep: int, relative_damp
             out[f"lin_layer{l}"] = float(np.sum((r0 - eta * jvp) ** 2) / np.sum(r0 ** 2))
     before = [p.copy() for p in net.params]
     net.apply_update(dirs, eta)
+    # the step actually applied is -eta d with the eta of the linearised prediction above: an identity up
+    # to the rounding of theta - eta d and of its difference with theta (2 eps (|theta| + |eta d|) / |eta d|)
+    applied = np.sqrt(sum(float(np.sum((p - b + eta * d) ** 2)) for p, b, d in zip(net.params, before, dirs)))
+    size = eta * np.sqrt(sum(float(np.sum(d ** 2)) for d in dirs))
+    scale = np.sqrt(sum(float(np.sum(b ** 2)) for b in before)) + size
+    out["step_deviation"] = float(applied / size) if size > 0 else 0.0
+    out["step_rounding_bound"] = float(2 * np.finfo(float).eps * scale / size) if size > 0 else 0.0
     out["ratio"] = _ratio(net, X, Y, r0)
     if mechanism:
         u1 = _preacts(net, X)
@@ -402,6 +409,8 @@ def relu_one_step(cfg: RunConfig) -> ClaimResult:
         return float(np.median([abs(r[f"ratio_layer{l}"] - r[f"lin_layer{l}"]) / r[f"lin_layer{l}"] for r in recs]))
 
     dev1, dev2 = layer_dev(runs["relu"][M], 1), layer_dev(runs["relu"][M], 2)
+    step_check = max(r["step_deviation"] / max(r["step_rounding_bound"], np.finfo(float).tiny)
+                     for r in runs["relu"][M])
     parts = [
         # the statement at finite width, with the standard of ngd.exact.one_step: a 100x drop at the median init
         V.compare(f"relu: median one-step L1/L0 at width {M}", 0.0, relu["ratio"]["median"], tolerance=ONE_STEP_TOL,
@@ -418,6 +427,10 @@ def relu_one_step(cfg: RunConfig) -> ClaimResult:
                             relu["lin"]["median"], tolerance=LIN_CONTROL_FACTOR * spread2,
                             error=relu["lin"]["median"]),
                   "the step is the intended eta = 1/alpha, rho -> 0+ one, so the failure is the nonlinearity"),
+        # control 4: the parameters moved by exactly -eta d, with the eta of control 2 (an exact identity)
+        V.control(V.compare(f"relu: applied step = -eta d (worst over {len(runs['relu'][M])} inits, relative to the "
+                            "rounding bound)", 0.0, step_check, tolerance=1.0, error=step_check),
+                  "the full step uses the eta of the linearised prediction"),
         # control 3 (mechanism): updating only layer 2 follows its linearisation (~1/4)
         V.control(V.compare(f"relu: layer-2-only update vs its linearisation at width {M}", 0.0, dev2,
                             tolerance=LAYER_LIN_TOL, error=dev2), "layer 2's per-unit steps are benign"),

@@ -84,7 +84,7 @@ def diagonal_fisher_isotropic(cfg: RunConfig):
     from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
 
     widths = cfg.pick([64, 128, 256, 512], [128, 256, 512, 1024, 2048, 4096])
-    budget = cfg.pick(Budget(4, 8, (1024,)), Budget(4, 8, (8192,)))
+    budget = cfg.pick(Budget(4, 16, (1024,)), Budget(4, 16, (8192,)))
 
     def measure(width, rep):
         T_diag = _operators(width, cfg, "diagonal", rep=rep)

@@ -3,6 +3,7 @@ one-line errors, strict JSON per interface.md; and one real run of the sanity cl
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,3 +297,33 @@ def test_progress_is_quiet_unless_asked():
     assert progress(items, None, "x") is items
     bar = progress(items, RunConfig(progress=True), "x")
     assert list(bar) == items and hasattr(bar, "set_postfix_str")  # a tqdm bar when asked
+
+
+def test_json_dash_writes_the_document_alone_to_stdout():
+    code, out, err = run(["verify", "demo", "--json", "-"])
+    assert code == 0
+    doc = json.loads(out)  # nothing but the JSON on stdout
+    assert {c["id"] for c in doc["claims"]} == {"demo.true", "demo.false"}
+    assert "demo.true" in err and not (Path("-").exists())
+    code, out, _ = run(["audit", "demo", "--seeds", "2", "--json", "-"])
+    assert code == 0 and json.loads(out)["seeds"] == [0, 1]
+
+
+def _conditional_without_failure(cfg):
+    from proofs import verdicts as V
+
+    return V.to_result([V.compare("holds", 1.0, 1.0, tolerance=1e-9)], assumptions={"A": False})
+
+
+def test_conditional_needs_evidence_of_the_failure():
+    claims = {"demo.cond": claim("demo.cond", title="c", statement="s", expected="conditional",
+                                 register=False)(_conditional_without_failure)}
+    code, out, _ = run(["verify"], claims=claims)
+    assert code == 1 and "conditional without evidence" in out
+
+
+@pytest.mark.parametrize("argv", [["audit", "demo", "--seeds", "99999999999999999999"],
+                                  ["verify", "demo", "--seed", str(2**64)]])
+def test_huge_seed_arguments_are_one_line_errors(argv):
+    code, _, err = run(argv)
+    assert_one_line_error(code, err)

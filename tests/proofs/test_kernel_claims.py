@@ -54,7 +54,7 @@ def test_sweep_refutes_a_wrong_kernel(monkeypatch):
     res = K.empirical_ntk_limit.run(RunConfig())
     assert res.verdict == "refuted", res.notes
     ntk = next(c for c in res.details["checks"] if c["name"] == "NTK")
-    assert "levels off" in ntk["reason"]
+    assert "levels off" in ntk["reason"] or "decays slower" in ntk["reason"], ntk["reason"]
 
 
 def test_closed_form_check_refutes_a_wrong_formula():

@@ -20,7 +20,7 @@ def test_relu_one_step_is_refuted_behind_verified_controls():
     result = REGISTRY["ngd.unit_wise.relu_one_step"].run(CFG)
     assert result.verdict == "refuted", result.notes
     ctrl = controls(result)
-    assert len(ctrl) == 3 and all(c["verdict"] == "verified" for c in ctrl), ctrl
+    assert len(ctrl) == 4 and all(c["verdict"] == "verified" for c in ctrl), ctrl
     names = " ".join(c["name"] for c in ctrl)
     assert "tanh" in names and "linearised" in names and "layer-2-only" in names
     # the reason text says what was measured (mechanism numbers), not just the verdict
@@ -107,3 +107,21 @@ def test_one_alpha_formula_feeds_every_claim(monkeypatch):
     X = np.random.default_rng(0).standard_normal((6, 12))
     assert UnitWiseApproximation(net, X).diagnostics["predicted_alpha_limit"] == 66.0
     assert REGISTRY["ngd.unit_wise.tanh_exact"].run(CFG).verdict == "refuted"
+
+
+def test_step_size_tampered_only_in_the_full_relu_step_is_caught(monkeypatch):
+    """A mutation that doubles eta in the full step alone (the controls' linearisation keeps the
+    intended eta) is caught by the applied-step control: the parameters did not move by -eta d."""
+    from numerics.network import MLP
+
+    real = MLP.apply_update
+
+    def doubled(self, directions, learning_rate):
+        tampered = self.activation.name == "relu" and all(np.any(d != 0) for d in directions)
+        return real(self, directions, learning_rate * (2.0 if tampered else 1.0))
+
+    monkeypatch.setattr(MLP, "apply_update", doubled)
+    result = REGISTRY["ngd.unit_wise.relu_one_step"].run(CFG)
+    assert result.verdict == "inconclusive", result.notes
+    failed = {c["name"] for c in controls(result) if c["verdict"] != "verified"}
+    assert any("applied step" in n for n in failed), failed

@@ -79,14 +79,61 @@ def test_sweep_growing_error_is_refuted():
     assert sweep("iso", WIDTHS, replicated(0.5, noise=0.05), final_tolerance=1.0).verdict == "refuted"
 
 
-def test_sweep_wrong_slope_is_refuted():
-    # shrinks like M^-1 but M^-1/2 was claimed; the band 0.2 plus k stderr (~0) excludes -1
-    v = sweep("iso", WIDTHS, power_law(-1.0), expected_slope=-0.5, slope_band=0.2)
-    assert v.verdict == "refuted" and "wrong rate" in v.reason
+def test_sweep_slower_decay_than_stated_is_refuted():
+    # shrinks like M^-0.1 but O(M^-1/2) was claimed: slower than the slowest allowed -0.3
+    v = sweep("iso", WIDTHS, replicated(-0.1, noise=0.05), expected_slope=-0.5, slope_band=0.2)
+    assert v.verdict == "refuted" and ("decays slower" in v.reason or "levels off" in v.reason), v.reason
+
+
+def test_sweep_faster_decay_verifies_the_big_o_statement():
+    """O(M^-1/2) is an upper bound: a decay like M^-1 satisfies it (documented semantics)."""
+    v = sweep("iso", WIDTHS, replicated(-1.0, noise=0.05), expected_slope=-0.5)
+    assert v.verdict == "verified", v.reason
 
 
 def test_sweep_slope_within_band_is_verified():
-    assert sweep("iso", WIDTHS, power_law(-0.6), expected_slope=-0.5, slope_band=0.2).verdict == "verified"
+    assert sweep("iso", WIDTHS, replicated(-0.4, noise=0.05), expected_slope=-0.5).verdict == "verified"
+
+
+def test_identical_replicates_are_not_independent_evidence():
+    errors = [[w ** -0.5] * 2 for w in WIDTHS]
+    v = sweep("iso", WIDTHS, errors, expected_slope=-0.5)
+    assert v.verdict == "inconclusive" and "identical" in v.reason
+
+
+@pytest.mark.parametrize("kw", [{"final_tolerance": float("nan")}, {"slope_band": float("nan")},
+                                {"slope_band": -0.1}, {"max_stderr": float("nan")}, {"min_decay": -1.0},
+                                {"looks": 0}, {"looks": True}, {"verify_level": 0.0}])
+def test_sweep_rejects_bad_parameters(kw):
+    with pytest.raises(ValueError):
+        sweep("iso", WIDTHS, power_law(-0.5), expected_slope=-0.5, **kw)
+
+
+def test_sweep_rejects_non_numeric_errors_and_widths():
+    with pytest.raises(TypeError):
+        sweep("iso", WIDTHS, ["a"] * 5, expected_slope=-0.5)
+    with pytest.raises(TypeError):
+        sweep("iso", [True, False, True, True, True], power_law(-0.5), expected_slope=-0.5)
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e160])
+def test_sweep_is_scale_invariant(scale):
+    base = replicated(-0.5, noise=0.1)
+    a = sweep("iso", WIDTHS, base, expected_slope=-0.5)
+    b = sweep("iso", WIDTHS, [[e * scale for e in row] for row in base], expected_slope=-0.5)
+    assert a.verdict == b.verdict == "verified"
+    assert b.numbers["plateau"] / scale == pytest.approx(a.numbers["plateau"], rel=1e-9, abs=1e-12)
+
+
+def test_levels_off_needs_a_plateau_above_the_floor():
+    from proofs.verdicts import levels_off
+
+    flat = replicated(0.0, prefactor=0.4, noise=0.05)
+    assert levels_off("diag", WIDTHS, flat, floor=0.02).verdict == "verified"
+    roundoff = replicated(0.0, prefactor=3e-16, noise=0.3)   # an exactly isotropic operator
+    assert levels_off("exact", WIDTHS, roundoff, floor=0.02).verdict == "refuted"
+    vanishing = replicated(-0.5, noise=0.1)
+    assert levels_off("decays", WIDTHS, vanishing, floor=0.02).verdict == "refuted"
 
 
 def test_sweep_too_noisy_is_inconclusive():
@@ -101,7 +148,7 @@ def test_sweep_insignificant_decrease_is_inconclusive():
     errors = [[0.2, 0.1], [0.09, 0.14], [0.06, 0.1]]
     v = sweep("iso", [64, 256, 1024], errors, expected_slope=-0.5)
     assert v.numbers["k"] > 10
-    assert v.verdict == "inconclusive" and "not significant" in v.reason
+    assert v.verdict == "inconclusive" and "not yet shown" in v.reason
 
 
 def test_sweep_shrinking_but_above_final_tolerance_is_inconclusive():
@@ -145,18 +192,33 @@ def _verdict_rates(make_errors, trials, **kw):
     return out
 
 
-@pytest.mark.parametrize("reps, min_verified", [(4, 700), (16, 995)])
+@pytest.mark.parametrize("reps, min_verified", [(4, 500), (16, 990)])
 def test_true_statement_is_never_refuted_under_the_model(reps, min_verified):
     """1000 simulated sweeps (5 widths, ``reps`` initialisations each, 30 % log-normal noise, the true
     rate -0.5 plus an O(1/M) correction): the rule's bound is level = 1e-4, so 0 refutations are
     expected (P(>= 1) <= 0.1 at the bound; the band and Bonferroni make it far smaller).  At 4
-    initialisations about a fifth stay inconclusive -- the adaptive sweeps then double them -- at 16
+    initialisations about 40 % stay inconclusive (verification needs positive evidence: the slope's upper
+    confidence bound below the slowest allowed rate) -- the adaptive sweeps then double them -- at 16
     the rule decides essentially always."""
     rates = _verdict_rates(lambda t: [[e * (1 + 2.0 / w) for e in row] for row, w in
                                       zip(replicated(-0.5, noise=0.3, seed=t, reps=reps), WIDTHS)],
                            1000, expected_slope=-0.5)
     assert rates["refuted"] == 0, rates
     assert rates["verified"] >= min_verified, rates
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.7])
+def test_plateau_of_half_the_widest_error_is_never_verified(fraction):
+    """Errors c + M^-1/2 whose plateau c is ``fraction`` of the widest error (30 % noise, 8
+    initialisations, as the adaptive quick sweeps reach): verification needs the plateau's upper bound
+    below half the widest error.  At exactly one half -- the boundary -- the nominal rate is 1e-2 and
+    the measured one about 2 % (the weighted fit's t-approximation under skewed log-normal noise: 9 of
+    500); beyond it, never."""
+    widest = WIDTHS[-1] ** -0.5
+    c = fraction / (1 - fraction) * widest
+    rates = _verdict_rates(lambda t: replicated(-0.5, noise=0.3, reps=8, seed=t, plateau=c), 500,
+                           expected_slope=-0.5)
+    assert rates["verified"] <= (15 if fraction == 0.5 else 0), rates
 
 
 def test_false_statement_is_never_verified_under_the_model():
