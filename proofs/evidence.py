@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from numerics.sweeps import PowerLawFit, fit_power_law
+from numerics.sweeps import PowerLawFit
 
 # ---------------------------------------------------------------------------------------------
 # small pure helpers
@@ -187,13 +187,6 @@ class WidthSweep:
                           "prefactor": self.fit.prefactor}
         out.update({k: list(map(float, v)) for k, v in self.extra.items()})
         return out
-
-
-def _fit_or_none(widths, errors) -> Optional[PowerLawFit]:
-    errors = np.asarray(errors, dtype=float)
-    if len(widths) >= 3 and np.all(errors > 0) and np.all(np.isfinite(errors)):
-        return fit_power_law(widths, errors)
-    return None
 
 
 ISOTROPY = "isotropy error"
