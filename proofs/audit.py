@@ -156,7 +156,8 @@ def format_audit(audit: Audit) -> str:
     total = sum(len(r.verdicts) for r in audit.rows)
     bad = sum(len(r.deviations) for r in audit.rows)
     seeds = audit.seeds
-    lines.append(f"{len(audit.rows)} claims x {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}, {audit.mode}): "
+    plural = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")  # noqa: E731
+    lines.append(f"{plural(len(audit.rows), 'claim')} x {plural(len(seeds), 'seed')} ({seeds[0]}..{seeds[-1]}, {audit.mode}): "
                  f"{total - bad}/{total} verdicts as expected in {audit.seconds:.0f} s"
                  + ("" if not bad else f"; {bad} deviation(s)"))
     return "\n".join(lines)

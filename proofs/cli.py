@@ -43,6 +43,10 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # `audit --seed 5` must not silently mean --seeds 5
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # argparse would print the usage block and exit; we want one line
         raise UsageError(message)
 
@@ -93,13 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_Parser)
     sub.required = True
 
-    def budget(p):
+    def budget(p, seed: bool = True):
         group = p.add_mutually_exclusive_group()
         group.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                           help="small widths, about two minutes on 2 cores (default)")
+                           help="small widths, about a minute on 2 cores (default)")
         group.add_argument("--full", dest="mode", action="store_const", const="full", help="the large-width sweeps")
         p.set_defaults(mode="quick")
-        p.add_argument("--seed", type=_seed, default=0, help="master seed (integer in [0, 2^63), default 0)")
+        if seed:
+            p.add_argument("--seed", type=_seed, default=0, help="master seed (integer in [0, 2^63), default 0)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
 
     p_list = sub.add_parser("list", help="every claim: id, one-line statement, assumptions")
@@ -137,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_audit.add_argument("--workers", type=_positive_int, default=1, metavar="W",
                          help="run seeds in W local processes, one BLAS thread each (default 1)")
     p_audit.add_argument("--json", metavar="PATH", help="also write the audit as JSON to PATH ('-': standard output)")
-    budget(p_audit)
+    budget(p_audit, seed=False)  # the seeds are --start .. --start + --seeds - 1
     return parser
 
 

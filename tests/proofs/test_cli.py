@@ -327,3 +327,9 @@ def test_conditional_needs_evidence_of_the_failure():
 def test_huge_seed_arguments_are_one_line_errors(argv):
     code, _, err = run(argv)
     assert_one_line_error(code, err)
+
+
+def test_audit_has_no_seed_option_and_no_abbreviations():
+    """`audit --seed 5` would silently run seed 0 (or, abbreviated, 5 seeds): it is an error."""
+    code, _, err = run(["audit", "demo", "--seeds", "1", "--seed", "5"])
+    assert_one_line_error(code, err, "--seed")
