@@ -445,7 +445,8 @@ def training_sweep(cfg, key: Sequence, name: str, X, Y, X_test, Y_test, widths: 
                    depth: int, alpha: float, learning_rate: float, steps: int,
                    test_operator: Optional[np.ndarray] = None, activation: str = "relu",
                    sigma_w2: float = 2.0, sigma_b2: float = 0.0, damping: float = 0.0, repeats: int = 1,
-                   budget=None, test_tolerance: Optional[float] = None, **options) -> TrainingSweep:
+                   budget=None, test_tolerance: Optional[float] = None, test_rate: Optional[float] = -0.5,
+                   **options) -> TrainingSweep:
     """At each hidden width and initialisation: one real NGD step at ``learning_rate`` (measured
     against ``r_1 = (1 - eta alpha) r_0``), test outputs against the predictor built from
     ``test_operator`` (``Theta_G(X', X)`` at infinite width; skipped when None).
@@ -454,7 +455,8 @@ def training_sweep(cfg, key: Sequence, name: str, X, Y, X_test, Y_test, widths: 
     ``Budget(repeats, repeats)``, i.e. fixed) says how many initialisations per width to start with,
     how far to double them and which wider nets to add while the verdicts of "linearisation error
     -> 0 like M^-1/2" and "test-output error -> 0 like M^-1/2, within ``test_tolerance`` at the
-    widest width" are undecided.  ``.adaptive.parts`` holds those two sub-verdicts (names
+    widest width" are undecided (``test_rate=None``: "-> 0 within ``test_tolerance``", no rate asserted).
+    ``.adaptive.parts`` holds those two sub-verdicts (names
     :data:`LINEARISATION` and :data:`TEST_ERROR`), ``.adaptive.spent`` what was spent.
     Network ``(width, replicate)`` is seeded from those coordinates only; the loss curves (``steps``
     real steps) are those of replicate 0.
@@ -496,7 +498,7 @@ def training_sweep(cfg, key: Sequence, name: str, X, Y, X_test, Y_test, widths: 
     # that and the O(M^-1/2) fluctuation of the empirical kernels
     specs = [SweepSpec(LINEARISATION, expected_slope=-0.5)]
     if test_operator is not None:
-        specs.append(SweepSpec(TEST_ERROR, expected_slope=-0.5, final_tolerance=test_tolerance))
+        specs.append(SweepSpec(TEST_ERROR, expected_slope=test_rate, final_tolerance=test_tolerance))
     run = adaptive_sweep(measure, widths, specs, budget,
                          progress=lambda it, desc: progress(cfg, it, f"{name}: training sweep, {desc}"))
     used = run.widths
