@@ -178,15 +178,12 @@ class WidthSweep:
         return [list(self.adaptive.errors[name][w]) for w in self.widths]
 
     def to_series(self) -> dict:
-        """Figure data: ``{"x": widths, "y": errors, "fit": {...}}`` (log-log axes)."""
-        out = {"kind": "width_sweep", "quantity": self.quantity, "x": list(self.widths),
-               "y": [float(e) for e in self.errors], "xlabel": "width M", "ylabel": self.quantity,
-               "logx": True, "logy": True}
-        if self.fit is not None:
-            out["fit"] = {"slope": self.fit.slope, "slope_stderr": self.fit.slope_stderr,
-                          "prefactor": self.fit.prefactor}
-        out.update({k: list(map(float, v)) for k, v in self.extra.items()})
-        return out
+        """Figure data (schema of :mod:`proofs.figures`): one ``width_sweep`` curve, the errors vs
+        widths with the fit, labelled by the quantity; the extra columns go to ``data``."""
+        from proofs.figures import sweep_series
+
+        return sweep_series(self.quantity, self.widths, self.errors, self.fit,
+                            data={k: list(map(float, v)) for k, v in self.extra.items()} or None)
 
 
 ISOTROPY = "isotropy error"
@@ -346,16 +343,17 @@ def predicted_losses(f0_train, f0_test, Y, Y_test, alpha: float, test_operator, 
 
 
 def loss_curve_series(name: str, measured: dict, predicted: dict, width: int, learning_rate: float) -> dict:
-    """Figure data: train/test loss vs step, measured at ``width`` and predicted (log y)."""
+    """Figure data (schema of :mod:`proofs.figures`): train/test loss vs step, measured at ``width``
+    and predicted (log y); the learning rate goes to ``data``."""
+    from proofs.figures import figure_series, loss_curves
+
     steps = list(range(len(measured["train_loss"])))
-    out = {"kind": "loss_curve", "approximation": name, "width": int(width),
-           "learning_rate": float(learning_rate), "x": steps, "xlabel": "step", "ylabel": "loss",
-           "logy": True, "train_measured": list(map(float, measured["train_loss"])),
-           "test_measured": list(map(float, measured["test_loss"])),
-           "train_predicted": list(map(float, predicted["train_loss"]))}
+    pred = {"train": predicted["train_loss"]}
     if np.all(np.isfinite(predicted["test_loss"])):  # no test predictor: no predicted test curve
-        out["test_predicted"] = list(map(float, predicted["test_loss"]))
-    return out
+        pred["test"] = predicted["test_loss"]
+    curves = loss_curves(name, steps, {"train": measured["train_loss"], "test": measured["test_loss"]}, pred, width)
+    return figure_series("loss_curves", curves, name=f"loss curves of {name}", xlabel="step", ylabel="loss",
+                         logy=True, data={"learning_rate": float(learning_rate)})
 
 
 def eta_scan(net_factory: Callable[[], Any], X, Y, name: str, alpha: float, factors: Sequence[float],
@@ -379,11 +377,12 @@ def eta_scan(net_factory: Callable[[], Any], X, Y, name: str, alpha: float, fact
 
 def spectrum_series(name: str, operator: np.ndarray, width: int) -> dict:
     """Figure data: sorted eigenvalues of the symmetrised measured ``Theta_G`` (divided by nothing)."""
+    from proofs.figures import figure_series, spectrum_curve
+
     op = np.asarray(operator, dtype=float)
     eig = np.sort(np.linalg.eigvals(op).real)[::-1]
-    return {"kind": "spectrum", "approximation": name, "width": int(width),
-            "x": list(range(1, eig.size + 1)), "y": eig.tolist(), "xlabel": "index",
-            "ylabel": "eigenvalue of Theta_G"}
+    return figure_series("spectrum", [spectrum_curve(eig, approximation=name, width=int(width))],
+                         name=f"spectrum of {name}", xlabel="index", ylabel="eigenvalue of Theta_G")
 
 
 @dataclass

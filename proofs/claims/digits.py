@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from proofs import figures as F
 from proofs import verdicts as V
 from proofs.claim import ClaimResult, RunConfig, claim
 from proofs.experiments import digits as D
@@ -76,22 +77,23 @@ def digits_one_step(cfg: RunConfig) -> ClaimResult:
         tol = TEST_OUTPUT_TOL.get(name, TEST_OUTPUT_TOL["default"])
         parts.append(V.compare(f"{name}: test outputs after one step vs the infinite-width predictor", 0.0,
                                r.test_output_error, tolerance=tol, error=r.test_output_error))
-        series[f"digits_loss_curve_{name}"] = {
-            "kind": "loss_curve", "approximation": name, "width": r.width, "learning_rate": r.learning_rate,
-            "x": list(range(len(r.train_loss))), "xlabel": "step", "ylabel": "loss", "logy": True,
-            "train_measured": r.train_loss, "train_predicted": [max(v, 1e-300) for v in r.predicted_train_loss],
-            "test_measured": r.test_loss, "test_predicted": r.predicted_test_loss}
+        series[f"digits_loss_curve_{name}"] = F.figure_series("loss_curves", F.loss_curves(
+            name, list(range(len(r.train_loss))), {"train": r.train_loss, "test": r.test_loss},
+            {"train": [max(v, 1e-300) for v in r.predicted_train_loss], "test": r.predicted_test_loss}, r.width),
+            name=f"digits_loss_curve_{name}", xlabel="step", ylabel="loss", logy=True,
+            data={"learning_rate": r.learning_rate})
     steps = list(range(s["steps"] + 1))
-    series["digits_train_loss_all"] = {
-        "kind": "loss_curves", "steps": steps, "title": "digits: train loss per step at eta = 1/alpha (width 4096)",
-        "ylabel": "train loss",
-        "curves": {f"{k} (alpha={r.alpha:g})": r.train_loss for k, r in runs.items()}}
-    series["digits_test_loss_all"] = {
-        "kind": "loss_curves", "steps": steps, "title": "digits: test loss, measured vs infinite-width prediction",
-        "ylabel": "test loss",
-        "curves": {**{f"{k} measured": r.test_loss for k, r in runs.items()},
-                   **{f"{k} predicted": r.predicted_test_loss for k, r in runs.items()}},
-        "predicted": [f"{k} predicted" for k in runs]}
+    series["digits_train_loss_all"] = F.figure_series(
+        "loss_curves", [{"label": f"{F.approximation_label(k)} (alpha={r.alpha:g})", "x": steps, "y": r.train_loss,
+                         "approximation": k, "split": "train"} for k, r in runs.items()],
+        name="digits_train_loss_all", title="digits: train loss per step at eta = 1/alpha (width 4096)",
+        ylabel="train loss")
+    series["digits_test_loss_all"] = F.figure_series(
+        "loss_curves", [{"label": f"{F.approximation_label(k)} {role}", "x": steps, "role": role, "approximation": k,
+                         "split": "test", "y": r.test_loss if role == "measured" else r.predicted_test_loss}
+                        for role in ("measured", "predicted") for k, r in runs.items()],
+        name="digits_test_loss_all", title="digits: test loss, measured vs infinite-width prediction",
+        ylabel="test loss")
     exact = runs["exact"]
     extra = {}
     if cfg.full:  # context: exact NGD on the digits over widths (loss ratio ~ linearisation error^2)
@@ -102,8 +104,8 @@ def digits_one_step(cfg: RunConfig) -> ClaimResult:
         ratios = [sweep[m].train_loss[1] / sweep[m].train_loss[0] for m in widths]
         extra["exact_width_sweep"] = {"widths": widths, "loss_ratio": ratios,
                                       "test_output_error": [sweep[m].test_output_error for m in widths]}
-        series["digits_exact_loss_ratio_vs_width"] = {
-            "kind": "width_sweep", "x": widths, "y": ratios, "quantity": "digits: exact NGD one-step loss ratio L1/L0"}
+        series["digits_exact_loss_ratio_vs_width"] = F.sweep_series(
+            "digits: exact NGD one-step loss ratio L1/L0", widths, ratios, name="digits_exact_loss_ratio_vs_width")
     return V.to_result(
         parts, predicted=exact.predicted_test_loss[1], measured=exact.test_loss[1],
         error=exact.test_output_error, width=exact.width, tolerance=TEST_OUTPUT_TOL["default"], series=series,

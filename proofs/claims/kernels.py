@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from proofs import figures as F
 from proofs import verdicts as V
 from proofs.claim import ClaimResult, RunConfig, claim, progress
 from theory.activations import available_activations
@@ -236,11 +237,9 @@ def empirical_ntk_limit(cfg: RunConfig) -> ClaimResult:
                          progress=lambda it, desc: progress(it, cfg, f"empirical NTK, {desc}"))
     parts = run.parts
     fit = parts[0].fit
-    series = {"kernels_ntk_width_sweep": {
-        "kind": "width_sweep", "expected_slope": -0.5,
-        "sweeps": {n: {"widths": list(run.widths), "errors": run.mean_errors(n),
-                       **({"fit": p.fit.to_dict()} if p.fit is not None else {})}
-                   for n, p in zip(names, parts)}}}
+    series = {"kernels_ntk_width_sweep": F.figure_series(
+        "width_sweep", [F.sweep_curve(n, run.widths, run.mean_errors(n), p.fit) for n, p in zip(names, parts)],
+        name="kernels_ntk_width_sweep", expected_slope=-0.5)}
     return V.to_result(parts, predicted=-0.5, measured=None if fit is None else fit.slope,
                        error=None if fit is None else abs(fit.slope + 0.5), width=max(run.widths), series=series,
                        notes=f"verified iff every sweep shrinks at the rate -1/2 (within {V.DEFAULT_SLOPE_BAND:g} + k "

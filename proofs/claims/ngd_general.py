@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from proofs import evidence as ev
+from proofs import figures as F
 from proofs import verdicts as V
 from proofs.claim import ClaimResult, RunConfig, claim
 
@@ -223,8 +224,10 @@ def spectra_series(cfg: RunConfig, X, dim: int, depth: int = 3, width: int = 256
         if name != "diagonal":
             alpha[name] = float(isotropy_constant(name, depth, n_samples=X.shape[0], input_dim=dim,
                                                   widths=list(net.widths)))
-    return {"kind": "spectrum", "eigenvalues": eig, "alpha": alpha, "normalise": True,
-            "title": f"spectrum of Theta_G per approximation (relu, depth {depth}, width {width}, N = {X.shape[0]})"}
+    return F.figure_series(
+        "spectrum", [F.spectrum_curve(v, approximation=k, alpha=alpha.get(k), width=width) for k, v in eig.items()],
+        name="spectra_per_approximation", normalise=True,
+        title=f"spectrum of Theta_G per approximation (relu, depth {depth}, width {width}, N = {X.shape[0]})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +260,9 @@ def lr_stability(cfg: RunConfig) -> ClaimResult:
                        "sqrt_ratio_deviation": dev, "deviation_over_factor_squared": scaled}
         parts.append(V.compare(f"{name}: one-step sqrt(L1/L0) vs |1 - eta alpha|, deviation / (eta/eta*)^2 "
                                f"(width {width})", 0.0, max(scaled), tolerance=ETA_SCAN_TOL, error=max(scaled)))
-        series[f"eta_scan_{name}"] = scan
+        series[f"eta_scan_{name}"] = F.figure_series(
+            "eta_scan", F.eta_curves(name, scan["x"], scan["measured"], scan["predicted"]), name=f"eta_scan_{name}",
+            xlabel=scan["xlabel"], ylabel=scan["ylabel"])
         # linearised operator (measured at width 64, exact identity): 40 steps at eta just inside /
         # just outside 2/alpha must decay / blow up like |1 - eta alpha|^t
         small = ev.make_net(cfg, ("lr-lin", name), [dim, 64, 64, 1])

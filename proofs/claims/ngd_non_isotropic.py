@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from proofs import evidence as ev
+from proofs import figures as F
 from proofs import verdicts as V
 from proofs.adaptive import Budget
 from proofs.claim import ClaimResult, RunConfig, claim
@@ -99,10 +100,11 @@ def damping_eigenvalues(cfg: RunConfig) -> ClaimResult:
                                tolerance=EXACT_TOL, error=err))
         # not isotropic: spread of lambda/(lambda+rho) over the spectrum is O(1) for rho ~ lambda
         parts.append(V.compare(f"rho = {scale:g} median(lambda): not isotropic", 1.0, float(iso > 1e-3), tolerance=0.0))
-        series[f"damping_spectrum_rho_{scale:g}"] = {
-            "kind": "spectrum", "approximation": f"exact, rho={rho:.3g}", "width": width,
-            "x": list(range(1, n + 1)), "y": measured[::-1].tolist(), "predicted": predicted[::-1].tolist(),
-            "xlabel": "index", "ylabel": "eigenvalue of Theta_G"}
+        series[f"damping_spectrum_rho_{scale:g}"] = F.figure_series(
+            "spectrum", [F.spectrum_curve(measured[::-1], approximation="exact", width=width,
+                                          label=f"{F.approximation_label('exact')}, rho={rho:.3g}")],
+            name=f"damping_spectrum_rho_{scale:g}", xlabel="index", ylabel="eigenvalue of Theta_G",
+            data={"predicted": predicted[::-1].tolist()})
     top = details["rho=1 median(lambda)"]
     return V.to_result(parts, predicted=top["eig_min"], measured=float(measured[0]),
                        error=max(v["max_eig_error"] for v in details.values()), width=width, tolerance=EXACT_TOL,

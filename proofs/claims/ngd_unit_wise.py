@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from proofs import evidence as ev
+from proofs import figures as F
 from proofs import verdicts as V
 from proofs.claim import ClaimResult, RunConfig, claim
 
@@ -138,8 +139,9 @@ def relu_asymptotic(cfg: RunConfig) -> ClaimResult:
         # by ~spread/sqrt(N) per net, < 1% at the widest quick width; 2% leaves room for a 2-sigma fluctuation
         V.compare("mean diagonal vs gamma sum M_l + 1 at the widest net", alpha, alpha_hat, tolerance=ALPHA_TOL),
     ]
-    series = run.series(RELU_ISO)
-    series["predicted_spread"] = spread_pred
+    series = F.sweep_series(RELU_ISO, run.widths, run.mean_errors(RELU_ISO), run.part(RELU_ISO).fit,
+                            replicates=[run.errors[RELU_ISO][w] for w in run.widths],
+                            data={"predicted_spread": spread_pred}, name="unit_wise_isotropy_error_vs_width")
     return V.to_result(
         parts, predicted=alpha, measured=alpha_hat, error=run.mean_errors(RELU_ISO)[-1], width=m,
         derivation=res.derivation,
@@ -260,8 +262,10 @@ def multi_output_asymptotic(cfg: RunConfig) -> ClaimResult:
         details={"widths": run.widths, "isotropy_error": run.mean_errors(MULTI_ISO), "mean_diag": measured,
                  "gamma_sumM_over_C_plus_1": predicted, "max_relative_constant_error": max(constant_errors),
                  "n": n, "dim": dim, "n_outputs": c, "spent": run.spent},
-        series={"unit_wise_C2_isotropy_error_vs_width": {
-            **run.series(MULTI_ISO), "title": "unit-wise, C = 2 (tanh): isotropy error vs width"}},
+        series={"unit_wise_C2_isotropy_error_vs_width": F.sweep_series(
+            MULTI_ISO, run.widths, run.mean_errors(MULTI_ISO), run.part(MULTI_ISO).fit,
+            replicates=[run.errors[MULTI_ISO][w] for w in run.widths], name="unit_wise_C2_isotropy_error_vs_width",
+            title="unit-wise, C = 2 (tanh): isotropy error vs width")},
         notes="error = mean isotropy error over the initialisations at the widest net; the C = 1 constant "
               "gamma sum M_l + 1 is refuted by ngd.unit_wise.multi_output, the C-scaled constant holds asymptotically")
 
@@ -455,12 +459,12 @@ def relu_one_step(cfg: RunConfig) -> ClaimResult:
         tolerance=ONE_STEP_TOL,
         details={"settings": s, "mechanism": mech, "predicted_lin_relu": spread2,
                  "layer_deviation_relu": {"layer1": dev1, "layer2": dev2}, "measured": measured_text},
-        series={"unit_wise_one_step_loss_ratio_vs_width": {
-            "kind": "width_sweep", "quantity": "median one-step loss ratio L1/L0 (unit-wise, eta = 1/alpha)",
-            "x": s["widths"], "y": [mech["relu"][str(m)]["ratio"]["median"] for m in s["widths"]],
-            "tanh": [mech["tanh"][str(m)]["ratio"]["median"] for m in s["widths"]],
-            "replicates": [mech["relu"][str(m)]["ratio"]["values"] for m in s["widths"]],
-            "xlabel": "width M", "ylabel": "L1/L0", "logx": True, "logy": True}},
+        series={"unit_wise_one_step_loss_ratio_vs_width": F.sweep_series(
+            "median one-step loss ratio L1/L0 (unit-wise, eta = 1/alpha)", s["widths"],
+            [mech["relu"][str(m)]["ratio"]["median"] for m in s["widths"]],
+            replicates=[mech["relu"][str(m)]["ratio"]["values"] for m in s["widths"]],
+            data={"tanh": [mech["tanh"][str(m)]["ratio"]["median"] for m in s["widths"]]},
+            name="unit_wise_one_step_loss_ratio_vs_width", ylabel="L1/L0")},
         notes=measured_text + ". Mechanism: the per-unit min-norm step divides by delta_{1,i}(x_n); that heavy "
               "tail is shared by tanh (similar moved fractions), so E[delta^-2] = inf does not separate them. relu "
               "does not saturate: the few hugely moved layer-1 units reach layer 2 and flip a third of its "

@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from numerics.measure import isotropy_error, spectrum, unit_norm_inputs
+from proofs import figures as F
 from proofs.claim import RunConfig, claim
 from proofs.progress import progress
 from proofs.verdicts import compare, control, derivation_verdict, to_result
@@ -109,18 +110,22 @@ def diagonal_fisher_isotropic(cfg: RunConfig):
     # control 2: the same sweep rule verifies a true "-> 0 like M^-1/2" statement on the same nets
     unit_control = control(unit, "unit-wise relu is isotropic in the limit (paper.md R5)")
     series = {
-        "isotropy_vs_width": {"kind": "width_sweep", "title": "isotropy error vs width: diagonal Fisher vs exact",
-                              "caption": "Isotropy error ||Theta_G - a I|| / ||a I|| vs width (log-log): diagonal "
-                                         "Fisher (flat) against the unit-wise Fisher (shrinking like M^-1/2) and "
-                                         "the exact Fisher (float64 round-off); means over initialisations.",
-                              "sweeps": {"diagonal": {"widths": widths, "errors": diag_err},
-                                         "unit-wise (control)": {"widths": widths, "errors": run.mean_errors(names[1])},
-                                         "exact (control)": {"widths": widths, "errors": exact_err}}},
-        "spectrum": {"kind": "spectrum", "title": f"spectrum of Theta_G / its mean at width {widths[-1]}",
-                     "caption": f"Eigenvalues of Theta_G divided by their mean at width {widths[-1]}: exact is flat "
-                                "(isotropic, alpha = 1), the diagonal Fisher's spread does not close.",
-                     "eigenvalues": {"diagonal": np.real(eig_diag).tolist(), "exact": np.real(eig_exact).tolist()},
-                     "alpha": {"exact": _exact_alpha()}, "normalise": True},
+        "isotropy_vs_width": F.figure_series(
+            "width_sweep", [F.sweep_curve(None, widths, diag_err, approximation="diagonal"),
+                            F.sweep_curve(f"{F.approximation_label('unit_wise')} (control)", widths,
+                                          run.mean_errors(names[1]), approximation="unit_wise"),
+                            F.sweep_curve(f"{F.approximation_label('exact')} (control)", widths, exact_err,
+                                          approximation="exact")],
+            name="isotropy_vs_width", title="isotropy error vs width: diagonal Fisher vs exact",
+            caption="Isotropy error ||Theta_G - a I|| / ||a I|| vs width (log-log): diagonal "
+                    "Fisher (flat) against the unit-wise Fisher (shrinking like M^-1/2) and "
+                    "the exact Fisher (float64 round-off); means over initialisations."),
+        "spectrum": F.figure_series(
+            "spectrum", [F.spectrum_curve(eig_diag, approximation="diagonal", width=widths[-1]),
+                         F.spectrum_curve(eig_exact, approximation="exact", alpha=_exact_alpha(), width=widths[-1])],
+            name="spectrum", title=f"spectrum of Theta_G / its mean at width {widths[-1]}",
+            caption=f"Eigenvalues of Theta_G divided by their mean at width {widths[-1]}: exact is flat "
+                    "(isotropic, alpha = 1), the diagonal Fisher's spread does not close.", normalise=True),
     }
     return to_result([isotropy, exact_control, unit_control], predicted=0.0, measured=diag_err[-1],
                      error=diag_err[-1], width=widths[-1], series=series,

@@ -9,7 +9,7 @@ import sympy as sp
 from numerics.sweeps import fit_power_law
 from proofs import cli
 from proofs.claim import ClaimResult, RunConfig, claim
-from proofs.figures import normalise_series, render_png, validate_series
+from proofs import figures as F
 from proofs.report import (atomic_write_text, dumps_strict, fmt, results_document, statement_kind, tex_escape,
                            tex_mixed, to_jsonable, write_report)
 from theory.derivation import Derivation
@@ -18,13 +18,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WIDTHS = [64, 128, 256, 512]
 
 SERIES = {
-    "loss": {"kind": "loss_curves", "steps": [0, 1, 2, 3],
-             "curves": {"exact M=512": [0.5, 1e-3, 2e-6, 4e-9], "exact predicted": [0.5, 1e-3, 2e-6, 4e-9]}},
-    "sweep": {"kind": "width_sweep", "widths": WIDTHS, "errors": [0.2, 0.14, 0.1, 0.07], "expected_slope": -0.5},
-    "spectrum": {"kind": "spectrum", "eigenvalues": {"bd": [3.1, 3.0, 2.9], "kfac": [40.0, 30.0, 1.0]},
-                 "alpha": {"bd": 3.0}},
-    "eta": {"kind": "eta_scan", "ratios": [0.5, 1.0, 1.5], "losses": {"exact": [0.25, 1e-6, 0.25]},
-            "predicted": {"exact": [0.25, 1e-12, 0.25]}},
+    "loss": F.figure_series("loss_curves", F.loss_curves("exact", [0, 1, 2, 3], {"train": [0.5, 1e-3, 2e-6, 4e-9]},
+                                                         {"train": [0.5, 1e-3, 2e-6, 4e-9]}, width=512), name="loss"),
+    "sweep": F.sweep_series("error", WIDTHS, [0.2, 0.14, 0.1, 0.07], name="sweep", expected_slope=-0.5),
+    "spectrum": F.figure_series("spectrum", [
+        F.spectrum_curve([3.1, 3.0, 2.9], approximation="block_diagonal", alpha=3.0),
+        F.spectrum_curve([40.0, 30.0, 1.0], approximation="kfac")], name="spectrum"),
+    "eta": F.figure_series("eta_scan", F.eta_curves("exact", [0.5, 1.0, 1.5], [0.25, 1e-6, 0.25], [0.25, 1e-12, 0.25]),
+                           name="eta"),
     "broken": {"kind": "histogram", "values": [1, 2]},
 }
 
@@ -183,59 +184,107 @@ def test_formatting_helpers():
     assert tex_mixed(r"rank $J_l$ = N_C") == r"rank $J_l$ = N\_C"
 
 
-# ----------------------------------------------------------------------------- figures
-@pytest.mark.parametrize("name", ["loss", "sweep", "spectrum", "eta"])
-def test_each_series_kind_renders(name):
-    assert render_png(SERIES[name]).startswith(PNG_MAGIC)
+# ----------------------------------------------------------------------------- figures in the report
+def _with_series(series):
+    return lambda cfg: ClaimResult("verified", series=series)
 
 
-def test_series_schema_errors_name_the_problem():
-    with pytest.raises(ValueError, match="kind 'histogram' is not allowed"):
-        validate_series(SERIES["broken"])
-    with pytest.raises(ValueError, match="has 2 values, expected 4"):
-        validate_series({"kind": "loss_curves", "steps": [0, 1, 2, 3], "curves": {"x": [1, 2]}})
-    with pytest.raises(ValueError, match="needs the key 'errors'"):
-        validate_series({"kind": "width_sweep", "widths": [1, 2, 3]})
-    with pytest.raises(ValueError, match="3 widths but 2 errors"):
-        validate_series({"kind": "width_sweep", "widths": [1, 2, 3], "errors": [1, 2]})
+def _claim_with(cid, series):
+    c = claim(cid, title="t", statement="s", register=False)(_with_series(series))
+    return c, c.run()
 
 
-def test_alternative_evidence_form_is_normalised():
-    s = normalise_series({"kind": "loss_curve", "approximation": "kfac", "width": 512, "x": [0, 1],
-                          "train_measured": [1.0, 0.1], "train_predicted": [1.0, 0.09], "test_measured": [1.0, 0.2]})
-    assert s["kind"] == "loss_curves" and s["predicted"] == ["kfac train predicted"]
-    assert set(s["curves"]) == {"kfac train M=512", "kfac train predicted", "kfac test M=512"}
-    eta = normalise_series({"kind": "eta_scan", "approximation": "bd", "x": [0.5, 1.0], "measured": [0.3, 0.01],
-                            "predicted": [0.25, 0.0]})
-    assert eta["losses"] == {"bd": [0.3, 0.01]} and eta["predicted"] == {"bd": [0.25, 0.0]}
-    assert validate_series({"kind": "width_sweep", "x": [1, 2, 4], "y": [1, 0.7, 0.5]}) == "width_sweep"
-    assert render_png(eta).startswith(PNG_MAGIC)
+def test_malformed_series_is_reported_by_name_and_field_not_drawn(report):
+    out, _, _ = report
+    md = (out / "report.md").read_text()
+    assert ("*Figure `broken` could not be drawn: ValueError: series 'demo.numeric_1: broken': field kind is "
+            "'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan*") in md
 
 
 def test_overview_merges_series_of_the_same_kind_across_claims(tmp_path):
     from proofs.report import overview_series
 
-    def with_series(series):
-        return lambda cfg: ClaimResult("verified", series=series)
-    loss_a = {"kind": "loss_curve", "approximation": "exact", "x": [0, 1], "train_measured": [1, 1e-3],
-              "train_predicted": [1, 0]}
-    loss_b = {"kind": "loss_curve", "approximation": "kfac", "x": [0, 1], "train_measured": [1, 0.1],
-              "train_predicted": [1, 0.05]}
-    cl = [claim(f"o.{i}", title="t", statement="s", register=False)(with_series({"loss": s}))
-          for i, s in enumerate([loss_a, loss_b])]
-    pairs = [(c, c.run()) for c in cl]
+    loss_a = F.figure_series("loss_curves", F.loss_curves("exact", [0, 1], {"train": [1, 1e-3]}, {"train": [1, 0]}))
+    loss_b = F.figure_series("loss_curves", F.loss_curves("kfac", [0, 1], {"train": [1, 0.1]}, {"train": [1, 0.05]}))
+    pairs = [_claim_with(f"o.{i}", {"loss": s}) for i, s in enumerate([loss_a, loss_b])]
     merged = overview_series(pairs)
     assert list(merged) == ["overview-loss_curves-train"]  # no test curves were given
-    assert set(merged["overview-loss_curves-train"]["curves"]) == {"exact train", "exact train predicted",
-                                                                   "kfac train", "kfac train predicted"}
-    assert merged["overview-loss_curves-train"]["predicted"] == ["exact train predicted", "kfac train predicted"]
+    curves = merged["overview-loss_curves-train"]["curves"]
+    # printed names come from the registry (exact -> "exact NGD", kfac -> "K-FAC")
+    assert [c["label"] for c in curves] == ["exact NGD train", "exact NGD train predicted", "K-FAC train",
+                                            "K-FAC train predicted"]
+    assert [c["role"] for c in curves] == ["measured", "predicted"] * 2
     # a second claim with exact curves does not add a second "exact" to the overview
-    dup = claim("o.dup", title="t", statement="s", register=False)(with_series({"loss": loss_a}))
-    again = overview_series(pairs + [(dup, dup.run())])["overview-loss_curves-train"]["curves"]
+    again = overview_series(pairs + [_claim_with("o.dup", {"loss": loss_a})])["overview-loss_curves-train"]["curves"]
     assert len(again) == 4
     paths = write_report(pairs, RunConfig(), tmp_path)
     assert tmp_path / "figures" / "overview-loss-curves-train.png" in paths["figures"]
     assert "## Overview figures" in (tmp_path / "report.md").read_text()
+
+
+def test_overview_groups_loss_curves_by_the_approximation_field_not_the_label():
+    """Two claims publish curves of the same approximation under unrelated labels: the overview shows
+    the approximation once (first claim), because it groups by ``approximation``; a curve whose label
+    names another approximation is grouped by its field too."""
+    from proofs.report import overview_series
+
+    first = F.figure_series("loss_curves", [
+        {"label": "kfac-looking label", "x": [0, 1], "y": [1, 0.1], "approximation": "exact", "split": "train"}])
+    second = F.figure_series("loss_curves", [
+        {"label": "exact, other claim", "x": [0, 1], "y": [1, 0.2], "approximation": "exact", "split": "train"},
+        {"label": "kfac (alpha=25)", "x": [0, 1], "y": [1, 0.3], "approximation": "kfac", "split": "train"}])
+    merged = overview_series([_claim_with("o.a", {"s": first}), _claim_with("o.b", {"s": second})])
+    labels = [c["label"] for c in merged["overview-loss_curves-train"]["curves"]]
+    assert labels == ["kfac-looking label", "kfac (alpha=25)"]
+
+
+def test_overview_loss_curves_show_each_approximation_once_and_split_train_and_test_by_field():
+    """Regression (digits-like claim): the same runs published as per-approximation series AND as
+    all-approximation series made the train overview 20 curves with test curves among them.  Now:
+    one series per approximation, curves go to the train/test overview by their ``split``."""
+    from proofs.report import overview_series
+
+    steps = [0, 1, 2]
+    series = {}
+    for name in ("exact", "kfac"):
+        series[f"curve_{name}"] = F.figure_series("loss_curves", F.loss_curves(
+            name, steps, {"train": [1, 1e-3, 1e-6], "test": [1, 0.1, 0.09]},
+            {"train": [1, 0, 0], "test": [1, 0.1, 0.1]}, width=4096))
+    series["train_all"] = F.figure_series("loss_curves", [
+        {"label": f"{F.approximation_label(k)} (alpha={a})", "x": steps, "y": [1, 1e-3, 1e-6], "approximation": k,
+         "split": "train"} for k, a in (("exact", 1), ("kfac", 13))])
+    series["test_all"] = F.figure_series("loss_curves", [
+        {"label": "exact NGD measured", "x": steps, "y": [1, 0.1, 0.09], "approximation": "exact", "split": "test"},
+        {"label": "exact NGD predicted", "x": steps, "y": [1, 0.1, 0.1], "approximation": "exact", "split": "test",
+         "role": "predicted"}])
+    merged = overview_series([_claim_with("o.digits_like", series)])
+    train = [c["label"] for c in merged["overview-loss_curves-train"]["curves"]]
+    test = [c["label"] for c in merged["overview-loss_curves-test"]["curves"]]
+    assert train == ["exact NGD train M=4096", "exact NGD train predicted", "K-FAC train M=4096",
+                     "K-FAC train predicted"]
+    assert test == ["exact NGD test M=4096", "exact NGD test predicted", "K-FAC test M=4096", "K-FAC test predicted"]
+
+
+def test_overview_width_sweeps_spectra_and_eta_scans_label_by_claim():
+    from proofs.report import overview_series
+
+    sweep = F.sweep_series("isotropy error", [64, 128, 256], [0.2, 0.14, 0.1])
+    spec = F.figure_series("spectrum", [F.spectrum_curve([2.0, 1.0], approximation="kfac", alpha=1.5)])
+    eta = F.figure_series("eta_scan", F.eta_curves("exact", [0.5, 1.0], [0.25, 1e-6], [0.25, 0.0]))
+    merged = overview_series([_claim_with("o.a", {"w": sweep, "s": spec, "e": eta}),
+                              _claim_with("o.b", {"w": sweep, "s": spec, "e": eta})])
+    assert [c["label"] for c in merged["overview-width_sweep"]["curves"]] == ["o.a: isotropy error",
+                                                                               "o.b: isotropy error"]
+    # spectrum / eta-scan labels get the claim id only when they clash; alpha stays with its curve
+    assert [c["label"] for c in merged["overview-spectrum"]["curves"]] == ["K-FAC", "o.b: K-FAC"]
+    assert [c["alpha"] for c in merged["overview-spectrum"]["curves"]] == [1.5, 1.5]
+    assert merged["overview-spectrum"]["normalise"] is True
+    assert [c["label"] for c in merged["overview-eta_scan"]["curves"]] == [
+        "exact NGD", "exact NGD predicted", "o.b: exact NGD", "o.b: exact NGD predicted"]
+    for s in merged.values():
+        F.check_series(s)  # every overview series is itself in the schema
+    # a kind fed by one series only has no overview figure
+    assert overview_series([_claim_with("o.c", {"w": sweep})]) == {}
 
 
 def test_control_characters_from_non_raw_strings_do_not_break_latex(tmp_path):
@@ -258,46 +307,9 @@ def test_sweeps_given_as_mappings_do_not_break_the_report(tmp_path):
     assert "| iso | [1, 2, 4] | [1, 0.5, 0.25] | -1 | 0 | 1 |" in (tmp_path / "report.md").read_text()
 
 
-def _png_size(png: bytes):
-    """(width, height) in pixels from the PNG IHDR chunk."""
-    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-
-
-def test_crowded_legend_goes_below_in_columns_and_keeps_the_figure_compact():
-    """Regression: 20 curves gave a one-column legend 20 rows tall (figure ~ 830 px high at 110 dpi).
-    Short labels now take 3 columns (7 rows): 4.2 in + 7 x 0.16 in = 5.3 in ~ 590 px (+ tight bbox)."""
-    from proofs.figures import legend_columns
-
-    curves = {f"approx{i} train M=4096": [1.0, 0.1 / (i + 1), 0.01 / (i + 1)] for i in range(20)}
-    png = render_png({"kind": "loss_curves", "steps": [0, 1, 2], "curves": curves})
-    width, height = _png_size(png)
-    assert legend_columns(list(curves)) == 3
-    assert height < 700, (width, height)
-    assert width < 800, (width, height)      # the columns fit the 6.4 in (704 px) figure, no overflow sideways
-
-
-def test_overview_loss_curves_show_each_approximation_once_and_split_test_by_series_label():
-    """Regression (digits-like claim): the same runs published as per-approximation series AND as
-    all-approximation series with labels like 'exact (alpha=1)' / 'exact measured' (test loss) made
-    the train overview 20 curves with test curves among them.  Now: one series per approximation,
-    test-loss series go to the test overview."""
-    from proofs.report import overview_series
-
-    steps = [0, 1, 2]
-    series = {}
-    for name in ("exact", "kfac"):
-        series[f"curve_{name}"] = {"kind": "loss_curve", "approximation": name, "width": 4096, "x": steps,
-                                   "train_measured": [1, 1e-3, 1e-6], "train_predicted": [1, 0, 0],
-                                   "test_measured": [1, 0.1, 0.09], "test_predicted": [1, 0.1, 0.1]}
-    series["train_all"] = {"kind": "loss_curves", "steps": steps, "ylabel": "train loss",
-                           "curves": {"exact (alpha=1)": [1, 1e-3, 1e-6], "kfac (alpha=13)": [1, 1e-3, 1e-6]}}
-    series["test_all"] = {"kind": "loss_curves", "steps": steps, "ylabel": "test loss",
-                          "curves": {"exact measured": [1, 0.1, 0.09], "exact predicted": [1, 0.1, 0.1]},
-                          "predicted": ["exact predicted"]}
-    c = claim("o.digits_like", title="t", statement="s", register=False)(lambda cfg: ClaimResult("verified",
-                                                                                               series=series))
-    merged = overview_series([(c, c.run())])
-    train = merged["overview-loss_curves-train"]["curves"]
-    test = merged["overview-loss_curves-test"]["curves"]
-    assert set(train) == {"exact train M=4096", "exact train predicted", "kfac train M=4096", "kfac train predicted"}
-    assert set(test) == {"exact test M=4096", "exact test predicted", "kfac test M=4096", "kfac test predicted"}
+def test_sweeps_given_as_mappings_do_not_break_the_report(tmp_path):
+    odd = claim("c.odd", title="t", statement="s", register=False)(
+        lambda cfg: ClaimResult("verified", sweeps={"iso": {"widths": [1, 2, 4], "errors": [1, .5, .25],
+                                                            "slope": -1.0, "slope_stderr": 0.0, "prefactor": 1.0}}))
+    write_report([(odd, odd.run())], RunConfig(), tmp_path)
+    assert "| iso | [1, 2, 4] | [1, 0.5, 0.25] | -1 | 0 | 1 |" in (tmp_path / "report.md").read_text()

@@ -1,0 +1,235 @@
+"""The one figure-series schema (proofs.figures): builders, the validating gate, the producers that
+emit it, the printed approximation names, and the drawing of each kind."""
+import numpy as np
+import pytest
+
+from numerics.sweeps import fit_power_law
+from proofs import evidence as ev
+from proofs import figures as F
+from theory.registry import approximation_label, theory_names
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _axes(series):
+    """Draw ``series`` on a fresh Agg axes and return it (to inspect the drawn lines)."""
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot(1, 1, 1)
+    F._draw(ax, F.check_series(series))
+    return ax
+
+
+def _line(ax, label):
+    return next(line for line in ax.get_lines() if line.get_label() == label)
+
+
+# ----------------------------------------------------------------------------- builders
+def test_builders_give_canonical_series_and_the_gate_is_idempotent():
+    fit = fit_power_law([64, 128, 256], [0.2, 0.14, 0.1])
+    s = F.sweep_series("isotropy error", [64, 128, 256], [0.2, 0.14, 0.1], fit, replicates=[[0.2], [0.14], [0.1]])
+    assert s["kind"] == "width_sweep" and s["xlabel"] == "width M" and s["ylabel"] == "isotropy error"
+    (curve,) = s["curves"]
+    assert curve["x"] == [64.0, 128.0, 256.0] and curve["y"] == [0.2, 0.14, 0.1] and curve["role"] == "measured"
+    assert curve["fit"] == {"slope": fit.slope, "slope_stderr": fit.slope_stderr, "prefactor": fit.prefactor}
+    assert s["data"]["replicates"] == [[0.2], [0.14], [0.1]]
+    assert F.check_series(s) == s and F.check_series(F.check_series(s)) == s
+    # numpy inputs become plain floats (strict JSON in results.json)
+    loss = F.figure_series("loss_curves", F.loss_curves("exact", np.arange(3), {"test": np.array([1.0, 0.5, 0.2])}))
+    assert all(type(v) is float for v in loss["curves"][0]["x"] + loss["curves"][0]["y"])
+
+
+def test_loss_curves_builder_orders_per_split_measured_then_predicted():
+    curves = F.loss_curves("block_diagonal", [0, 1], {"train": [1, .1], "test": [1, .3]},
+                           {"train": [1, 0], "test": [1, .2]}, width=256)
+    bd = approximation_label("block_diagonal")
+    assert [(c["label"], c["split"], c["role"]) for c in curves] == [
+        (f"{bd} train M=256", "train", "measured"), (f"{bd} train predicted", "train", "predicted"),
+        (f"{bd} test M=256", "test", "measured"), (f"{bd} test predicted", "test", "predicted")]
+    assert {c["approximation"] for c in curves} == {"block_diagonal"}
+    assert curves[0]["width"] == 256 and "width" not in curves[1]
+    with pytest.raises(ValueError, match="split='val' is not allowed; allowed: train, test"):
+        F.loss_curves("exact", [0, 1], {"val": [1, 0]})
+
+
+@pytest.mark.parametrize("name", theory_names())
+def test_printed_approximation_names_come_from_the_registry(name):
+    label = approximation_label(name)
+    assert F.sweep_curve(None, [1, 2], [1, 0.5], approximation=name)["label"] == label
+    assert F.spectrum_curve([1.0], approximation=name)["label"] == label
+    assert [c["label"] for c in F.eta_curves(name, [1.0], [0.1], [0.0])] == [label, f"{label} predicted"]
+    assert F.loss_curves(name, [0], {"train": [1.0]})[0]["label"] == f"{label} train"
+
+
+def test_registry_labels_the_report_relies_on():
+    assert approximation_label("kfac") == "K-FAC" and approximation_label("block_tridiagonal") == "block tri-diagonal"
+
+
+# ----------------------------------------------------------------------------- the gate: errors name series and field
+GOOD = {"kind": "eta_scan", "curves": [{"label": "a", "x": [0.5, 1.0], "y": [0.3, 0.01]}]}
+
+
+def _with(**changes):
+    s = {"kind": GOOD["kind"], "curves": [dict(GOOD["curves"][0])]}
+    curve = changes.pop("curve", {})
+    s["curves"][0].update(curve)
+    s["curves"][0] = {k: v for k, v in s["curves"][0].items() if v is not ...}
+    s.update(changes)
+    return s
+
+
+@pytest.mark.parametrize("series, message", [
+    ({"kind": "histogram", "curves": []},
+     "field kind is 'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan"),
+    ([1, 2], "must be a dict with 'kind' and 'curves', got list"),
+    (_with(curves=[]), "field curves must be a non-empty list of curves"),
+    (_with(curve={"y": ...}), r"field curves\[0\].y is missing"),
+    (_with(curve={"y": [1.0]}), r"field curves\[0\].y has 1 values, expected 2 \(the length of its x\)"),
+    (_with(curve={"y": ["a", "b"]}), r"field curves\[0\].y must be a non-empty list of numbers"),
+    (_with(curve={"y": "ab"}), r"field curves\[0\].y must be a non-empty list of numbers, got str"),
+    (_with(curve={"label": ""}), r"field curves\[0\].label must be a non-empty string"),
+    (_with(curve={"role": "guess"}), r"field curves\[0\].role is 'guess'; allowed: measured, predicted"),
+    (_with(curve={"approximation": "exact, rho=0.1"}), r"curves\[0\].approximation must be a registry name"),
+    (_with(curve={"fit": {"slope": -0.5, "prefactor": 1.0}}), r"curves\[0\].fit is only allowed in width_sweep"),
+    (_with(curve={"colour": "red"}), r"field curves\[0\].colour is not allowed; allowed: label, x, y, role"),
+    (_with(curve={"width": 0}), r"field curves\[0\].width must be a positive integer, got 0"),
+    (_with(sweeps={"a": {}}), r"field sweeps is not allowed in a 'eta_scan' series"),
+    (_with(normalise=True), r"field normalise is not allowed in a 'eta_scan' series"),
+    (_with(data=[1]), "field data must be a dict of named values, got list"),
+    (_with(title=3), "field title must be a string, got int"),
+    (_with(curves=[GOOD["curves"][0], GOOD["curves"][0]]), r"curves\[1\].label 'a' repeats curves\[0\].label"),
+    ({"kind": "loss_curves", "curves": [{"label": "a", "x": [0], "y": [1]}]},
+     r"field curves\[0\].split is missing; a loss curve needs one of train, test"),
+    ({"kind": "width_sweep", "curves": [{"label": "a", "x": [0, 2], "y": [1, 1]}]},
+     r"field curves\[0\].x must hold positive widths"),
+    ({"kind": "width_sweep", "curves": [{"label": "a", "x": [1, 2], "y": [1, 1], "fit": {"slope": "steep"}}]},
+     r"field curves\[0\].fit must be a dict with 'slope', 'slope_stderr', 'prefactor'"),
+    ({"kind": "spectrum", "curves": [{"label": "a", "x": [1], "y": [1], "alpha": "one"}]},
+     r"field curves\[0\].alpha must be a number, got str"),
+])
+def test_malformed_series_raise_value_error_naming_series_and_field(series, message):
+    with pytest.raises(ValueError, match=r"^series 'my_series': .*" + message):
+        F.check_series(series, name="my_series")
+
+
+def test_old_two_schema_forms_are_rejected_with_the_field_named():
+    """The former canonical (label -> values dicts) and single-curve (x/y at the top) forms are not
+    accepted: a producer still emitting them learns which field is wrong."""
+    with pytest.raises(ValueError, match="series 'old': field widths is not allowed in a 'width_sweep' series"):
+        F.check_series({"kind": "width_sweep", "widths": [1, 2], "errors": [1, 0.5]}, name="old")
+    with pytest.raises(ValueError, match="series 'old': field kind is 'loss_curve'"):
+        F.check_series({"kind": "loss_curve", "x": [0, 1], "train_measured": [1, 0.1]}, name="old")
+
+
+def test_builders_fail_where_the_series_is_made():
+    with pytest.raises(ValueError, match=r"series 'kfac_sweep': field curves\[0\].y has 2 values, expected 3"):
+        F.figure_series("width_sweep", [F.sweep_curve("e", [1, 2, 4], [1, 0.5])], name="kfac_sweep")
+    with pytest.raises(ValueError, match="needs a label or approximation="):
+        F.sweep_curve(None, [1], [1])
+
+
+# ----------------------------------------------------------------------------- producers emit the schema
+def test_width_sweep_to_series_is_in_the_schema():
+    fit = fit_power_law([64, 128, 256], [0.2, 0.14, 0.1])
+    s = ev.WidthSweep("isotropy error of kfac", [64, 128, 256], [0.2, 0.14, 0.1], fit, {"alpha": [1.0, 1.1, 1.2]})
+    series = s.to_series()
+    assert F.check_series(series) == series
+    (curve,) = series["curves"]
+    assert curve["label"] == "isotropy error of kfac" and curve["y"] == [0.2, 0.14, 0.1]
+    assert curve["fit"]["slope"] == fit.slope and series["data"] == {"alpha": [1.0, 1.1, 1.2]}
+    assert "data" not in ev.WidthSweep("q", [1, 2], [1, 0.5], None).to_series()
+
+
+def test_evidence_loss_curve_and_spectrum_series_are_in_the_schema():
+    measured = {"train_loss": [1.0, 0.1], "test_loss": [1.0, 0.2]}
+    series = ev.loss_curve_series("kfac", measured, {"train_loss": [1.0, 0.0], "test_loss": [np.nan, np.nan]},
+                                  512, 0.04)
+    assert [(c["label"], c["role"]) for c in series["curves"]] == [
+        ("K-FAC train M=512", "measured"), ("K-FAC train predicted", "predicted"), ("K-FAC test M=512", "measured")]
+    assert series["data"] == {"learning_rate": 0.04}  # no test predictor: no predicted test curve
+    op = np.diag([1.0, 3.0, 2.0])
+    spec = ev.spectrum_series("diagonal", op, 64)
+    assert spec["curves"][0]["y"] == [3.0, 2.0, 1.0] and spec["curves"][0]["approximation"] == "diagonal"
+    assert spec["curves"][0]["label"] == approximation_label("diagonal")
+
+
+# ----------------------------------------------------------------------------- drawing
+SERIES = {
+    "loss_curves": F.figure_series("loss_curves", F.loss_curves(
+        "exact", [0, 1, 2, 3], {"train": [0.5, 1e-3, 2e-6, 4e-9]}, {"train": [0.5, 0.0, 0.0, 0.0]}, width=512)),
+    "width_sweep": F.sweep_series("error", [64, 128, 256, 512], [0.2, 0.14, 0.1, 0.07], expected_slope=-0.5),
+    "spectrum": F.figure_series("spectrum", [F.spectrum_curve([3.1, 3.0, 2.9], approximation="block_diagonal",
+                                                              alpha=3.0),
+                                             F.spectrum_curve([40.0, 30.0, 1.0], approximation="kfac")]),
+    "eta_scan": F.figure_series("eta_scan", F.eta_curves("exact", [0.5, 1.0, 1.5], [0.25, 1e-6, 0.25],
+                                                         [0.25, 1e-12, 0.25])),
+}
+
+
+@pytest.mark.parametrize("kind", F.SERIES_KINDS)
+def test_each_series_kind_renders(kind):
+    png = F.render_png(SERIES[kind], title=kind)
+    assert png.startswith(PNG_MAGIC) and len(png) > 5000  # a drawn figure, not an empty canvas
+
+
+def test_render_png_names_the_series_in_its_error():
+    with pytest.raises(ValueError, match="series 'c.x: s': field kind"):
+        F.render_png({"kind": "pie", "curves": []}, title="t", name="c.x: s")
+
+
+def test_predicted_curves_share_the_colour_of_their_measured_curve():
+    ax = _axes(F.figure_series("loss_curves", F.loss_curves("exact", [0, 1], {"train": [1, .1]}, {"train": [1, .2]})
+                               + F.loss_curves("kfac", [0, 1], {"train": [1, .3]}, {"train": [1, .4]})))
+    ex, kf = approximation_label("exact"), approximation_label("kfac")
+    assert _line(ax, f"{ex} train").get_color() == _line(ax, f"{ex} train predicted").get_color()
+    assert _line(ax, f"{kf} train").get_color() == _line(ax, f"{kf} train predicted").get_color()
+    assert _line(ax, f"{ex} train").get_color() != _line(ax, f"{kf} train").get_color()
+    assert _line(ax, f"{ex} train predicted").get_linestyle() == "--"
+    assert _line(ax, f"{ex} train").get_linestyle() == "-"
+    eta = _axes(SERIES["eta_scan"])
+    assert _line(eta, f"{ex}").get_color() == _line(eta, f"{ex} predicted").get_color()
+
+
+def test_a_predicted_zero_loss_is_marked_at_the_axis_floor():
+    ax = _axes(SERIES["loss_curves"])
+    floor = ax.get_ylim()[0]
+    marks = [line for line in ax.get_lines() if line.get_marker() == "v"]
+    assert len(marks) == 1 and np.allclose(marks[0].get_ydata(), floor) and list(marks[0].get_xdata()) == [1, 2, 3]
+
+
+def test_normalised_spectra_share_one_isotropic_line_and_keep_other_alphas():
+    s = F.figure_series("spectrum", [F.spectrum_curve([2.0, 2.0], approximation="exact", alpha=2.0),
+                                     F.spectrum_curve([3.0, 1.0], approximation="kfac", alpha=4.0)], normalise=True)
+    ax = _axes(s)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels.count("alpha / mean = 1 (isotropic prediction)") == 1
+    kfac_alpha = _line(ax, f"{approximation_label('kfac')}: alpha = 2")  # 4 / mean 2
+    assert kfac_alpha.get_ydata()[0] == pytest.approx(2.0, rel=1e-12)
+    assert np.allclose(_line(ax, approximation_label("exact")).get_ydata(), [1.0, 1.0])
+
+
+def test_width_sweep_draws_given_fit_or_fits_three_points():
+    fit = {"slope": -1.0, "slope_stderr": 0.01, "prefactor": 2.0}
+    ax = _axes(F.figure_series("width_sweep", [F.sweep_curve("given", [1, 2, 4], [2, 1, 0.5], fit),
+                                               F.sweep_curve("fitted", [1, 4, 16], [1, 0.5, 0.25]),
+                                               F.sweep_curve("two points", [1, 2], [1, 0.5])]))
+    labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+    # fitted here: slope of 1, 0.5, 0.25 at 1, 4, 16 is exactly -1/2
+    assert labels == ["given (slope -1.000 ± 0.010)", "fitted (slope -0.500 ± 0.000)", "two points"]
+
+
+def _png_size(png: bytes):
+    """(width, height) in pixels from the PNG IHDR chunk."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def test_crowded_legend_goes_below_in_columns_and_keeps_the_figure_compact():
+    """Regression: 20 curves gave a one-column legend 20 rows tall (figure ~ 830 px high at 110 dpi).
+    Short labels now take 3 columns (7 rows): 4.2 in + 7 x 0.16 in = 5.3 in ~ 590 px (+ tight bbox)."""
+    curves = [{"label": f"approx{i} train M=4096", "x": [0, 1, 2], "y": [1.0, 0.1 / (i + 1), 0.01 / (i + 1)],
+               "split": "train"} for i in range(20)]
+    png = F.render_png({"kind": "loss_curves", "curves": curves})
+    width, height = _png_size(png)
+    assert F.legend_columns([c["label"] for c in curves]) == 3
+    assert height < 700, (width, height)
+    assert width < 800, (width, height)      # the columns fit the 6.4 in (704 px) figure, no overflow sideways
