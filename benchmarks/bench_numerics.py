@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from numerics.approximations import available_approximations, get_approximation  # noqa: E402
 from numerics.factors import layer_gram  # noqa: E402
 from numerics.network import MLP  # noqa: E402
+from numerics.training import ngd_step  # noqa: E402
 
 
 def best_time(fn, repeats: int) -> float:
@@ -68,16 +69,15 @@ def bench_layer_gram(width: int, n: int, repeats: int):
              f"{gram_rate / gemm_rate:.0%} of DGEMM", ">= 50%")]
 
 
-def ngd_step(net, X, Y, name, damping):
-    approx = get_approximation(name)(net, X, damping=damping)
-    net.apply_update(approx.direction(approx.factors.outputs - Y), 0.0)  # lr 0: same work, same net
+def one_ngd_step(net, X, Y, name, damping):
+    ngd_step(net, X, Y, name, 0.0, damping)  # lr 0: same work, same net
 
 
 def bench_steps(width: int, n: int, names, damping: float, repeats: int, label: str, target: str = "<= 3x"):
     """Round-robin over (fwd+bwd, step_1, step_2, ...) so every candidate sees the same machine load."""
     net, X, Y = problem(width, n)
     jobs = [("fwd+bwd", lambda: net.factors(X))]
-    jobs += [(name, (lambda name=name: ngd_step(net, X, Y, name, damping))) for name in names]
+    jobs += [(name, (lambda name=name: one_ngd_step(net, X, Y, name, damping))) for name in names]
     best = {key: float("inf") for key, _ in jobs}
     for _ in range(repeats):
         for key, fn in jobs:
@@ -92,15 +92,14 @@ MEMORY_CHILD = """
 import resource, sys, time, numpy as np
 sys.path.insert(0, {root!r})
 from numerics.network import MLP
-from numerics.approximations import get_approximation
+from numerics.training import ngd_step
 rng = np.random.default_rng(0)
 X = rng.standard_normal(({n}, 784)); X /= np.linalg.norm(X, axis=1, keepdims=True)
 Y = 0.5 * rng.standard_normal(({n}, 1))
 net = MLP([784, {width}, {width}, 1], seed=0)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-approx = get_approximation("exact")(net, X)
-net.apply_update(approx.direction(approx.factors.outputs - Y), 1.0)
+ngd_step(net, X, Y, "exact", 1.0)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base, net.n_params, time.perf_counter() - t0)
 """
 

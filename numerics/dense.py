@@ -18,8 +18,16 @@ from typing import List, Optional
 
 import numpy as np
 
+from theory.metrics import relative_error
+
 from .factors import JacobianFactors
 from .network import MLP
+from theory.tolerances import RANK_RTOL
+
+__all__ = [
+    "dense_jacobian", "dense_layer_jacobian", "finite_difference_jacobian", "split_layers",
+    "DenseReference", "dense_reference", "compare_with_dense", "MAX_DENSE_PARAMS"
+]
 
 #: Refuse to build dense matrices beyond this many parameters (P x P float64 = 8 P^2 bytes).
 MAX_DENSE_PARAMS = 6000
@@ -78,7 +86,7 @@ class DenseReference:
     note: Optional[str] = None
 
 
-def dense_reference(approx, residual, X2=None, rcond: float = 1e-10) -> DenseReference:
+def dense_reference(approx, residual, X2=None, rcond: float = RANK_RTOL) -> DenseReference:
     """The dense answer for ``approx`` built from its explicit ``G`` (symmetric, so via ``eigh``).
 
     ``rho = approx.damping``: ``(G + rho I)^{-1}`` for ``rho > 0``; for ``rho = 0`` the Moore-Penrose
@@ -140,31 +148,7 @@ def finite_difference_jacobian(net: MLP, X, step: float = 1e-6) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def relative_error(a, b) -> float:
-    """``||a - b||_F / ||b||_F`` (absolute when ``b = 0``).
-
-    ``a`` and ``b`` must have the same shape (no broadcasting: a (P,) vs (P, 1) comparison would
-    silently measure a P x P difference) and be finite (a NaN fast path must fail, not yield NaN).
-
-    >>> round(relative_error([1.0, 2.0], [1.0, 1.0]), 12)       # ||(0, 1)|| / ||(1, 1)|| = 1/sqrt 2
-    0.707106781187
-    >>> relative_error([1.0, 2.0], [[1.0], [2.0]])
-    Traceback (most recent call last):
-    ...
-    ValueError: a has shape (2,) but b has shape (2, 1): a relative error needs equal shapes
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"a has shape {a.shape} but b has shape {b.shape}: a relative error needs equal shapes")
-    for name, arr in (("a", a), ("b", b)):
-        if not np.all(np.isfinite(arr)):
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-            raise ValueError(f"{name} contains a non-finite value {float(arr[bad])!r} at index {bad}")
-    nb = float(np.linalg.norm(b))
-    return float(np.linalg.norm(a - b) / nb) if nb > 0 else float(np.linalg.norm(a - b))
-
-
-def compare_with_dense(approx, residual, X2=None, rcond: float = 1e-10) -> dict:
+def compare_with_dense(approx, residual, X2=None, rcond: float = RANK_RTOL) -> dict:
     """Relative errors of ``approx``'s fast paths against :func:`dense_reference`.
 
     Returns ``{"direction", "operator", "test_operator" (with X2), "condition_number"}``: the

@@ -28,6 +28,8 @@ from typing import List, Optional
 
 import numpy as np
 
+__all__ = ["JacobianFactors", "layer_gram", "layer_grams", "empirical_ntk", "layer_vjp", "layer_jvp"]
+
 
 @dataclass(frozen=True)
 class JacobianFactors:

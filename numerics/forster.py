@@ -7,9 +7,10 @@ Points ``x_1..x_N`` in ``R^{M_0}`` (``N >= M_0``) are in *radial isotropic posit
 Then every leverage score ``x_n^T (X^T X)^{-1} x_n = M_0 / N`` is the same, which is what K-FAC
 needs when ``M_0 < N``: the first layer's input projection ``X (X^T X)^{-1} X^T`` has a constant
 diagonal, so that layer contributes ``N * (M_0/N) = M_0`` times the identity to
-``Theta_G`` (paper.md R4).  Forster's theorem: points in general position (every ``M_0`` of them
-linearly independent) can be brought into this position by one linear map ``T`` followed by
-normalising each row.  We find ``T`` by the fixed-point iteration
+``Theta_G`` (derived here; the authors' code github.com/kazukiosawa/ngd_in_wide_nn applies a Forster
+transform to K-FAC's inputs when ``M_0 < N``).  Forster's theorem: points in general position
+(every ``M_0`` of them linearly independent) can be brought into this position by one linear map
+``T`` followed by normalising each row.  We find ``T`` by the fixed-point iteration
 
     Z <- rownormalise(Z (Z^T Z)^{-1/2})        (starting from the row-normalised inputs),
 
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.validation import check_matrix, check_nonnegative, check_positive_int
+from theory.tolerances import RANK_RTOL
 
 #: Default convergence tolerance on the relative isotropy error.  The iteration converges
 #: linearly for points in general position; 1e-10 leaves leverage scores constant to ~1e-10,
@@ -45,9 +47,8 @@ DEFAULT_TOL = 1e-10
 #: Default iteration cap.
 DEFAULT_MAX_ITER = 2000
 
-#: ``rank(X) < M_0`` when the smallest singular value of the row-normalised inputs is below this
-#: fraction of the largest (rounding leaves exact rank deficiency at ~ N eps ~ 1e-13).
-RANK_RTOL = 1e-10
+# ``rank(X) < M_0`` when the smallest singular value of the row-normalised inputs is below RANK_RTOL
+# (theory.tolerances) times the largest (rounding leaves exact rank deficiency at ~ N eps ~ 1e-13).
 
 
 class ForsterError(ValueError):
@@ -107,19 +108,35 @@ def _normalise_rows(Z: np.ndarray, name: str) -> np.ndarray:
     return Z / norms[:, None]
 
 
-def isotropy_error(Z) -> float:
+def radial_isotropy_error(Z) -> float:
     """Relative distance ``||Z^T Z - (N/M_0) I||_F / ||(N/M_0) I||_F`` of the rows of ``Z`` from
     radial isotropic position (rows are used as given; normalise them first for the radial notion).
 
-    >>> isotropy_error(np.eye(3))
+    >>> radial_isotropy_error(np.eye(3))
     0.0
-    >>> round(isotropy_error(np.array([[1.0, 0.0], [1.0, 0.0]])), 6)
+    >>> round(radial_isotropy_error(np.array([[1.0, 0.0], [1.0, 0.0]])), 6)
     1.0
     """
     Z = check_matrix("Z", Z)
     n, m = Z.shape
     target = n / m
     return float(np.linalg.norm(Z.T @ Z - target * np.eye(m)) / (target * np.sqrt(m)))
+
+
+def in_radial_isotropic_position(X, tol: float = 2 * DEFAULT_TOL) -> bool:
+    """Whether the rows of ``X`` (``(N, M_0)``) are in radial isotropic position: unit norms and
+    ``X^T X = (N/M_0) I``, both to relative error ``tol`` (default twice the Forster iteration's stopping
+    tolerance).  This is a property of the data, so callers ask it of the inputs they were given
+    (e.g. after :func:`forster_transform`) instead of being told by an option.
+
+    >>> in_radial_isotropic_position(forster_transform(np.random.default_rng(0).standard_normal((8, 3))).inputs)
+    True
+    >>> in_radial_isotropic_position(np.random.default_rng(0).standard_normal((8, 3)))
+    False
+    """
+    X = check_matrix("X", X)
+    norms = np.linalg.norm(X, axis=1)
+    return bool(np.all(np.abs(norms - 1.0) <= tol) and radial_isotropy_error(X) <= tol)
 
 
 def leverage_scores(X) -> np.ndarray:
@@ -166,7 +183,7 @@ def forster_transform(X, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_I
         raise ForsterError(f"X has rank {rank} < M_0 = {m} (singular values ratio {s[-1] / s[0]:.3g})",
                            0, float("inf"), general)
     T = np.eye(m) / np.sqrt(m)
-    error = initial = isotropy_error(Z)
+    error = initial = radial_isotropy_error(Z)
     iterations = 0
     while error >= tol:
         if iterations >= max_iter:
@@ -181,11 +198,11 @@ def forster_transform(X, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_I
         T = T @ inv_sqrt
         T /= np.linalg.norm(T)  # the scale of T is irrelevant (rows are normalised); keep it O(1)
         Z = _normalise_rows(X @ T, "X @ T")
-        error = isotropy_error(Z)
+        error = radial_isotropy_error(Z)
         iterations += 1
     return ForsterResult(inputs=Z, linear_map=T, iterations=iterations, isotropy_error=error,
                          initial_isotropy_error=initial)
 
 
 __all__ = ["DEFAULT_MAX_ITER", "DEFAULT_TOL", "ForsterError", "ForsterResult", "forster_transform",
-           "isotropy_error", "leverage_scores"]
+           "radial_isotropy_error", "in_radial_isotropic_position", "leverage_scores"]

@@ -23,17 +23,22 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import lapack
 
-#: Largest condition number accepted by the checked solvers.  float64 solves lose about
-#: log10(cond) of their ~16 digits; beyond 1e12 fewer than 4 digits survive, which is too few
-#: to support any of the verifier's exactness claims (they are asserted at 1e-8 .. 1e-9).
-MAX_CONDITION = 1e12
+from theory.tolerances import MAX_CONDITION, RANK_RTOL
+
+__all__ = [
+    "SingularSystemError", "condition_number_symmetric", "cholesky_factor", "cholesky_apply",
+    "cholesky_solve", "lu_factor_checked", "lu_solve_checked", "psd_sqrt_and_inverse_sqrt",
+    "symmetric_pinv", "MAX_CONDITION", "PINV_RTOL"
+]
+
+# MAX_CONDITION (theory.tolerances, 1e12): the checked solvers refuse larger condition numbers.
 
 #: Relative eigenvalue tolerance of :func:`symmetric_pinv`: eigenvalues with
 #: ``|lambda| <= PINV_RTOL * max |lambda|`` are treated as zero.  Rounding leaves the zero
 #: eigenvalues of an exactly singular, well-scaled n x n matrix at about n * eps ~ 1e-13 relative,
 #: so 1e-10 separates them with three decades of margin; it also discards genuine eigenvalues below
 #: 1e-10 relative, so callers that know the exact rank (e.g. from a block pattern) pass ``rank``.
-PINV_RTOL = 1e-10
+PINV_RTOL = RANK_RTOL
 
 
 class SingularSystemError(ValueError):

@@ -2,20 +2,25 @@
 
 >>> import numpy as np
 >>> isotropy_error(np.diag([2.0, 2.0, 2.0]))
-0.0
->>> round(isotropy_error(np.diag([1.0, 3.0])), 6)     # a = 2: ||diag(-1, 1)|| / ||2 I|| = 1/2
+IsotropyError(error=0.0, alpha=2.0)
+>>> round(isotropy_error(np.diag([1.0, 3.0])).error, 6)     # a = 2: ||diag(-1, 1)|| / ||2 I|| = 1/2
 0.5
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from .factors import layer_grams
 from .network import MLP, make_rng
 from .sweeps import PowerLawFit, fit_power_law
+
+__all__ = [
+    "IsotropyError", "isotropy_error", "spectrum", "KernelError", "layer_ntk_error", "WidthSweep",
+    "width_sweep", "unit_norm_inputs"
+]
 
 
 def _square(name: str, A) -> np.ndarray:
@@ -27,16 +32,30 @@ def _square(name: str, A) -> np.ndarray:
     return A
 
 
-def isotropy_error(theta_g) -> float:
-    """``||Theta_G - a I||_F / ||a I||_F`` with ``a`` = mean diagonal of ``Theta_G``.
+class IsotropyError(NamedTuple):
+    """How far a function-space operator is from ``a I``: ``error = ||Theta_G - a I||_F / ||a I||_F``
+    with ``alpha = a`` its mean diagonal (the measured isotropy constant).  Unpacks as ``(error, alpha)``."""
 
-    Zero iff ``Theta_G = a I``; raises if ``a = 0`` (nothing to be isotropic about).
+    error: float
+    alpha: float
+
+
+def isotropy_error(theta_g) -> IsotropyError:
+    """``IsotropyError(||Theta_G - a I||_F / ||a I||_F, a)`` with ``a`` = mean diagonal of ``Theta_G``.
+
+    Zero iff ``Theta_G = a I`` (Karakida & Osawa 2020, arXiv:2010.00879, Sec. 3: isotropy of the gradient
+    in function space).  ``Theta_G``: square ``(N C, N C)``, finite.  Raises ``ValueError`` if
+    ``a = 0`` (nothing to be isotropic about).
+
+    >>> err, a = isotropy_error(np.array([[2.0, 0.0], [0.0, 4.0]]))
+    >>> round(err, 6), a
+    (0.333333, 3.0)
     """
     T = _square("theta_g", theta_g)
     a = float(np.mean(np.diag(T)))
     if a == 0.0:
-        raise ValueError("theta_g has zero mean diagonal: the isotropy error is undefined")
-    return float(np.linalg.norm(T - a * np.eye(len(T))) / (abs(a) * np.sqrt(len(T))))
+        raise ValueError("theta_g has zero mean diagonal: the isotropy error relative to a I is undefined")
+    return IsotropyError(float(np.linalg.norm(T - a * np.eye(len(T))) / (abs(a) * np.sqrt(len(T)))), a)
 
 
 def spectrum(theta_g, symmetry_rtol: float = 1e-8) -> np.ndarray:
@@ -56,23 +75,6 @@ def spectrum(theta_g, symmetry_rtol: float = 1e-8) -> np.ndarray:
     lam = np.linalg.eigvals(T)
     lam = lam[np.argsort(-lam.real)]
     return lam.real if np.all(np.abs(lam.imag) <= symmetry_rtol * scale) else lam
-
-
-def one_step_loss_ratio(net: MLP, X, Y, approximation="exact", learning_rate: Optional[float] = None,
-                        damping: float = 0.0, **options: Any) -> float:
-    """``loss(theta_1) / loss(theta_0)`` after one real NGD step on a COPY of ``net``.
-
-    ``learning_rate=None`` uses ``1 / alpha`` from ``theory.isotropy`` (see :func:`numerics.training.train_ngd`).
-    Isotropy with ``eta = 1 / alpha`` predicts 0 (linearised); the finite-width value measures the
-    linearisation error.
-    """
-    from .training import train_ngd
-
-    history = train_ngd(net.copy(), X, Y, approximation, learning_rate=learning_rate, steps=1,
-                        damping=damping, gd=False, **options)
-    if history.train_loss[0] == 0.0:
-        raise ValueError("the initial loss is zero: the loss ratio is undefined")
-    return history.train_loss[1] / history.train_loss[0]
 
 
 @dataclass
@@ -117,30 +119,59 @@ def layer_ntk_error(net: MLP, X, X2=None, **analytic_options: Any) -> KernelErro
 
 @dataclass
 class WidthSweep:
-    """A width sweep: mean error per width (over seeds), all errors, and the log-log fit."""
+    """A width sweep, the project's one record of "an error measured over widths".
 
+    ``errors[i]``: the mean error at ``widths[i]`` over its replicates (initialisations);
+    ``replicates[i]``: every replicate's error there (``[[e] for e in errors]`` when only means exist,
+    or read from ``adaptive``); ``fit``: the log-log power-law fit of the means (``None`` if not fitted);
+    ``quantity``: what was measured (a label); ``extra``: further per-width columns (e.g. the measured
+    ``alpha``); ``seeds``: the replicate seeds when a fixed list was used; ``adaptive``: the
+    :class:`proofs.adaptive.AdaptiveSweep` when the sweep was judged adaptively (its ``parts`` are the
+    sub-verdicts).  Figures: :func:`proofs.figures.width_sweep_series`.
+    """
+
+    quantity: str
     widths: List[int]
-    seeds: List[int]
     errors: List[float]
-    errors_by_seed: List[List[float]]
-    fit: PowerLawFit
+    fit: Optional[PowerLawFit]
+    extra: Dict[str, List[float]] = field(default_factory=dict)
+    adaptive: Any = None
+    seeds: List[int] = field(default_factory=list)
+    table: Optional[List[List[float]]] = None
     notes: List[str] = field(default_factory=list)
 
     @property
-    def slope(self) -> float:
-        return self.fit.slope
+    def slope(self) -> Optional[float]:
+        return None if self.fit is None else self.fit.slope
 
     @property
-    def slope_stderr(self) -> float:
-        return self.fit.slope_stderr
+    def slope_stderr(self) -> Optional[float]:
+        return None if self.fit is None else self.fit.slope_stderr
+
+    @property
+    def parts(self) -> list:
+        """The sweep's sub-verdicts (empty when it was not judged)."""
+        return list(self.adaptive.parts) if self.adaptive is not None else []
+
+    @property
+    def replicates(self) -> List[List[float]]:
+        """Errors of every replicate at each width (their means are ``errors``)."""
+        if self.table is not None:
+            return [list(map(float, row)) for row in self.table]
+        if self.adaptive is not None:
+            name = self.adaptive.parts[0].name
+            return [list(self.adaptive.errors[name][w]) for w in self.widths]
+        return [[float(e)] for e in self.errors]
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"widths": self.widths, "seeds": self.seeds, "errors": self.errors,
-                "errors_by_seed": self.errors_by_seed, "slope": self.slope,
-                "slope_stderr": self.slope_stderr, "fit": self.fit.to_dict(), "notes": self.notes}
+        return {"quantity": self.quantity, "widths": list(self.widths), "errors": list(self.errors),
+                "replicates": self.replicates, "seeds": list(self.seeds), "slope": self.slope,
+                "slope_stderr": self.slope_stderr, "fit": None if self.fit is None else self.fit.to_dict(),
+                "extra": {k: list(map(float, v)) for k, v in self.extra.items()}, "notes": list(self.notes)}
 
 
-def width_sweep(fn: Callable[[int, int], float], widths: Sequence[int], seeds: Sequence[int]) -> WidthSweep:
+def width_sweep(fn: Callable[[int, int], float], widths: Sequence[int], seeds: Sequence[int],
+                quantity: str = "error") -> WidthSweep:
     """Evaluate ``fn(width, seed) -> error`` on a grid, average over seeds, fit ``error ~ width^slope``.
 
     The fit (``numerics.sweeps.fit_power_law``) is on the seed-averaged errors, so its standard error
@@ -166,8 +197,7 @@ def width_sweep(fn: Callable[[int, int], float], widths: Sequence[int], seeds: S
             row.append(e)
         table.append(row)
     means = [float(np.mean(r)) for r in table]
-    return WidthSweep(widths=widths, seeds=seeds, errors=means, errors_by_seed=table,
-                      fit=fit_power_law(widths, means))
+    return WidthSweep(quantity, widths, means, fit_power_law(widths, means), seeds=seeds, table=table)
 
 
 def unit_norm_inputs(n: int, dim: int, seed) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Fully connected networks in the NTK parameterisation (``conventions.md``), float64.
+"""Fully connected networks in the NTK parameterisation (:mod:`proofs.conventions`), float64.
 
 Layer ``l = 1..L`` keeps one *augmented* weight matrix ``Wb_l`` of shape ``(M_l, M_{l-1} + b)``
 (``b = 1`` when the network has biases, the bias being the LAST column), and
@@ -31,6 +31,8 @@ from theory.activations import Activation, get_activation
 from theory.validation import check_matrix, check_nonnegative, check_positive_int
 
 from .factors import JacobianFactors
+
+__all__ = ["MLP", "make_rng", "SeedLike"]
 
 SeedLike = Union[int, np.integer, np.random.Generator, None]
 

@@ -14,6 +14,8 @@ import numpy as np
 
 from .approximations import get_approximation
 
+__all__ = ["function_space_operator"]
+
 
 def function_space_operator(net, X, approximation="exact", damping: float = 0.0, X2=None, **options) -> np.ndarray:
     """``(N2 C, N C)`` matrix ``J(X2) (G + rho I)^{-1} J(X)^T / N`` (train x train when ``X2`` is None).

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+__all__ = ["PowerLawFit", "fit_power_law"]
+
 
 @dataclass(frozen=True)
 class PowerLawFit:

@@ -29,6 +29,11 @@ from .factors import empirical_ntk, layer_vjp
 from .measure import isotropy_error
 from .network import MLP
 
+__all__ = [
+    "train_ngd", "History", "ngd_step", "one_step_loss_ratio", "mse_loss", "theory_alpha",
+    "gd_learning_rate"
+]
+
 
 def mse_loss(outputs: np.ndarray, targets: np.ndarray) -> float:
     """``1/(2N) sum_n ||f(x_n) - y_n||^2``.
@@ -77,7 +82,6 @@ class History:
     seeds: Dict[str, Any] = field(default_factory=dict)
     options: Dict[str, Any] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
-    forster: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -95,13 +99,19 @@ def _check_targets(name: str, Y, n: int, c: int) -> np.ndarray:
     return Y
 
 
-def theory_alpha(net: MLP, n_samples: int, approximation: str, options: Dict[str, Any]) -> float:
-    """``alpha`` from ``theory.isotropy.isotropy_constant`` (derived there, not tabulated here).
+def theory_alpha(net: MLP, X: np.ndarray, approximation: str, options: Dict[str, Any]) -> float:
+    """``alpha`` from ``theory.isotropy.isotropy_constant`` (derived there, not tabulated here) for the
+    network's architecture and the inputs ``X`` (``(N, M_0)``).
 
+    Whether the inputs are in radial isotropic position (what K-FAC needs when ``M_0 + bias < N``)
+    is read off the data (:func:`numerics.forster.in_radial_isotropic_position`), not from an option.
     Raises ``theory.isotropy.NotIsotropic`` (a ValueError) when theory says there is no alpha.
     """
     from theory.isotropy import isotropy_constant
 
+    from .forster import in_radial_isotropic_position
+
+    n_samples = X.shape[0]
     kwargs: Dict[str, Any] = dict(depth=net.depth, n_samples=n_samples, input_dim=net.widths[0],
                                   widths=list(net.widths), activation=net.activation.name,
                                   n_outputs=net.n_outputs, bias=net.has_bias)
@@ -111,8 +121,8 @@ def theory_alpha(net: MLP, n_samples: int, approximation: str, options: Dict[str
         if S is None and options.get("bandwidth") is not None:
             S = block_pattern("banded", net.depth, options["bandwidth"])
         kwargs["pattern"] = np.asarray(S).astype(int).tolist()
-    if "forster" in options:
-        kwargs["forster"] = bool(options["forster"])
+    if not net.has_bias and net.widths[0] < n_samples:
+        kwargs["forster"] = in_radial_isotropic_position(X)
     return float(isotropy_constant(name, **kwargs))
 
 
@@ -133,16 +143,59 @@ def gd_learning_rate(net: MLP, X: np.ndarray) -> float:
     return 1.0 / top
 
 
-def _forster_inputs(X: np.ndarray, X_test, options: Dict[str, Any]):
-    """Fit the Forster map to the training inputs once and apply it to both sets (see :mod:`numerics.forster`)."""
-    from .forster import DEFAULT_MAX_ITER, DEFAULT_TOL, forster_transform
+def ngd_step(net: MLP, X, Y, approximation="exact", learning_rate: float = 1.0, damping: float = 0.0,
+             **options: Any):
+    """One REAL NGD step ``theta <- theta - eta (G + rho I)^{-1} J^T (f(X) - Y) / N`` on ``net``, in place.
 
-    forster = options["forster"]
-    if not isinstance(forster, (bool, np.bool_)):
-        raise TypeError(f"forster={forster!r} is not allowed: expected True or False")
-    res = forster_transform(X, tol=options.get("forster_tol", DEFAULT_TOL),
-                            max_iter=options.get("forster_max_iter", DEFAULT_MAX_ITER))
-    return res.inputs, (None if X_test is None else res.transform(X_test)), res.to_dict()
+    ``approximation``: a registered name (built here at the current parameters with ``damping`` and
+    ``options``) or an :class:`~numerics.approximations.base.Approximation` already built on ``net`` at
+    its current parameters (then ``X`` may be ``None`` and ``damping``/``options`` must be left out).
+    ``Y``: targets ``(N, C)``.  Returns the approximation at the PRE-step parameters: its
+    ``factors.outputs`` are ``f_0(X)``, its ``operator()`` the step's ``Theta_G``.  The one place the
+    update is written; :func:`train_ngd`, the claims, the falsification spaces and the benchmarks use it.
+    Source: Karakida & Osawa 2020, arXiv:2010.00879, Eq. (4).
+
+    >>> from numerics.network import MLP
+    >>> net = MLP([3, 64, 1], seed=0)
+    >>> X = np.eye(3)[:2]; Y = np.array([[0.5], [-0.5]])
+    >>> approx = ngd_step(net, X, Y, "exact", learning_rate=1.0)
+    >>> bool(np.sum((net.forward(X) - Y) ** 2) < 1e-2 * np.sum((approx.factors.outputs - Y) ** 2))
+    True
+    """
+    from .approximations.base import Approximation
+
+    if isinstance(approximation, Approximation):
+        approx = approximation
+        if approx.net is not net:
+            raise ValueError("approximation was built on a different network than net")
+        if X is not None and (np.shape(X) != approx.X.shape or not np.array_equal(np.asarray(X, float), approx.X)):
+            raise ValueError("X differs from the inputs the approximation was built on (pass X=None)")
+        if damping != 0.0 or options:
+            raise TypeError("damping/options belong to the approximation's constructor, not to ngd_step, "
+                            "when an Approximation object is passed")
+    else:
+        approx = get_approximation(approximation)(net, X, damping=damping, **options)
+    eta = float(learning_rate)
+    if not np.isfinite(eta):
+        raise ValueError(f"learning_rate={learning_rate!r} is not allowed: expected a finite number")
+    Y = _check_targets("Y", Y, approx.n_samples, approx.n_outputs)
+    net.apply_update(approx.direction(approx.factors.outputs - Y), eta)
+    return approx
+
+
+def one_step_loss_ratio(net: MLP, X, Y, approximation="exact", learning_rate: Optional[float] = None,
+                        damping: float = 0.0, **options: Any) -> float:
+    """``loss(theta_1) / loss(theta_0)`` after one real NGD step on a COPY of ``net``.
+
+    ``learning_rate=None`` uses ``1 / alpha`` from ``theory.isotropy`` (see :func:`train_ngd`).
+    Isotropy with ``eta = 1 / alpha`` predicts 0 (linearised); the finite-width value measures the
+    linearisation error.
+    """
+    history = train_ngd(net.copy(), X, Y, approximation, learning_rate=learning_rate, steps=1,
+                        damping=damping, gd=False, **options)
+    if history.train_loss[0] == 0.0:
+        raise ValueError("the initial loss is zero: the loss ratio is undefined")
+    return history.train_loss[1] / history.train_loss[0]
 
 
 def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[float] = None, steps: int = 1,
@@ -153,9 +206,9 @@ def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[flo
     ``learning_rate=None`` uses ``1 / alpha`` with ``alpha`` from ``theory.isotropy`` (for
     ``damping > 0`` this is the undamped constant and a note says so).  With ``gd=True`` plain GD
     (``gd_lr``, default ``1 / lambda_max(Theta_0)``) runs the same number of steps on a copy of the
-    initial network.  ``options`` go to the approximation, except K-FAC's ``forster``/``forster_tol``/
-    ``forster_max_iter``: with ``forster=True`` the inputs are transformed once here (the map fitted to
-    ``X``, applied to ``X`` and ``X_test``) and every step and loss uses the transformed inputs.
+    initial network.  ``options`` go to the approximation.  Inputs are used as given: to train K-FAC
+    with ``M_0 < N`` on Forster inputs, transform the data once first (``res = forster_transform(X)``;
+    ``X = res.inputs``, ``X_test = res.transform(X_test)``; :mod:`numerics.forster`).
     Every list is indexed by step, index 0 = before the first update.
     """
     if not isinstance(net, MLP):
@@ -175,7 +228,7 @@ def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[flo
     notes: List[str] = []
 
     try:
-        alpha: Optional[float] = theory_alpha(net, n, name, options)
+        alpha: Optional[float] = theory_alpha(net, X, name, options)
     except (ImportError, ValueError) as err:  # NotIsotropic is a ValueError
         if learning_rate is None:
             raise ValueError(f"learning_rate=None needs alpha from theory.isotropy for approximation={name!r}, "
@@ -190,20 +243,10 @@ def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[flo
     if not np.isfinite(eta) or eta <= 0:
         raise ValueError(f"learning_rate={learning_rate!r} is not allowed: expected a finite number > 0")
 
-    forster_record = None
-    if name == "kfac" and options.get("forster", False):
-        X, X_test, forster_record = _forster_inputs(X, X_test, options)
-        notes.append(f"K-FAC with forster=True: inputs transformed ONCE by the Forster map T fitted to the training "
-                     f"inputs ({forster_record['iterations']} iterations, isotropy error "
-                     f"{forster_record['isotropy_error']:.3g}); train and test losses (NGD and GD) are measured on "
-                     "rownormalise(X T) and rownormalise(X_test T)")
-    approx_options = {k: v for k, v in options.items()
-                      if forster_record is None or k not in ("forster", "forster_tol", "forster_max_iter")}
-
     gd_net = net.copy() if gd else None
     history = History(approximation=name, learning_rate=eta, damping=damping, alpha=alpha,
                       measured_alpha=float("nan"), isotropy_error=float("nan"),
-                      seeds={"net": net.seed}, options=dict(options), notes=notes, forster=forster_record)
+                      seeds={"net": net.seed}, options=dict(options), notes=notes)
 
     for t in range(steps + 1):
         # losses at index t are those of the parameters BEFORE update t (index 0 = initial network)
@@ -212,14 +255,11 @@ def train_ngd(net: MLP, X, Y, approximation="exact", learning_rate: Optional[flo
         if t == steps:
             history.train_loss.append(mse_loss(net.forward(X), Y))
             break
-        approx = cls(net, X, damping=damping, **approx_options)
+        approx = cls(net, X, damping=damping, **options)
         history.train_loss.append(mse_loss(approx.factors.outputs, Y))
         if t == 0:
-            theta_g = approx.operator()
-            a = float(np.mean(np.diag(theta_g)))
-            history.measured_alpha = a
-            history.isotropy_error = isotropy_error(theta_g)
-        net.apply_update(approx.direction(approx.factors.outputs - Y), eta)
+            history.isotropy_error, history.measured_alpha = isotropy_error(approx.operator())
+        ngd_step(net, None, Y, approx, eta)
 
     rate_alpha = alpha if alpha is not None else history.measured_alpha
     history.predicted_from = "theory" if alpha is not None else "measured"

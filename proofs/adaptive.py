@@ -106,16 +106,6 @@ class AdaptiveSweep:
         """Per-width mean error (the headline numbers and figures)."""
         return [float(np.mean(self.errors[name][w])) for w in self.widths]
 
-    def series(self, name: str) -> dict:
-        """Figure data for one quantity: widths, mean errors, replicates and the fit."""
-        p = self.part(name)
-        out = {"kind": "width_sweep", "quantity": name, "x": list(self.widths), "y": self.mean_errors(name),
-               "replicates": [list(self.errors[name][w]) for w in self.widths],
-               "xlabel": "width M", "ylabel": name, "logx": True, "logy": True}
-        if p.fit is not None:
-            out["fit"] = {"slope": p.fit.slope, "slope_stderr": p.fit.slope_stderr, "prefactor": p.fit.prefactor}
-        return out
-
 
 def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Sequence[int],
                    specs: Sequence[SweepSpec], budget: Budget = Budget(), *,

@@ -1,17 +1,23 @@
-"""Per-claim search spaces: where each claim's assumptions hold, where one is relaxed, and the
-property the claim states, measured against its prediction with the claim's tolerance model.
+"""Search spaces for ``ngd-verify falsify``: the :class:`AssumptionSpace` type, the :class:`Outcome`
+of one example, and the checks (the statement of a claim family, measured on one scenario).
 
-For a claim id, :data:`SPACES` holds an :class:`AssumptionSpace`:
+Each claim module under ``proofs/claims/`` declares its claim's space next to the claim
+(``my_claim.set_space(AssumptionSpace(...))``), built from the strategies of :mod:`proofs.strategies`:
 
 * ``holds`` -- a hypothesis strategy of :class:`~proofs.strategies.Scenario` satisfying every
   assumption of the claim;
-* ``relaxed`` -- ``{assumption name: strategy}``, each violating that one assumption;
+* ``relaxed`` -- ``{Assumption: strategy}`` (:mod:`theory.assumptions`), each violating that one
+  assumption; ``--relax`` names it by ``Assumption.name``;
 * ``check(scenario) -> Outcome`` -- builds the real finite network and data, measures the claim's
   quantity (``Theta_G = J G^+ J^T / N``, its mean diagonal ``a`` and isotropy error
   ``||Theta_G - a I||_F / ||a I||_F``), puts it next to the claim's prediction (derived by
-  ``theory``, never a table) and records every *flag* the verifier's own assumption checks raise:
-  ``theory.isotropy.NotIsotropic`` on the scenario's full setting, ``numerics.linalg.SingularSystemError``,
-  ``numerics.forster.ForsterError``, and ``approximation.diagnostics["failed_assumption"]``.
+  ``theory``, never a table) and records every :class:`~theory.assumptions.Flag` the verifier's own
+  assumption checks raise: ``theory.isotropy.NotIsotropic`` on the scenario's full setting,
+  ``numerics.linalg.SingularSystemError``, ``numerics.forster.ForsterError``, and the approximation's
+  ``diagnostics["flags"]``;
+* ``expected`` -- the assumptions whose flags are part of the claim's own statement (the stated-false
+  claims, relu's "isotropic only as M -> infinity"): flags of other assumptions put a "holds" example
+  outside the claim's assumptions.
 
 Tolerance model: exact finite-width identities at ``EXACT_TOL = 1e-9`` (float64 N x N solves,
 round-off ~1e-13); Forster inputs at ``FORSTER_TOL = 1e-7`` (the iteration stops at 1e-10 and N
@@ -21,16 +27,16 @@ of the per-sample active counts -- a tolerance that shrinks like ``M^-1/2`` with
 
 Two properties (``tests/proofs/test_assumption_properties.py``):
 
-* assumptions hold  =>  ``outcome.holds`` (and no flag beyond the claim's own ``expected_flags``);
+* assumptions hold  =>  ``outcome.holds`` (and no flag beyond the claim's ``expected`` assumptions);
 * an assumption relaxed  =>  ``outcome.holds or outcome.flags``: the claim may fail, never silently.
 
->>> space = SPACES["ngd.block_tridiagonal.alpha"]
->>> sorted(space.relaxed)
-['distinct inputs', 'hidden width >= N', 'no dead relu units']
 >>> from proofs.strategies import Scenario
->>> out = space.check(Scenario("block_tridiagonal", (6, 12, 12, 12, 12, 1), 5))
+>>> out = isotropy_check(lambda s: 2.0)(Scenario("block_tridiagonal", (6, 12, 12, 12, 12, 1), 5))
 >>> out.holds, out.predicted, out.flags
 (True, 2.0, [])
+>>> out = isotropy_check(lambda s: 3.0)(Scenario("block_diagonal", (6, 16, 16, 3, 1), 4))
+>>> out.holds, sorted({(f.code, f.assumption.name) for f in out.flags})  # theory and numerics both flag it
+(False, [('layer_gram_singular', 'layer Jacobians of full row rank'), ('theory_not_isotropic', 'layer Jacobians of full row rank')])
 """
 from __future__ import annotations
 
@@ -39,12 +45,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from theory.tolerances import EXACT_TOL, ILL_CONDITIONED
 from hypothesis import strategies as st
 
-from proofs.strategies import (Scenario, activations, dampings, depths_mod3, learning_rate_factors,  # noqa: F401
-                               scenarios, seeds)
+from proofs.strategies import KernelCase, MatrixCase, Scenario, scenarios
+from theory.assumptions import (B_INVERTIBLE, CLOSED_FORM_DUAL, DISTINCT_INPUTS, FORSTER_INPUTS, HIDDEN_WIDTH,
+                                NO_DEAD_UNITS, NONZERO_VARIANCE, WELL_CONDITIONED, Assumption, Flag, lookup)
 
-EXACT_TOL = 1e-9
 FORSTER_TOL = 1e-7
 #: relu unit-wise: tolerance = RELU_SIGMAS x the predicted relative spread of the active counts.
 #: The isotropy error is the sample standard deviation of N <= 12 counts over their mean; its
@@ -55,7 +63,6 @@ RELU_SIGMAS = 4.0
 DIAGONAL_MIN_ERROR = 0.02
 #: condition number of Theta = J J^T above which a float64 dynamics check is flagged instead of trusted:
 #: its round-off allowance 1e3 cond eps would exceed 2e-3 (a check that could no longer fail).
-ILL_CONDITIONED = 1e10
 
 
 @dataclass
@@ -67,8 +74,13 @@ class Outcome:
     predicted: Optional[float] = None
     error: Optional[float] = None
     tolerance: Optional[float] = None
-    flags: List[str] = field(default_factory=list)
+    flags: List[Flag] = field(default_factory=list)
     numbers: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for f in self.flags:
+            if not isinstance(f, Flag):
+                raise TypeError(f"Outcome flags must be theory.assumptions.Flag objects, got {f!r:.80}")
 
     @property
     def flagged(self) -> bool:
@@ -79,44 +91,76 @@ class Outcome:
         out = {"measured": self.measured, "predicted": self.predicted, "error": self.error,
                "tolerance": self.tolerance}
         out.update(self.numbers)
-        out["flagged"] = "; ".join(self.flags) if self.flags else "nothing (no assumption check fired)"
+        out["flagged"] = ("; ".join(f.message for f in self.flags) if self.flags
+                          else "nothing (no assumption check fired)")
         return out
 
 
 @dataclass
 class AssumptionSpace:
-    """The search space of one claim (see the module docstring)."""
+    """The search space of one claim (see the module docstring).
 
-    claim_id: str
+    ``relaxed`` is given as ``{Assumption: strategy}`` and kept as ``{name: strategy}`` (the
+    ``--relax`` key); :attr:`relaxed_assumptions` maps the names back to the objects.  ``claim_id``
+    is set when the space is attached to its claim (:meth:`proofs.claim.Claim.set_space`).
+    """
+
     statement: str
     holds: st.SearchStrategy
     check: Callable[[Any], Outcome]
-    relaxed: Dict[str, st.SearchStrategy] = field(default_factory=dict)
-    expected_flags: Tuple[str, ...] = ()
+    relaxed: Dict[Any, st.SearchStrategy] = field(default_factory=dict)
+    expected: Tuple[Assumption, ...] = ()
+    claim_id: str = ""
+    relaxed_assumptions: Dict[str, Assumption] = field(default_factory=dict, init=False, repr=False)
 
-    def strategy(self, relax: Optional[str] = None) -> st.SearchStrategy:
-        """The strategy with ``relax`` violated (``None`` or ``"none"``: every assumption holds)."""
-        if relax in (None, "none"):
+    def __post_init__(self):
+        if not isinstance(self.statement, str):
+            raise TypeError(f"statement={self.statement!r} is not allowed: expected a string")
+        if not isinstance(self.holds, st.SearchStrategy):
+            raise TypeError(f"holds={self.holds!r} is not allowed: expected a hypothesis strategy")
+        if not callable(self.check):
+            raise TypeError(f"check={self.check!r} is not allowed: expected a callable example -> Outcome")
+        table = {}
+        for key, strategy in dict(self.relaxed).items():
+            if not isinstance(key, Assumption):
+                raise TypeError(f"relaxed keys must be theory.assumptions.Assumption objects, got {key!r}")
+            if not isinstance(strategy, st.SearchStrategy):
+                raise TypeError(f"relaxed[{key.name!r}] is not a hypothesis strategy: {strategy!r}")
+            if key.name == "none" or key.name in table:
+                raise ValueError(f"relaxation name {key.name!r} is reserved or repeated")
+            table[key.name] = strategy
+            self.relaxed_assumptions[key.name] = key
+        self.relaxed = table
+        self.expected = tuple(self.expected)
+        for a in self.expected:
+            if not isinstance(a, Assumption):
+                raise TypeError(f"expected must hold theory.assumptions.Assumption objects, got {a!r}")
+
+    def strategy(self, relax=None) -> st.SearchStrategy:
+        """The strategy with ``relax`` (a name or an :class:`Assumption`) violated (``None`` or
+        ``"none"``: every assumption holds); ``ValueError`` naming the allowed ones otherwise."""
+        name = relax.name if isinstance(relax, Assumption) else relax
+        if name in (None, "none"):
             return self.holds
-        if relax not in self.relaxed:
-            raise ValueError(f"--relax {relax!r} is not a relaxation of {self.claim_id}; allowed: "
+        if name not in self.relaxed:
+            raise ValueError(f"--relax {name!r} is not a relaxation of {self.claim_id or 'this claim'}; allowed: "
                              + ", ".join(repr(k) for k in ["none", *self.relaxed]))
-        return self.relaxed[relax]
+        return self.relaxed[name]
 
     @property
     def relaxations(self) -> List[str]:
         return ["none", *self.relaxed]
 
-    def unexpected_flags(self, outcome: Outcome) -> List[str]:
-        """Flags that are not part of the claim's own statement (e.g. relu's "only as M -> infinity")."""
-        return [f for f in outcome.flags if not any(e in f for e in self.expected_flags)]
+    def unexpected_flags(self, outcome: Outcome) -> List[Flag]:
+        """Flags of assumptions that are not part of the claim's own statement (``expected``), by identity."""
+        return [f for f in outcome.flags if not any(f.violates(a) for a in self.expected)]
 
 
 # ---------------------------------------------------------------------------------------------
 # the verifier's own assumption checks
 # ---------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=4096)
-def _theory_flag(name, depth, n, widths, activation, forster, bias, damping, pattern) -> Optional[str]:
+def _theory_flag(name, depth, n, widths, activation, forster, bias, damping, pattern) -> Optional[Flag]:
     from theory.isotropy import NotIsotropic, isotropy_result
 
     kwargs = dict(n_samples=n, input_dim=widths[0], widths=list(widths), activation=activation,
@@ -128,13 +172,16 @@ def _theory_flag(name, depth, n, widths, activation, forster, bias, damping, pat
     try:
         isotropy_result(name, depth, **kwargs)
     except NotIsotropic as exc:
-        return f"theory: {exc.failed_assumption or 'not isotropic'}: {' '.join(exc.reason.split())[:240]}"
+        name = exc.failed_assumption or ""
+        return Flag("theory_not_isotropic", f"theory: {name or 'not isotropic'}: {' '.join(exc.reason.split())[:240]}",
+                    lookup(name) if name else None)
     return None
 
 
-def theory_flag(s: Scenario) -> Optional[str]:
+def theory_flag(s: Scenario) -> Optional[Flag]:
     """``NotIsotropic`` raised by :func:`theory.isotropy.isotropy_result` on the scenario's full
-    setting (N, M_0, widths, C, activation, Forster, bias, damping, pattern), as a sentence."""
+    setting (N, M_0, widths, C, activation, Forster, bias, damping, pattern), as a :class:`Flag`
+    naming the catalogue assumption (:func:`theory.assumptions.lookup` of its ``failed_assumption``)."""
     return _theory_flag(s.approximation, s.depth, s.n_samples, tuple(s.widths), s.activation, s.forster,
                         s.sigma_b2 > 0, float(s.damping), s.pattern)
 
@@ -145,7 +192,7 @@ class Measurement:
 
     operator: Optional[np.ndarray]
     approximation: Any
-    flags: List[str]
+    flags: List[Flag]
     X: np.ndarray
 
 
@@ -159,22 +206,41 @@ def measure(s: Scenario) -> Measurement:
     tf = theory_flag(s)
     if tf:
         flags.append(tf)
-    X = s.build_inputs()
+    X = None
     net = s.build_network()
     try:
+        X = s.build_inputs()  # Forster inputs: the transform of the data raises ForsterError when N < M_0
         approx = get_approximation(s.approximation)(net, X, damping=s.damping, **s.options())
         op = approx.operator()
     except (SingularSystemError, ForsterError) as exc:
-        cond = getattr(exc, "condition_number", None)
-        flags.append(f"numerics: {exc.assumption}" + (f" (condition number {cond:.3g})" if cond else ""))
+        flags.extend(exception_flags(exc))
         return Measurement(None, None, flags, X)
-    diagnosed = approx.diagnostics.get("failed_assumption")
-    if diagnosed:
-        flags.append(f"numerics: {diagnosed}")
+    diagnosed = list(approx.diagnostics.get("flags") or [])
+    if not diagnosed and approx.diagnostics.get("failed_assumption"):
+        # an approximation that writes only the text (no typed flags): keep it, naming no assumption
+        diagnosed = [Flag("diagnosed", str(approx.diagnostics["failed_assumption"]))]
+    flags.extend(f.with_prefix("numerics: ") for f in diagnosed)
     cond = system_condition(approx)
     if cond > ILL_CONDITIONED:  # the round-off allowance 1e3 cond eps would make the identity check toothless
-        flags.append(f"numerics: ill-conditioned dual system (condition number {cond:.3g} > {ILL_CONDITIONED:.0e})")
+        flags.append(Flag("ill_conditioned", f"numerics: ill-conditioned dual system (condition number {cond:.3g} > "
+                                             f"{ILL_CONDITIONED:.0e})", WELL_CONDITIONED))
     return Measurement(op, approx, flags, X)
+
+
+def exception_flags(exc) -> List[Flag]:
+    """The flags of a ``SingularSystemError`` / ``ForsterError`` (the approximation that raised is lost:
+    the error carries its flags; a Forster failure violates "Forster inputs")."""
+    from numerics.forster import ForsterError
+
+    cond = getattr(exc, "condition_number", None)
+    message = f"numerics: {exc.assumption}" + (f" (condition number {cond:.3g})" if cond else "")
+    carried = list(getattr(exc, "flags", None) or [])
+    if carried:
+        return [Flag(carried[0].code, message, carried[0].assumption),
+                *(f.with_prefix("numerics: ") for f in carried[1:])]
+    if isinstance(exc, ForsterError):
+        return [Flag("forster_failed", message, FORSTER_INPUTS)]
+    return [Flag("singular_system", message, lookup(str(exc.assumption)))]
 
 
 def system_condition(approx) -> float:
@@ -227,7 +293,7 @@ def isotropy_check(predict: Callable[[Scenario], Optional[float]],
         try:
             err, a = isotropy_numbers(m.operator)
         except ValueError as exc:  # zero mean diagonal: nothing to be isotropic about
-            return Outcome(False, 0.0, alpha, float("inf"), None, m.flags + [f"measure: {exc}"])
+            return Outcome(False, 0.0, alpha, float("inf"), None, m.flags + [Flag("zero_operator", f"measure: {exc}")])
         tol = (tolerance(s, alpha if alpha is not None else a) if tolerance is not None
                else exact_tolerance(m.approximation))
         alpha_err = 0.0 if alpha is None else abs(a - alpha) / abs(alpha)
@@ -238,13 +304,13 @@ def isotropy_check(predict: Callable[[Scenario], Optional[float]],
     return check
 
 
-def _authors_kfac(depth: int, n: int):
+def authors_kfac_alpha(depth: int, n: int):
     from theory.kfac_theory import authors_kfac_constant
 
     return authors_kfac_constant(depth, n)
 
 
-def _alpha(name: str, depth: int, **kwargs) -> float:
+def predicted_alpha(name: str, depth: int, **kwargs) -> float:
     from theory.isotropy import isotropy_constant
 
     return float(isotropy_constant(name, depth, **kwargs))
@@ -259,7 +325,7 @@ def _gamma(activation: str) -> float:
     return float(active_fraction(get_activation(activation)))
 
 
-def _unit_wise_alpha(s: Scenario, activation: str) -> float:
+def unit_wise_alpha(s: Scenario, activation: str) -> float:
     """The claim's ``gamma sum_{l<L} M_l + 1`` for a single output (the C = 1 statement)."""
     from theory.unit_wise_theory import unit_wise_isotropy
 
@@ -398,7 +464,7 @@ def dynamics_check(s: Scenario) -> Outcome:
     m = measure(s)
     if m.operator is None:
         return Outcome(False, None, None, None, 1e-9, m.flags)
-    alpha = _alpha(s.approximation, s.depth)
+    alpha = predicted_alpha(s.approximation, s.depth)
     eta = s.learning_rate / alpha
     net, X, Y = m.approximation.net, m.approximation.X, s.build_targets()
     net_at_start = net.copy()
@@ -433,7 +499,8 @@ def dynamics_check(s: Scenario) -> Outcome:
     tol = max(1e-9, 1e3 * np.finfo(float).eps * cond) * max(1.0, abs(1.0 - eta * alpha) ** steps)
     flags = list(m.flags)
     if cond > ILL_CONDITIONED:  # beyond this the round-off allowance would make the check toothless
-        flags.append(f"numerics: Theta = J J^T ill-conditioned (condition number {cond:.3g} > {ILL_CONDITIONED:.0e})")
+        flags.append(Flag("ill_conditioned", f"numerics: Theta = J J^T ill-conditioned (condition number {cond:.3g} "
+                                             f"> {ILL_CONDITIONED:.0e})", WELL_CONDITIONED))
     holds = err <= tol and decays == (lo < eta < hi)
     return Outcome(bool(holds), ratio, ratio_pred, err, tol, flags,
                    {"train_deviation": dev_train, "test_deviation": dev_test, "eta": eta, "alpha": alpha,
@@ -444,42 +511,6 @@ def dynamics_check(s: Scenario) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 # analytic kernels (infinite width): telescoping and closed-form duals
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class KernelCase:
-    """Inputs and hyper-parameters for the analytic kernels (``zero_input``: the last input is 0)."""
-
-    depth: int
-    n_samples: int
-    input_dim: int
-    activation: str = "relu"
-    sigma_w2: float = 2.0
-    sigma_b2: float = 0.0
-    zero_input: bool = False
-    data_seed: int = 0
-
-    def describe(self) -> str:
-        return (f"analytic kernels: depth {self.depth}, {self.activation}, sigma_w2 = {self.sigma_w2:g}, "
-                f"sigma_b2 = {self.sigma_b2:g}, N = {self.n_samples} Gaussian inputs in R^{self.input_dim}"
-                + (" (the last one is 0)" if self.zero_input else "") + f", data seed {self.data_seed}")
-
-    def build_inputs(self) -> np.ndarray:
-        X = np.random.default_rng(self.data_seed).standard_normal((self.n_samples, self.input_dim))
-        if self.zero_input:
-            X[-1] = 0.0
-        return X
-
-
-@st.composite
-def kernel_cases(draw, zero_input=False, activation=st.sampled_from(("relu", "erf", "tanh", "gelu", "linear")),
-                 input_dim=st.integers(1, 8)):
-    """:class:`KernelCase` examples (depth 1-6, N 2-8, several sigma_w2 / sigma_b2)."""
-    return KernelCase(depth=draw(st.integers(1, 6)), n_samples=draw(st.integers(2, 8)),
-                      input_dim=draw(input_dim), activation=draw(activation),
-                      sigma_w2=draw(st.sampled_from((2.0, 1.0, 0.5, 3.0))),
-                      sigma_b2=draw(st.sampled_from((0.0, 0.1, 1.0))), zero_input=zero_input,
-                      data_seed=draw(seeds()))
-
-
 def telescoping_check(k: KernelCase) -> Outcome:
     """``sum_l Theta_l = Theta`` and both equal the recursion ``Theta^(l+1) = Theta^(l) dotSigma^(l+1)
     + Sigma^(l+1)`` rebuilt here from the returned ``Sigma^(l)``, ``dotSigma^(l)`` (relative 1e-12:
@@ -490,7 +521,8 @@ def telescoping_check(k: KernelCase) -> Outcome:
         kern = analytic_kernels(k.build_inputs(), depth=k.depth, activation=k.activation, sigma_w2=k.sigma_w2,
                                 sigma_b2=k.sigma_b2)
     except ValueError as exc:
-        return Outcome(False, None, None, None, 1e-12, [f"theory: {' '.join(str(exc).split())[:240]}"])
+        return Outcome(False, None, None, None, 1e-12,
+                       [Flag("kernel_undefined", f"theory: {' '.join(str(exc).split())[:240]}", NONZERO_VARIANCE)])
     theta = kern.nngp_layers[0].copy()
     for l in range(1, k.depth):
         theta = theta * kern.derivative_layers[l - 1] + kern.nngp_layers[l]
@@ -507,11 +539,13 @@ def closed_form_check(k: KernelCase) -> Outcome:
     from theory.dual import closed_form_error, dual_kernel
 
     if not dual_kernel(k.activation).closed_form:
-        return Outcome(False, None, None, None, 1e-9, [f"theory: {k.activation} has no closed-form dual kernel"])
+        return Outcome(False, None, None, None, 1e-9, [Flag("no_closed_form", f"theory: {k.activation} has no "
+                                                            "closed-form dual kernel", CLOSED_FORM_DUAL)])
     X = k.build_inputs()
     S = k.sigma_w2 * X[:2] @ X[:2].T / k.input_dim + k.sigma_b2
     if S[0, 0] <= 0 or S[1, 1] <= 0:
-        return Outcome(False, None, None, None, 1e-9, ["theory: zero variance (input 0 and sigma_b2 = 0)"])
+        return Outcome(False, None, None, None, 1e-9, [Flag("zero_variance", "theory: zero variance (input 0 and "
+                                                            "sigma_b2 = 0)", NONZERO_VARIANCE)])
     errs = [closed_form_error(k.activation, which, S[0, 0], S[0, 1], S[1, 1]) for which in ("value", "derivative")]
     return Outcome(max(errs) <= 1e-9, max(errs), 0.0, max(errs), 1e-9, [],
                    {"value_error": errs[0], "derivative_error": errs[1], "q11": S[0, 0], "q12": S[0, 1],
@@ -521,41 +555,6 @@ def closed_form_check(k: KernelCase) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 # sanity: the pseudo-inverse product rule (a statement about matrices)
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MatrixCase:
-    """``A`` (m x k, full column rank), ``B`` (k x k; rank ``rank_b``, or invertible when ``rank_b`` is
-    None: ``G + 3 I``, well conditioned), ``C`` (k x n, full row rank), Gaussian from ``seed``."""
-
-    k: int
-    extra_rows: int = 0
-    extra_cols: int = 0
-    rank_b: Optional[int] = None
-    seed: int = 0
-
-    def describe(self) -> str:
-        b = "invertible (G + 3 I)" if self.rank_b is None else f"of rank {self.rank_b}"
-        return (f"A {self.k + self.extra_rows}x{self.k}, B {self.k}x{self.k} {b}, C {self.k}x{self.k + self.extra_cols}"
-                f" (Gaussian, seed {self.seed})")
-
-    def build(self):
-        rng = np.random.default_rng(self.seed)
-        k = self.k
-        A = rng.standard_normal((k + self.extra_rows, k))
-        C = rng.standard_normal((k, k + self.extra_cols))
-        if self.rank_b is None:
-            B = rng.standard_normal((k, k)) + 3.0 * np.eye(k)
-        else:
-            B = rng.standard_normal((k, self.rank_b)) @ rng.standard_normal((self.rank_b, k))
-        return A, B, C
-
-
-@st.composite
-def matrix_cases(draw, singular_b: bool = False):
-    k = draw(st.integers(2, 5))
-    return MatrixCase(k, draw(st.integers(0, 2)), draw(st.integers(0, 2)),
-                      draw(st.integers(1, k - 1)) if singular_b else None, draw(seeds()))
-
-
 def pinv_product_check(case: MatrixCase) -> Outcome:
     """``(ABC)^+ = C^+ B^+ A^+`` to 1e-8 relative (SVD pinv of well-conditioned <= 7 x 7 Gaussian
     matrices is accurate to ~1e-13; a genuine mismatch is O(1)); flags ``B`` rank-deficient."""
@@ -564,7 +563,8 @@ def pinv_product_check(case: MatrixCase) -> Outcome:
     rhs = np.linalg.pinv(C) @ np.linalg.pinv(B) @ np.linalg.pinv(A)
     err = float(np.linalg.norm(lhs - rhs) / np.linalg.norm(lhs))
     rank = int(np.linalg.matrix_rank(B))
-    flags = [f"rank check: B has rank {rank} < {case.k} (not invertible)"] if rank < case.k else []
+    flags = [Flag("b_singular", f"rank check: B has rank {rank} < {case.k} (not invertible)", B_INVERTIBLE)
+             ] if rank < case.k else []
     return Outcome(err <= 1e-8, err, 0.0, err, 1e-8, flags, {"rank_B": rank})
 
 
@@ -578,188 +578,66 @@ def diagonal_isotropic_check(s: Scenario) -> Outcome:
     return Outcome(err <= 0.2, err, 0.0, err, 0.2, m.flags, {"mean_diagonal": a})
 
 
+
+
 # ---------------------------------------------------------------------------------------------
-# the spaces
+# building blocks of the claims' spaces (the spaces themselves sit next to their claims)
 # ---------------------------------------------------------------------------------------------
-def _sc(name, **kw):
-    return scenarios(name, **kw)
+#: data recipes violating "distinct inputs"
+DUPLICATED_INPUTS = st.sampled_from(("duplicate", "near_duplicate"))
 
 
-_DISTINCT = st.sampled_from(("duplicate", "near_duplicate"))
-
-
-def _DEAD(name, depth):
+def dead_unit_scenarios(name, depth):
     """1-24 dead relu units in layer 1 (positive inputs, all-negative fan-in): up to every unit."""
-    return _sc(name, depth=depth.filter(lambda L: L >= 2) if isinstance(depth, st.SearchStrategy) else depth,
-               inputs=st.just("positive"), dead_units=st.integers(1, 24))
-
-
-#: The K-FAC premise of the finite-width identity (same words as the claim and theory.kfac_theory).
-KFAC_RANK_ASSUMPTION = "rank Delta_l = NC and rank Z_l = N for every hidden layer"
+    return scenarios(name, depth=depth.filter(lambda L: L >= 2) if isinstance(depth, st.SearchStrategy) else depth,
+                     inputs=st.just("positive"), dead_units=st.integers(1, 24))
 
 
 def kfac_rank_relaxed():
     """K-FAC, relu, hidden widths 3 N (the claim's relu margin; every dimension condition holds), deep
     and small-N enough that two inputs often share a layer's activation pattern: rank(Delta_l) < N C
     on roughly 5-50 % of draws (measured: N = 8, L = 5: 13 %; N = 4, L = 6: 51 %)."""
-    return _sc("kfac", depth=st.integers(4, 6), n=st.integers(4, 10), hidden="three_nc",
-               width_extra=st.integers(0, 2))
+    return scenarios("kfac", depth=st.integers(4, 6), n=st.integers(4, 10), hidden="three_nc",
+                     width_extra=st.integers(0, 2))
 
 
 def exactness_alpha(s: Scenario) -> float:
     """K-FAC: ``N(L-1)+1`` (theory, from N and L: the statement); block patterns: ``1^T S^+ 1``."""
     if s.approximation == "kfac":
-        return _alpha("kfac", s.depth, n_samples=s.n_samples)
+        return predicted_alpha("kfac", s.depth, n_samples=s.n_samples)
     return pattern_alpha(s)
 
 
-def _layerwise_space(claim_id, name, statement, depth, predict, extra_relax=None):
-    relaxed = {"hidden width >= N": _sc(name, depth=depth, hidden="narrow", n=st.integers(3, 10)),
-               "distinct inputs": _sc(name, depth=depth, inputs=_DISTINCT),
-               "no dead relu units": _DEAD(name, depth)}
+def layerwise_space(name: str, statement: str, depth, predict, extra_relax=None) -> AssumptionSpace:
+    """The space of a layer-wise isotropy claim: every assumption holding, or one of "hidden width
+    >= N", "distinct inputs", "no dead relu units" (and ``extra_relax``) relaxed."""
+    relaxed = {HIDDEN_WIDTH: scenarios(name, depth=depth, hidden="narrow", n=st.integers(3, 10)),
+               DISTINCT_INPUTS: scenarios(name, depth=depth, inputs=DUPLICATED_INPUTS),
+               NO_DEAD_UNITS: dead_unit_scenarios(name, depth)}
     relaxed.update(extra_relax or {})
-    return AssumptionSpace(claim_id, statement, _sc(name, depth=depth, n=st.integers(2, 10)),
-                           isotropy_check(predict), relaxed)
+    return AssumptionSpace(statement, scenarios(name, depth=depth, n=st.integers(2, 10)), isotropy_check(predict),
+                           relaxed)
 
 
-def build_spaces() -> Dict[str, AssumptionSpace]:
-    """Every claim id with a search space -> its :class:`AssumptionSpace`."""
-    spaces: Dict[str, AssumptionSpace] = {}
-
-    def add(space):
-        spaces[space.claim_id] = space
-
-    add(_layerwise_space("ngd.exact.one_step", "exact", "J F^+ J^T / N = I (exact at finite width)",
-                         st.integers(1, 5), lambda s: _alpha("exact", s.depth),
-                         {"rho -> 0+": _sc("exact", damping=dampings(1e-2, 10.0))}))
-    add(_layerwise_space("ngd.block_diagonal", "block_diagonal", "J G_BD^+ J^T / N = L I",
-                         st.integers(1, 6), lambda s: _alpha("block_diagonal", s.depth),
-                         {"rho -> 0+": _sc("block_diagonal", damping=dampings(1e-2, 10.0))}))
-    add(_layerwise_space("ngd.width_below_n", "block_diagonal", "J G_BD^+ J^T / N = L I (needs hidden width >= N)",
-                         st.integers(2, 5), lambda s: _alpha("block_diagonal", s.depth)))
-    add(_layerwise_space("ngd.block_tridiagonal.alpha", "block_tridiagonal", "J G_T^+ J^T / N = ceil(L/3) I",
-                         st.integers(2, 9), lambda s: _alpha("block_tridiagonal", s.depth)))
-    pat = "pattern"
-    add(AssumptionSpace(
-        "ngd.patterns", "J G_S^+ J^T / N = (1^T S^+ 1) I for 1 in range(S)",
-        _sc(pat, depth=st.integers(2, 6), pattern=True, n=st.integers(2, 8)), isotropy_check(pattern_alpha),
-        {"hidden width >= N": _sc(pat, depth=st.integers(2, 6), pattern=True, hidden="narrow", n=st.integers(3, 8))}))
-    # K-FAC at finite width: both the block patterns and K-FAC (claim ngd.finite_width_exactness covers
-    # both); in the "holds" side relu draws whose factors lose rank are flagged by numerics and rejected
-    add(AssumptionSpace(
-        "ngd.finite_width_exactness",
-        "rank J_l = N C for all l => J G_S^+ J^T / N = (1^T S^+ 1) I; "
-        f"{KFAC_RANK_ASSUMPTION} => J G_KFAC^+ J^T / N = (N(L-1)+1) I",
-        st.one_of(_sc(pat, depth=st.integers(2, 6), pattern=True, n=st.integers(2, 8), activation=activations()),
-                  _sc("kfac", depth=st.integers(2, 6), n=st.integers(2, 10), activation=activations())),
-        isotropy_check(exactness_alpha),
-        {"hidden width >= N": _sc(pat, depth=st.integers(2, 6), pattern=True, hidden="narrow", n=st.integers(3, 8)),
-         KFAC_RANK_ASSUMPTION: kfac_rank_relaxed()}))
-
-    kfac_predict = lambda s: _alpha("kfac", s.depth, n_samples=s.n_samples)  # noqa: E731 -- N(L-1)+1, the statement
-    add(AssumptionSpace(
-        "ngd.kfac.alpha_definition", "J G_KFAC^+ J^T / N = (N(L-1)+1) I (M_0 >= N)",
-        _sc("kfac", depth=st.integers(2, 6), n=st.integers(2, 10)), isotropy_check(kfac_predict),
-        {"M_0 >= N": _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow",
-                         inputs=st.sampled_from(("sphere", "raw"))),
-         "hidden width >= N": _sc("kfac", depth=st.integers(2, 6), n=st.integers(3, 10), hidden="narrow"),
-         "no dead relu units": _DEAD("kfac", st.integers(2, 6)),
-         KFAC_RANK_ASSUMPTION: kfac_rank_relaxed()}))
-    forster_predict = lambda s: _alpha("kfac", s.depth, n_samples=s.n_samples, input_dim=s.input_dim,  # noqa: E731
-                                       forster=True)
-    add(AssumptionSpace(
-        "ngd.kfac.forster", "Forster inputs, M_0 < N: J G_KFAC^+ J^T / N = (M_0 + N(L-2) + 1) I",
-        _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow", inputs=st.just("forster")),
-        isotropy_check(forster_predict, lambda s, a: FORSTER_TOL),
-        {"Forster inputs": _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow",
-                               inputs=st.sampled_from(("sphere", "raw")))}))
-    add(AssumptionSpace(
-        "ngd.kfac.no_forster", "M_0 < N, inputs not in isotropic position: Theta_G = alpha I (stated false)",
-        _sc("kfac", depth=st.integers(2, 6), n=st.integers(4, 12), input_dim="narrow", inputs=st.just("raw")),
-        isotropy_check(lambda s: None), expected_flags=("Forster", "forster")))
-
-    tanh_predict = lambda s: _unit_wise_alpha(s, "tanh")  # noqa: E731
-    add(AssumptionSpace(
-        "ngd.unit_wise.tanh_exact", "tanh: J G_unit^+ J^T / N = (sum_{l<L} M_l + 1) I",
-        _sc("unit_wise", depth=st.integers(2, 5), activation=st.just("tanh")), isotropy_check(tanh_predict),
-        {"C = 1": _sc("unit_wise", depth=st.integers(2, 5), activation=st.just("tanh"), n_outputs=st.just(2)),
-         "M_0 >= N": _sc("unit_wise", depth=st.integers(2, 5), activation=st.just("tanh"), input_dim="narrow",
-                         n=st.integers(4, 8)),
-         "phi' != 0 almost everywhere": _sc("unit_wise", depth=st.integers(2, 5))}))
-    relu_predict = lambda s: _unit_wise_alpha(s, "relu")  # noqa: E731
-    add(AssumptionSpace(
-        "ngd.unit_wise.relu_asymptotic",
-        "relu: ||Theta_G - alpha I|| / ||alpha I|| <= 4 sqrt(gamma(1-gamma) sum M_l) / alpha, alpha = sum M_l / 2 + 1",
-        _sc("unit_wise", depth=st.integers(2, 4), width_extra=st.integers(0, 64)),
-        isotropy_check(relu_predict, relu_tolerance),
-        {"C = 1": _sc("unit_wise", depth=st.integers(2, 4), n_outputs=st.just(2), width_extra=st.integers(0, 64)),
-         "M_0 >= N": _sc("unit_wise", depth=st.integers(2, 4), input_dim="narrow", n=st.integers(4, 8)),
-         "no dead relu units": _sc("unit_wise", depth=st.integers(2, 4), inputs=st.just("positive"),
-                                   dead_units=st.integers(1, 4))},
-        expected_flags=("isotropy only as M -> infinity",)))
-    add(AssumptionSpace(
-        "ngd.unit_wise.multi_output", "C = 2: J G_unit^+ J^T / N = (gamma sum M_l + 1) I (stated false)",
-        _sc("unit_wise", depth=st.integers(2, 4), activation=st.just("tanh"), n_outputs=st.just(2)),
-        isotropy_check(tanh_predict), expected_flags=("C = ",)))
-    add(AssumptionSpace(
-        "ngd.diagonal.not_isotropic", f"isotropy error of J diag(F)^-1 J^T / N > {DIAGONAL_MIN_ERROR}",
-        _sc("diagonal", depth=st.integers(2, 5), n=st.integers(3, 10), activation=activations(("relu", "tanh"))),
-        diagonal_check, expected_flags=("diagonal Fisher",)))
-    add(AssumptionSpace(
-        "ngd.damping.eigenvalues", "J (F + rho I)^-1 J^T / N = Theta (Theta + rho I)^-1, spectrum not flat",
-        _sc("exact", depth=st.integers(1, 4), n=st.integers(3, 10), damping=dampings(1e-2, 10.0)),
-        damping_check, expected_flags=("rho -> 0+", "damping")))
-    add(AssumptionSpace(
-        "ngd.kfac.alpha_authors", "J G_KFAC^+ J^T / N = N L I (the authors' code; stated false)",
-        _sc("kfac", depth=st.integers(2, 6), n=st.integers(2, 10)),
-        isotropy_check(lambda s: float(_authors_kfac(s.depth, s.n_samples)))))
-    add(AssumptionSpace(
-        "ngd.block_tridiagonal.moving_layers", "only the layers theory predicts (c_l != 0, null-space-coupled) move",
-        _sc("block_tridiagonal", depth=st.integers(2, 8), n=st.integers(2, 8)), moving_layers_check,
-        {"hidden width >= N": _sc("block_tridiagonal", depth=st.integers(2, 8), hidden="narrow", n=st.integers(3, 8))}))
-    add(AssumptionSpace(
-        "ngd.block_tridiagonal.test_kernel",
-        "finite-width Theta_G(x', X) = derived pattern kernel; naive sum_l c_l formula iff T invertible",
-        _sc("block_tridiagonal", depth=st.integers(2, 8), n=st.integers(2, 8)), pattern_test_kernel_check,
-        {"hidden width >= N": _sc("block_tridiagonal", depth=st.integers(2, 8), hidden="narrow", n=st.integers(3, 8))}))
-    add(AssumptionSpace(
-        "ngd.exact.test_predictor", "finite-width J(x') J^+ = Theta(x', X) Theta^{-1}",
-        _sc("exact", depth=st.integers(1, 5), n=st.integers(2, 10)), exact_test_predictor_check,
-        {"distinct inputs": _sc("exact", depth=st.integers(1, 5), inputs=_DISTINCT)}))
-    linear_model = _sc(st.sampled_from(("exact", "block_diagonal")), depth=st.just(1), n=st.integers(2, 10),
-                       learning_rate=learning_rate_factors())
-    add(AssumptionSpace(
-        "ngd.isotropy_lemma", "Theta_G = alpha I => r_t = (1 - eta alpha)^t r_0 and the closed-form test predictor "
-        "(depth-1 model: linear in its parameters)", linear_model, dynamics_check,
-        {"distinct inputs": _sc("exact", depth=st.just(1), inputs=_DISTINCT, learning_rate=learning_rate_factors())}))
-    add(AssumptionSpace(
-        "ngd.lr_stability", "L_1/L_0 = (1 - eta alpha)^2; r_t -> 0 iff 0 < eta < 2/alpha (depth-1 model)",
-        linear_model, dynamics_check))
-    # sanity.pinv_product_rule_invertible keeps its own falsifier draws: it is the worked example of
-    # the fallback engine (tests/proofs/test_cli.py); matrix_cases() covers its true side in the tests
-    add(AssumptionSpace(
-        "sanity.pinv_product_rule", "(ABC)^+ = C^+ B^+ A^+ for any B (stated false)", matrix_cases(singular_b=True),
-        pinv_product_check, expected_flags=("rank check",)))
-    add(AssumptionSpace(
-        "sanity.diagonal_fisher_isotropic", "diagonal Fisher isotropy error <= 0.2 (stated false)",
-        _sc("diagonal", depth=st.integers(2, 4), n=st.integers(2, 8), hidden=(64, 128),
-            activation=activations(("relu", "tanh", "erf"))),
-        diagonal_isotropic_check, expected_flags=("diagonal Fisher",)))
-    add(AssumptionSpace(
-        "kernels.layerwise_telescoping", "sum_l Theta_l = Theta = NTK recursion",
-        kernel_cases(), telescoping_check,
-        {"nonzero inputs or sigma_b2 > 0": kernel_cases(zero_input=True,
-                                                        activation=st.sampled_from(("relu", "linear")))}))
-    add(AssumptionSpace(
-        "kernels.dual_closed_forms", "closed-form V, dotV = numeric Gaussian rule",
-        kernel_cases(activation=st.sampled_from(("relu", "erf", "linear", "leaky_relu")), input_dim=st.integers(2, 8)),
-        closed_form_check))
-    return spaces
-
-
-SPACES: Dict[str, AssumptionSpace] = build_spaces()
-
-
-def space_for(claim_id: str) -> Optional[AssumptionSpace]:
-    """The :class:`AssumptionSpace` of ``claim_id`` or ``None`` (then ``falsify`` uses the claim's draws)."""
-    return SPACES.get(claim_id)
+__all__ = [
+    "Outcome",
+    "AssumptionSpace",
+    "Measurement",
+    "measure",
+    "theory_flag",
+    "exception_flags",
+    "system_condition",
+    "exact_tolerance",
+    "isotropy_check",
+    "layerwise_space",
+    "diagonal_check",
+    "damping_check",
+    "moving_layers_check",
+    "pattern_test_kernel_check",
+    "exact_test_predictor_check",
+    "dynamics_check",
+    "telescoping_check",
+    "closed_form_check",
+    "pinv_product_check",
+    "diagonal_isotropic_check",
+]

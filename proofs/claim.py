@@ -21,14 +21,20 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from numerics.sweeps import PowerLawFit
 from theory.derivation import Derivation
+from theory.metrics import relative_error as _relative_error
 from theory.validation import check_choice
 from proofs.progress import progress  # noqa: F401  -- re-exported for claim authors: progress(iterable, cfg, desc)
+
+__all__ = [
+    "Claim", "ClaimResult", "RunConfig", "claim", "REGISTRY", "VERDICTS", "MODES", "relative_error",
+    "progress"
+]
 
 VERDICTS = ("verified", "refuted", "conditional", "inconclusive")
 MODES = ("quick", "full")
@@ -93,6 +99,9 @@ class ClaimResult:
     failed_assumption: Optional[str] = None
     notes: str = ""
     seconds: float = 0.0
+    #: the :class:`theory.assumptions.Assumption` objects that failed (``failed_assumption`` is their text
+    #: or the check's own sentence; the JSON keeps that string)
+    failed_assumptions: List[Any] = field(default_factory=list)
 
     def __post_init__(self):
         check_choice("verdict", self.verdict, VERDICTS)
@@ -116,12 +125,13 @@ class ClaimResult:
 
 
 def relative_error(measured, predicted) -> float:
-    """``max |measured - predicted| / max |predicted|`` (plain absolute error if predicted is 0)."""
-    m = np.asarray(measured, dtype=float)
-    p = np.asarray(predicted, dtype=float)
-    scale = float(np.max(np.abs(p))) if p.size else 0.0
-    diff = float(np.max(np.abs(m - p))) if m.size else 0.0
-    return diff / scale if scale > 0 else diff
+    """The headline error of a claim: :func:`theory.metrics.relative_error` in the ``"max"`` norm,
+    ``max |measured - predicted| / max |predicted|`` (absolute if predicted is 0), and NaN -- which
+    :meth:`ClaimResult.from_error` turns into ``inconclusive`` -- when either side is not finite."""
+    m, p = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(p))):
+        return float("nan")
+    return _relative_error(m, p, norm="max")
 
 
 def _jsonable(value):
@@ -140,38 +150,89 @@ class Claim:
     title: str
     statement: str
     check: Callable[[RunConfig], ClaimResult]
-    assumptions: List[str] = field(default_factory=list)
+    #: :class:`theory.assumptions.Assumption` (or ``Relaxed``) objects; a plain string becomes its catalogue
+    #: assumption or a stated one without a predicate (:func:`theory.assumptions.as_assumption`)
+    assumptions: List[Any] = field(default_factory=list)
     expected: str = "verified"
-    reference: str = ""  # where in the paper / paper.md it comes from (e.g. "R3", "paper.md §3")
+    reference: str = ""  # a followable source, e.g. "Karakida & Osawa 2020, arXiv:2010.00879 (...)" or "derived here"
     tags: tuple = ()
-    # Optional counterexample search (``ngd-verify falsify``): a function ``(rng, config) ->
-    # (example_description, holds, numbers)`` drawing one example over *relaxed* assumptions, or a
-    # mapping ``{relaxed assumption: such a function}``; see :mod:`proofs.falsify`.
-    falsifier: Union[None, Callable, Mapping[str, Callable]] = None
+    #: the architecture / data facts of the claim's own experiment (a ``theory.assumptions.Setting``, a
+    #: mapping, or a function ``config -> setting``): :meth:`run` checks every assumption's predicate on it
+    setting: Any = None
+    #: the counterexample search space (``ngd-verify falsify``): a :class:`proofs.assumption_spaces.AssumptionSpace`
+    space: Any = None
     module: str = ""  # the module that defined the check (the registry orders claims by it)
 
     def __post_init__(self):
+        from theory.assumptions import as_assumption
+
         check_choice("expected", self.expected, VERDICTS)
-        if self.falsifier is not None and not (callable(self.falsifier) or isinstance(self.falsifier, Mapping)):
-            raise TypeError(f"falsifier={self.falsifier!r} is not allowed: expected a callable "
-                            "(rng, config) -> (description, holds, numbers) or a mapping of them")
+        if isinstance(self.assumptions, (str, bytes)) or not isinstance(self.assumptions, (list, tuple)):
+            raise TypeError(f"assumptions={self.assumptions!r} is not allowed: expected a list of Assumption objects")
+        self.assumptions = [as_assumption(a) for a in self.assumptions]
+        if self.space is not None:
+            self.set_space(self.space)
 
-    def set_falsifier(self, fn: Callable, relaxes: Optional[str] = None) -> Callable:
-        """Attach a falsifier after the claim is defined; usable as a decorator.
+    def set_space(self, space):
+        """Attach the counterexample search space (an ``AssumptionSpace``; its ``claim_id`` is set to
+        this claim's id); returns it."""
+        if not (callable(getattr(space, "strategy", None)) and callable(getattr(space, "check", None))):
+            raise TypeError(f"space={space!r} is not allowed: expected a proofs.assumption_spaces.AssumptionSpace")
+        owner = getattr(space, "claim_id", None)
+        if owner not in (None, "", self.id):
+            raise ValueError(f"space of claim {owner!r} cannot be attached to claim {self.id!r}")
+        space.claim_id = self.id
+        self.space = space
+        return space
 
-        ``relaxes`` names the assumption the draws relax; several calls with different
-        ``relaxes`` accumulate (``falsify --relax NAME`` picks one).
-        """
-        if not callable(fn):
-            raise TypeError(f"fn={fn!r} is not allowed: expected a callable (rng, config) -> (description, holds, numbers)")
-        if relaxes is None and self.falsifier is None:
-            self.falsifier = fn
-        else:
-            current = self.falsifier
-            table = dict(current) if isinstance(current, Mapping) else ({} if current is None else {"(unnamed)": current})
-            table[relaxes or "(unnamed)"] = fn
-            self.falsifier = table
-        return fn
+    def setting_for(self, config: RunConfig):
+        """The claim's setting under ``config`` (``None`` when the claim provides none)."""
+        return self.setting(config) if callable(self.setting) else self.setting
+
+    def check_assumptions(self, config: Optional[RunConfig] = None) -> List[tuple]:
+        """``[(assumption, holds)]`` on the claim's setting (``holds``: True/False, None = unknown; an
+        empty list when the claim provides no setting).  A list of settings (several experiments)
+        gives False if the assumption fails on any, None if unknown on some, True otherwise."""
+        setting = self.setting_for(config or RunConfig())
+        if setting is None:
+            return []
+        settings = list(setting) if isinstance(setting, (list, tuple)) else [setting]
+        out = []
+        for a in self.assumptions:
+            values = [a.check(s) for s in settings]
+            out.append((a, False if False in values else (None if None in values else True)))
+        return out
+
+    def _apply_assumption_checks(self, result: "ClaimResult", config: RunConfig) -> None:
+        """Record the predicates on the claim's setting; a stated assumption that fails there (or a
+        relaxed one that holds) makes the evidence say nothing about the statement: inconclusive."""
+        from theory.assumptions import Relaxed
+
+        try:
+            checks = self.check_assumptions(config)
+        except Exception as exc:  # noqa: BLE001 -- a broken setting is reported, never a pass
+            result.verdict = "inconclusive"
+            result.notes = f"assumption checks raised {type(exc).__name__}: {exc} | " + result.notes
+            return
+        if not checks:
+            return
+        recorded = result.details.setdefault("assumptions_checked", {})
+        for a, holds in checks:
+            if holds is not None:
+                recorded.setdefault(a.name, bool(holds))
+        violated = [a for a, holds in checks if holds is False and not isinstance(a, Relaxed)]
+        unrelaxed = [a for a, holds in checks if holds is True and isinstance(a, Relaxed)]
+        relaxed = [a.assumption for a, holds in checks if holds is False and isinstance(a, Relaxed)]
+        result.failed_assumptions = list(dict.fromkeys([*result.failed_assumptions, *violated, *relaxed]))
+        if violated or unrelaxed:
+            why = [f"assumption '{a.name}' fails on the claim's own setting" for a in violated]
+            why += [f"assumption '{a.name}' is said to be relaxed but holds on the claim's setting" for a in unrelaxed]
+            result.verdict = "inconclusive"
+            result.failed_assumption = "; ".join(a.message for a in violated) or result.failed_assumption
+            result.notes = "; ".join(why) + ": the evidence is outside the statement | " + result.notes
+        elif relaxed and not result.failed_assumption and result.verdict != "inconclusive":
+            # (an inconclusive result keeps its own reason: e.g. a crash, whose notes cli prints instead)
+            result.failed_assumption = "; ".join(a.message for a in relaxed)
 
     def run(self, config: Optional[RunConfig] = None) -> ClaimResult:
         """Check the claim; an exception inside the check becomes an ``inconclusive`` result
@@ -186,6 +247,7 @@ class Claim:
             import traceback  # the last frames say where, for the report's details
             result = ClaimResult(verdict="inconclusive", notes=f"check raised {type(exc).__name__}: {exc}",
                                  details={"traceback": traceback.format_exc(limit=-4).strip().splitlines()})
+        self._apply_assumption_checks(result, config)
         if self.expected == "refuted" and result.verdict == "refuted" and not any(
                 c.get("role") == "control" and c.get("verdict") == "verified"
                 for c in result.details.get("checks", []) if isinstance(c, dict)):
@@ -216,15 +278,20 @@ REGISTRY: Dict[str, Claim] = {}
 
 
 def claim(id: str, *, title: str, statement: str, assumptions=(), expected: str = "verified",
-          reference: str = "", tags=(), register: bool = True, falsifier=None):
+          reference: str = "", tags=(), register: bool = True, setting=None, space=None):
     """Decorator turning ``check(config) -> ClaimResult`` into a registered :class:`Claim`.
 
-    ``falsifier`` (optional): see :attr:`Claim.falsifier` and :mod:`proofs.falsify`.
+    ``assumptions``: :class:`theory.assumptions.Assumption` objects (``Relaxed`` for one the claim
+    deliberately drops); ``setting``: the facts they are checked on (see :attr:`Claim.setting`);
+    ``space``: the counterexample search space (:meth:`Claim.set_space`, :mod:`proofs.falsify`).
     """
+
+    if isinstance(assumptions, (str, bytes)):
+        raise TypeError(f"assumptions={assumptions!r} is not allowed: expected a list of Assumption objects")
 
     def wrap(fn: Callable[[RunConfig], ClaimResult]) -> Claim:
         c = Claim(id=id, title=title, statement=statement, check=fn, assumptions=list(assumptions),
-                  expected=expected, reference=reference, tags=tuple(tags), falsifier=falsifier,
+                  expected=expected, reference=reference, tags=tuple(tags), setting=setting, space=space,
                   module=getattr(fn, "__module__", "") or "")
         if register:
             if id in REGISTRY:

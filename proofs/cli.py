@@ -14,7 +14,7 @@ Exit status (``verify``, ``report``): 0 when every verdict equals the claim's ex
 when some differs, 2 for bad usage or bad input -- one line on stderr naming the problem, no
 traceback (this includes ``ValueError``/``TypeError`` raised by the library and a claim module
 that fails to import).  ``falsify``: 1 when a counterexample is found, 0 when none is found in
-the budget, 2 for bad usage or a falsifier that raised.  ``audit``: 0 when every verdict at every
+the budget, 2 for bad usage, a claim without a search space, or a check that raised.  ``audit``: 0 when every verdict at every
 seed is the expected one, 1 otherwise, 2 for bad usage.  ``list``: 0 (2 for bad input).
 
 :func:`main` takes ``argv`` (default ``sys.argv[1:]``) and, for tests and embedding, ``claims``
@@ -34,6 +34,11 @@ from typing import List, Optional, Sequence, TextIO
 from proofs.claim import Claim, ClaimResult, RunConfig
 from proofs.progress import progress
 from proofs.registry import ClaimModuleError, ClaimSource, get_claim, select_claims
+
+__all__ = [
+    "main", "entry_point", "build_parser", "run_claims", "format_table", "summary_line", "UsageError",
+    "COMMANDS", "PROG"
+]
 
 PROG = "ngd-verify"
 
@@ -125,12 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_fals.add_argument("claim_id", metavar="CLAIM_ID")
     p_fals.add_argument("--max-examples", type=_positive_int, default=50, metavar="N")
     p_fals.add_argument("--relax", action="append", metavar="ASSUMPTION",
-                        help="search with this assumption relaxed (repeatable; default: none relaxed for claims with "
-                             "a hypothesis search space, every falsifier otherwise; `ngd-verify list` names them)")
+                        help="search with this assumption relaxed (repeatable; default: none relaxed; "
+                             "`ngd-verify list` names each claim's relaxations)")
     p_fals.add_argument("--max-seconds", type=_positive_float, default=120.0, metavar="T",
-                        help="stop drawing after T seconds (default 120)")
+                        help="stop searching after T seconds (default 120)")
     p_fals.add_argument("--database", metavar="DIR", default=None,
-                        help="keep counterexamples in DIR and replay them first next time (hypothesis search)")
+                        help="keep counterexamples in DIR and replay them first next time")
     budget(p_fals)
 
     p_audit = sub.add_parser("audit", help="run claims over many seeds: verdict counts and as-expected rate per claim")
@@ -219,20 +224,10 @@ def _cmd_list(args, claims: ClaimSource, out: TextIO) -> int:
     for c in select_claims(args.ids, claims):
         out.write(f"{c.id}  [expects {c.expected}]  {c.title}\n")
         out.write(f"    statement: {' '.join(c.statement.split())}\n")
-        out.write(f"    assumptions: {'; '.join(c.assumptions) if c.assumptions else 'none'}\n")
-        if c.falsifier is not None:
-            out.write("    falsifier: yes (ngd-verify falsify " + c.id + ")\n")
-        space = _search_space(c.id)
-        if space is not None:
-            out.write(f"    falsify: hypothesis search; --relax {', '.join(repr(r) for r in space.relaxations)}\n")
+        out.write(f"    assumptions: {'; '.join(map(str, c.assumptions)) if c.assumptions else 'none'}\n")
+        if c.space is not None:
+            out.write(f"    falsify: hypothesis search; --relax {', '.join(repr(r) for r in c.space.relaxations)}\n")
     return 0
-
-
-def _search_space(claim_id: str):
-    """The claim's hypothesis search space (proofs.assumption_spaces), None if it has none."""
-    from proofs.assumption_spaces import space_for
-
-    return space_for(claim_id)
 
 
 def _config(args, out: TextIO) -> RunConfig:
@@ -311,10 +306,12 @@ def _cmd_report(args, claims: ClaimSource, out: TextIO) -> int:
 
 def _cmd_falsify(args, claims: ClaimSource, out: TextIO) -> int:
     from proofs.falsify import falsify, format_outcome
+
     target = get_claim(args.claim_id, claims)
     cfg = _config(args, out)
+    # a claim without a search space: ValueError naming the claims that have one (exit 2, one line)
     outcome = falsify(target, cfg, max_examples=args.max_examples, relax=args.relax, max_seconds=args.max_seconds,
-                      database=args.database)
+                      database=args.database, others=select_claims(None, claims))
     out.write(format_outcome(outcome) + "\n")
     if outcome.counterexample is not None:
         return 1

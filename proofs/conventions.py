@@ -1,6 +1,6 @@
 """The project's conventions (scalings, ordering, dtype) as data, shipped inside the package.
 
-The same content as ``shared/conventions.md`` (which is not part of the installed package), in a
+The project's conventions (README section "Conventions printed by every report"), in a
 structured form that every JSON result and every report header carries, so a reader can tell
 which factors of 2, N and M a number was computed with.
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 from typing import Dict
+
+__all__ = ["CONVENTIONS", "SECTION_TITLES", "conventions", "conventions_markdown", "conventions_text"]
 
 CONVENTIONS: Dict[str, Dict[str, str]] = {
     "parameterisation": {

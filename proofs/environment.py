@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional
 
+__all__ = ["environment_record", "package_versions", "blas_info", "machine_info", "git_commit", "PACKAGES"]
+
 PACKAGES = ("numpy", "scipy", "sympy", "mpmath", "matplotlib", "tqdm", "hypothesis", "scikit-learn", "threadpoolctl")
 
 

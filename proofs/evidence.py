@@ -19,12 +19,12 @@ The measurements:
 
 Verdicts are computed by the claims with :mod:`proofs.verdicts` (``compare``, ``sweep``, ``combine``).
 
-Conventions (``/work/shared/conventions.md``): loss ``sum_n ||r_n||^2 / (2N)``, residual ``r = f - Y``
+Conventions (:mod:`proofs.conventions`): loss ``sum_n ||r_n||^2 / (2N)``, residual ``r = f - Y``
 stacked sample-major, ``alpha`` from :func:`theory.isotropy.isotropy_constant` (derived, not a table).
 
 >>> import numpy as np
 >>> isotropy_error(3.0 * np.eye(4))
-(0.0, 3.0)
+IsotropyError(error=0.0, alpha=3.0)
 >>> loss(np.array([[1.0], [-1.0]]))
 0.5
 """
@@ -35,7 +35,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from numerics.measure import WidthSweep, isotropy_error
+from numerics.training import ngd_step
 from numerics.sweeps import PowerLawFit
+from theory.metrics import relative_error
+
+__all__ = [
+    "loss", "unit_sphere_inputs", "sign_targets", "relative_residual_change", "progress", "make_net",
+    "approximation", "measured_operator", "predicted_alpha", "WidthSweep", "ISOTROPY", "isotropy_sweep",
+    "one_step", "pattern_matrix", "analytic_test_operator", "predicted_outputs", "train_steps",
+    "predicted_losses", "loss_curve_series", "eta_scan", "spectrum_series", "TrainingSweep",
+    "training_budget", "LINEARISATION", "TEST_ERROR", "training_sweep", "Task", "synthetic_task"
+]
 
 # ---------------------------------------------------------------------------------------------
 # small pure helpers
@@ -52,25 +63,6 @@ def loss(residual: np.ndarray) -> float:
     if r.ndim == 1:
         r = r[:, None]
     return float(np.sum(r * r) / (2.0 * r.shape[0]))
-
-
-def isotropy_error(operator: np.ndarray) -> Tuple[float, float]:
-    """``(||Theta - a I||_F / ||a I||_F, a)`` with ``a = mean(diag Theta)``.
-
-    Zero iff the operator is a multiple of the identity.
-
-    >>> err, a = isotropy_error(np.array([[2.0, 0.0], [0.0, 4.0]]))
-    >>> round(err, 6), a
-    (0.333333, 3.0)
-    """
-    op = np.asarray(operator, dtype=float)
-    if op.ndim != 2 or op.shape[0] != op.shape[1]:
-        raise ValueError(f"operator must be a square matrix, got shape {op.shape}")
-    a = float(np.mean(np.diag(op)))
-    if a == 0.0:
-        raise ValueError("operator has zero mean diagonal: the isotropy error relative to a I is undefined")
-    dev = op - a * np.eye(op.shape[0])
-    return float(np.linalg.norm(dev) / (abs(a) * np.sqrt(op.shape[0]))), a
 
 
 def unit_sphere_inputs(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -153,39 +145,6 @@ def predicted_alpha(name: str, depth: int, **kwargs) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class WidthSweep:
-    """A width sweep: ``errors[i]`` measured at ``widths[i]``, its power-law fit, extra columns."""
-
-    quantity: str
-    widths: List[int]
-    errors: List[float]
-    fit: Optional[PowerLawFit]
-    extra: Dict[str, List[float]] = field(default_factory=dict)
-    adaptive: Any = None  # proofs.adaptive.AdaptiveSweep when the sweep was judged adaptively
-
-    @property
-    def parts(self) -> list:
-        """The sweep's sub-verdicts (empty when it was not judged)."""
-        return list(self.adaptive.parts) if self.adaptive is not None else []
-
-    @property
-    def replicates(self) -> List[List[float]]:
-        """Errors of every initialisation at each width (the means are ``errors``)."""
-        if self.adaptive is None:
-            return [[float(e)] for e in self.errors]
-        name = self.adaptive.parts[0].name
-        return [list(self.adaptive.errors[name][w]) for w in self.widths]
-
-    def to_series(self) -> dict:
-        """Figure data (schema of :mod:`proofs.figures`): one ``width_sweep`` curve, the errors vs
-        widths with the fit, labelled by the quantity; the extra columns go to ``data``."""
-        from proofs.figures import sweep_series
-
-        return sweep_series(self.quantity, self.widths, self.errors, self.fit,
-                            data={k: list(map(float, v)) for k, v in self.extra.items()} or None)
-
-
 ISOTROPY = "isotropy error"
 
 
@@ -221,10 +180,8 @@ def one_step(net, X: np.ndarray, Y: np.ndarray, name: str, learning_rate: float,
     Returns the residuals before/after (``r0``, ``r1``), the losses, and the per-layer parameter
     change norms ``||theta_l' - theta_l||`` next to ``||theta_l||``.
     """
-    r0 = net.forward(X) - Y
     before = [p.copy() for p in net.params]
-    directions = approximation(net, X, name, damping, **options).direction(r0)
-    net.apply_update(directions, learning_rate)
+    r0 = ngd_step(net, X, Y, name, learning_rate, damping, **options).factors.outputs - Y
     r1 = net.forward(X) - Y
     return {"r0": r0, "r1": r1, "loss0": loss(r0), "loss1": loss(r1),
             "layer_change": [float(np.linalg.norm(p - b)) for p, b in zip(net.params, before)],
@@ -265,23 +222,26 @@ def pattern_matrix(name: str, depth: int, pattern=None) -> np.ndarray:
 
 def analytic_test_operator(name: str, X: np.ndarray, X_test: np.ndarray, depth: int,
                            activation: str = "relu", sigma_w2: float = 2.0, sigma_b2: float = 0.0,
-                           pattern=None) -> np.ndarray:
-    """Infinite-width ``Theta_G(x', X)`` (``(N', N)``, C = 1) of a layer-wise approximation or K-FAC.
-
-    Block patterns: :func:`theory.pattern_kernels.pattern_test_kernel` on the analytic layer NTKs
-    (min-norm limit, with the null-space correction when the pattern is singular).  K-FAC:
-    :func:`theory.kfac_theory.kfac_test_kernel_from_analytic` (Hadamard product of the factor
-    regressions; pseudo-inverse input regression in layer 1, as Forster inputs with M_0 < N need).
+                           pattern=None, **options) -> np.ndarray:
+    """Infinite-width ``Theta_G(x', X)`` (``(N', N)``, C = 1) of approximation ``name``: the test kernel
+    its theory registers (:func:`theory.registry.theory_entry`; block patterns: the min-norm pattern
+    kernel on the analytic layer NTKs, with the null-space correction when the pattern is singular;
+    K-FAC: the Hadamard product of the factor regressions).  ``ValueError`` when the theory of ``name``
+    gives no test kernel.
     """
-    from theory.kfac_theory import kfac_test_kernel_from_analytic
-    from theory.pattern_kernels import pattern_test_kernel
+    from theory.registry import Setting, theory_entry
 
+    entry = theory_entry(name)
+    if entry.test_kernel is None:
+        raise ValueError(f"approximation={name!r}: its theory ({entry.module}) registers no infinite-width test "
+                         f"kernel")
+    opts = dict(options)
+    if pattern is not None:
+        opts["pattern"] = pattern
+    setting = Setting(depth=depth, activation=activation, options=opts)
     k_train = _kernels(X, None, depth, activation, sigma_w2, sigma_b2)
     k_cross = _kernels(X_test, X, depth, activation, sigma_w2, sigma_b2)
-    if name == "kfac":
-        return kfac_test_kernel_from_analytic(k_train, k_cross)
-    S = pattern_matrix(name, depth, pattern)
-    return pattern_test_kernel(S, k_train.layer_ntk, k_cross.layer_ntk)
+    return entry.test_kernel(k_train, k_cross, setting)
 
 
 def predicted_outputs(f0_train: np.ndarray, f0_test: np.ndarray, Y: np.ndarray, train_operator,
@@ -324,8 +284,7 @@ def train_steps(net, X, Y, X_test, Y_test, name: str, learning_rate: float, step
     f0_train, f0_test = net.forward(X), net.forward(X_test)
     train, test = [loss(f0_train - Y)], [loss(f0_test - Y_test)]
     for _ in range(steps):
-        r = net.forward(X) - Y
-        net.apply_update(approximation(net, X, name, damping, **options).direction(r), learning_rate)
+        ngd_step(net, X, Y, name, learning_rate, damping, **options)
         train.append(loss(net.forward(X) - Y))
         test.append(loss(net.forward(X_test) - Y_test))
     return {"train_loss": train, "test_loss": test, "f0_train": f0_train, "f0_test": f0_test}
@@ -482,8 +441,7 @@ def training_sweep(cfg, key: Sequence, name: str, X, Y, X_test, Y_test, widths: 
         rec["layer_change"] = [c / n for c, n in zip(first["layer_change"], first["layer_norm"])]
         train, test = [first["loss0"], first["loss1"]], [loss(f0_test - Y_test), loss(f1_test - Y_test)]
         for _ in range(steps - 1):
-            r = net.forward(X) - Y
-            net.apply_update(approximation(net, X, name, damping, **options).direction(r), learning_rate)
+            ngd_step(net, X, Y, name, learning_rate, damping, **options)
             train.append(loss(net.forward(X) - Y))
             test.append(loss(net.forward(X_test) - Y_test))
         op = test_operator if test_operator is not None else np.zeros((X_test.shape[0], X.shape[0]))
@@ -539,78 +497,3 @@ def synthetic_task(cfg, key: Sequence, n: int, dim: int, n_test: int = 8, n_outp
     rng = cfg.rng(*key, "task", n, dim, n_test, n_outputs)
     return Task(unit_sphere_inputs(rng, n, dim), sign_targets(rng, n, n_outputs),
                 unit_sphere_inputs(rng, n_test, dim), sign_targets(rng, n_test, n_outputs))
-
-
-def relative_error_matrix(measured: np.ndarray, reference: np.ndarray) -> float:
-    """``||measured - reference||_F / ||reference||_F``.
-
-    >>> relative_error_matrix(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
-    0.0
-    """
-    reference = np.asarray(reference, dtype=float)
-    return float(np.linalg.norm(np.asarray(measured, dtype=float) - reference) / np.linalg.norm(reference))
-
-
-# ---------------------------------------------------------------------------------------------
-# falsifier draws (``ngd-verify falsify``): one random example, relaxed or not
-# ---------------------------------------------------------------------------------------------
-def draw_isotropy_example(rng: np.random.Generator, name: str, *, depth=(2, 5), n=(4, 12),
-                          width_over_n=(3, 6), input_over_n=(1.0, 2.0), n_outputs: int = 1,
-                          activation: str = "relu", tolerance: float = 1e-9, forster: bool = False,
-                          raw_inputs: bool = False, reject_singular: bool = False):
-    """Draw an architecture and data set, measure ``Theta_G`` of ``name`` and compare it with the
-    derived ``alpha I`` (``theory.isotropy.isotropy_constant`` on the same setting).
-
-    Returns ``(description, holds, numbers)``; ``holds`` is ``isotropy error <= tolerance`` and
-    ``|a - alpha| <= tolerance * alpha``.  A singular system detected by numerics (an assumption
-    failing) or a ``NotIsotropic`` from theory counts as "does not hold", with the reason in numbers.
-    ``raw_inputs`` draws inputs with unequal norms (not in isotropic position).
-    ``reject_singular`` (draws meant to satisfy every assumption): redraw the weights up to 5 times
-    when relu happens to kill enough units to make a layer Gram singular.
-    """
-    from numerics import MLP
-    from numerics.linalg import SingularSystemError
-    from theory.isotropy import NotIsotropic, isotropy_constant
-
-    L = int(rng.integers(depth[0], depth[1] + 1))
-    N = int(rng.integers(max(n[0], 5), n[1] + 1))
-    M = max(1, int(round(N * rng.uniform(*width_over_n))))
-    M0 = max(3, int(round(N * rng.uniform(*input_over_n))))  # M_0 <= 2: too few distinct directions
-    if input_over_n[1] < 1:
-        M0 = min(M0, N - 1)  # the draw is meant to have M_0 < N
-    X = unit_sphere_inputs(rng, N, M0)
-    if raw_inputs:
-        X = X * rng.uniform(0.3, 3.0, (N, 1))
-    options = {"forster": True} if forster else {}  # numerics transforms (and diagnoses) the inputs itself
-    widths = [M0] + [M] * (L - 1) + [n_outputs]
-    desc = (f"{name}: depth {L}, widths {widths}, {activation}, N = {N}"
-            + (", Forster inputs" if forster else "") + (", raw inputs (unequal norms)" if raw_inputs else ""))
-    numbers: Dict[str, Any] = {"depth": L, "N": N, "M_0": M0, "width": M, "C": n_outputs}
-    try:
-        alpha = float(isotropy_constant(name, L, n_samples=N, input_dim=M0, widths=widths, activation=activation,
-                                        n_outputs=n_outputs, forster=forster))
-    except NotIsotropic as exc:
-        alpha = None
-        numbers["theory"] = f"not isotropic: {exc.failed_assumption}"
-    for attempt in range(5 if reject_singular else 1):
-        net = MLP(widths, activation=activation, sigma_w2=2.0, sigma_b2=0.0, seed=rng)
-        try:
-            approx = approximation(net, X, name, **options)
-            err, a = isotropy_error(approx.operator())
-        except SingularSystemError as exc:
-            numbers.update(failed_assumption=exc.assumption, condition_number=float(exc.condition_number),
-                           redraws=attempt)
-            continue
-        # numerics diagnoses rank-deficient factors without raising (e.g. K-FAC with M_0 = 2:
-        # h_1(x_n) of rank < N); such a draw is outside the assumptions, whatever it measures
-        diagnosed = approx.diagnostics.get("failed_assumption")
-        if diagnosed and reject_singular and "relu, isotropy only as M" not in str(diagnosed):
-            numbers.update(failed_assumption=diagnosed, redraws=attempt)
-            continue
-        numbers.pop("failed_assumption", None)
-        break
-    else:  # every draw violated an assumption: say which
-        return desc, False, numbers, numbers["failed_assumption"]
-    numbers.update(isotropy_error=err, measured_alpha=a, predicted_alpha=alpha, tolerance=tolerance)
-    holds = alpha is not None and err <= tolerance and abs(a - alpha) <= tolerance * alpha
-    return desc, bool(holds), numbers

@@ -1,43 +1,29 @@
-"""Counterexample search with a claim's assumptions relaxed (``ngd-verify falsify``).
+"""Counterexample search with a claim's assumptions relaxed (``ngd-verify falsify``): one engine,
+hypothesis.
 
-Two search engines:
+A claim's search space is declared next to the claim, in its module under ``proofs/claims/``
+(``my_claim.set_space(AssumptionSpace(...))`` or ``@claim(..., space=...)``; see
+:mod:`proofs.assumption_spaces` for the type and the checks, :mod:`proofs.strategies` for the
+strategies).  The space's strategy -- every assumption holding (``relax`` ``"none"``, the default)
+or one relaxed -- is searched with :func:`hypothesis.find` outside pytest, seeded from the run's
+seed (so a run is reproducible), for an example on which the claim's statement fails; the first
+one found is **shrunk** to a minimal counterexample (smallest depth, N, widths, outputs, seeds),
+printed with its architecture, data summary, measured vs predicted numbers, and the flags the
+verifier's own assumption checks raised.  With every assumption holding, an example the verifier
+flags for an assumption outside the claim's statement (e.g. relu killing the rank of a layer Gram
+at width >= 2N: :class:`theory.assumptions.Flag` of ``"layer Jacobians of full row rank"``) is
+outside the assumptions: it is rejected and counted, not reported as a counterexample.
+``database`` (a directory) keeps the minimal counterexamples as JSON (one file per claim and
+relaxation); they are replayed first on the next run, whatever its seed, and reported if they still
+fail.  (Hypothesis' own example database is not used here: it is disabled for seeded runs, and
+``falsify`` runs are seeded.)  A claim without a space cannot be falsified: :func:`falsify` raises
+``ValueError`` naming the claims that have one.
 
-* **hypothesis** (claims with a search space in :data:`proofs.assumption_spaces.SPACES`): the
-  space's strategy -- every assumption holding (``relax`` ``"none"``, the default) or one relaxed --
-  is searched with :func:`hypothesis.find` outside pytest, seeded from the run's seed (so a run is
-  reproducible), for a scenario on which the claim's statement fails; the first one found is
-  **shrunk** to a minimal counterexample (smallest depth, N, widths, outputs, seeds), printed with
-  its architecture, data summary, measured vs predicted numbers, and what the verifier's own
-  assumption checks flagged.  With every assumption holding, a scenario the verifier flags (e.g.
-  relu killing the rank of a layer Gram at width >= 2N) is outside the assumptions: it is rejected
-  and counted, not reported as a counterexample.  ``database`` (a directory) keeps the minimal
-  counterexamples as JSON (one file per claim and relaxation); they are replayed first on the next
-  run, whatever its seed, and reported if they still fail.  (Hypothesis' own example database is
-  not used here: it is disabled for seeded runs, and ``falsify`` runs are seeded.)
-* **draws** (fallback, claims without a space): the claim's own falsifier, described below.
-
-A claim may carry a *falsifier* (``@claim(..., falsifier=fn)`` or ``my_claim.set_falsifier(fn,
-relaxes="M_0 >= N")``): a function ``fn(rng, config)`` that draws **one** example -- an
-architecture, a data set, an approximation -- from a space where some of the claim's assumptions
-are relaxed, evaluates the claim's statement on it and returns
-
-    ``(description, holds, numbers)``   or   ``(description, holds, numbers, relaxed)``
-
-with ``description`` a one-line summary of the example, ``holds`` whether the statement held on
-it, ``numbers`` a dict of the measured/predicted numbers, and ``relaxed`` (optional) the assumption
-this particular draw violates (``None`` if it satisfies them all).  ``claim.falsifier`` may also be
-a mapping ``{relaxed assumption: fn}``; draws then cycle through the mapping (``--relax`` picks).
-
-:func:`falsify` makes up to ``max_examples`` draws, draw ``k`` of relaxation ``name`` using the
-generator ``config.rng("falsify", claim.id, name, k)`` -- so a run is reproducible from its seed --
-and stops at the first counterexample (``holds`` false).  A falsifier that raises is reported as
-such (draw, exception), never counted as a pass.
-
+>>> from hypothesis import strategies as st
+>>> from proofs.assumption_spaces import AssumptionSpace, Outcome
 >>> from proofs.claim import claim, ClaimResult, RunConfig
->>> def draws(rng, cfg):
-...     x = float(rng.normal())
-...     return f"x = {x:.3f}", x * x >= 0, {"x": x}
->>> @claim("demo.square", title="squares are >= 0", statement="x^2 >= 0", register=False, falsifier=draws)
+>>> space = AssumptionSpace("x^2 >= 0", st.floats(-10, 10), lambda x: Outcome(x * x >= 0, x * x, 0.0))
+>>> @claim("demo.square", title="squares are >= 0", statement="x^2 >= 0", register=False, space=space)
 ... def _sq(cfg):
 ...     return ClaimResult("verified")
 >>> falsify(_sq, RunConfig(), max_examples=5).counterexample is None
@@ -48,7 +34,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from proofs.claim import Claim, RunConfig
 from proofs.report import fmt
@@ -56,7 +42,7 @@ from proofs.report import fmt
 
 @dataclass
 class Example:
-    """One drawn example and whether the statement held on it."""
+    """The (shrunk) counterexample and what it measured."""
 
     draw: int
     relaxation: str
@@ -64,6 +50,8 @@ class Example:
     holds: bool
     numbers: Dict[str, Any] = field(default_factory=dict)
     relaxed: Optional[str] = None
+    flags: List[Any] = field(default_factory=list)  # the theory.assumptions.Flag objects raised on it
+    relaxed_assumption: Any = None                   # the theory.assumptions.Assumption relaxed (None: none)
 
 
 @dataclass
@@ -72,35 +60,14 @@ class FalsifyOutcome:
     draws: int
     seconds: float
     counterexample: Optional[Example] = None
-    examples: List[Example] = field(default_factory=list)
     error: Optional[str] = None
     relaxations: List[str] = field(default_factory=list)
     stopped_by_time: bool = False
     max_examples: int = 0
-    search: str = "draws"        # "hypothesis" (shrinking search over a space) or "draws" (claim falsifier)
-    rejected: int = 0            # hypothesis, nothing relaxed: examples the verifier flagged (outside assumptions)
+    rejected: int = 0            # nothing relaxed: examples the verifier flagged (outside the assumptions)
     rejected_reason: str = ""
     seed: int = 0
-
-
-def falsifiers_of(claim: Claim) -> Dict[str, Callable]:
-    """``{relaxation name: fn}`` of a claim (``ValueError`` if it has none)."""
-    f = claim.falsifier
-    if f is None:
-        raise ValueError(f"claim {claim.id!r} has no falsifier; `ngd-verify list` marks the claims that have one")
-    if isinstance(f, Mapping):
-        return {str(k): v for k, v in f.items()}
-    return {getattr(f, "relaxes", None) or "(unnamed)": f}
-
-
-def _normalise(value, draw: int, relaxation: str) -> Example:
-    if not isinstance(value, (tuple, list)) or len(value) not in (3, 4):
-        raise TypeError(f"a falsifier must return (description, holds, numbers[, relaxed]), got {value!r:.120}")
-    description, holds, numbers = value[0], value[1], value[2]
-    relaxed = value[3] if len(value) == 4 else (None if relaxation.startswith("(") else relaxation)
-    if not isinstance(numbers, Mapping):
-        raise TypeError(f"a falsifier's numbers must be a dict, got {type(numbers).__name__}")
-    return Example(draw, relaxation, str(description), bool(holds), dict(numbers), relaxed)
+    search: str = "hypothesis"
 
 
 def _check_max_examples(max_examples) -> None:
@@ -108,28 +75,40 @@ def _check_max_examples(max_examples) -> None:
         raise ValueError(f"max_examples={max_examples!r} is not allowed: expected an integer >= 1")
 
 
-def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int = 50,
-            relax: Optional[Sequence[str]] = None, max_seconds: float = 120.0,
-            database=None, search: str = "auto") -> FalsifyOutcome:
-    """Search for a counterexample to ``claim``: a hypothesis search with shrinking when the claim
-    has a search space (``search="auto"`` or ``"hypothesis"``), else its falsifier draws
-    (``"draws"``).  ``relax``: assumption names (default: none relaxed for hypothesis, every
-    falsifier for draws); ``database``: a directory keeping counterexamples (hypothesis only).
-    """
-    from proofs.assumption_spaces import space_for
+def falsifiable(claims) -> List[str]:
+    """Ids of the claims (an iterable of :class:`Claim`) that have a search space."""
+    return sorted(c.id for c in claims if c.space is not None)
 
+
+def spaces(claims=None) -> Dict[str, Any]:
+    """``{claim id: AssumptionSpace}`` of the claims that have one (default: every registered claim)."""
+    if claims is None:
+        from proofs.registry import load_claims
+
+        claims = load_claims()
+    return {c.id: c.space for c in claims if c.space is not None}
+
+
+def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int = 50,
+            relax: Optional[Sequence[str]] = None, max_seconds: float = 120.0, database=None,
+            others=None) -> FalsifyOutcome:
+    """Search for a counterexample to ``claim`` in its space (:attr:`Claim.space`): see
+    :func:`falsify_hypothesis`.  ``relax``: assumption names (default: none relaxed); ``database``: a
+    directory keeping counterexamples.  A claim without a space is a ``ValueError`` naming the claims
+    of ``others`` (default: the registry) that have one."""
+    if not isinstance(claim, Claim):
+        raise TypeError(f"claim={claim!r} is not allowed: expected a proofs.claim.Claim")
     config = config or RunConfig()
     _check_max_examples(max_examples)
-    if search not in ("auto", "hypothesis", "draws"):
-        raise ValueError(f"search={search!r} is not allowed: expected 'auto', 'hypothesis' or 'draws'")
-    space = space_for(claim.id)
-    if search == "hypothesis" and space is None:
-        raise ValueError(f"claim {claim.id!r} has no hypothesis search space (proofs.assumption_spaces.SPACES)")
-    if space is not None and search != "draws":
-        return falsify_hypothesis(claim.id, space, config, max_examples, relax, max_seconds, database)
-    if database is not None:
-        raise ValueError(f"--database applies to the hypothesis search; claim {claim.id!r} has only falsifier draws")
-    return _falsify_draws(claim, config, max_examples, relax, max_seconds)
+    if claim.space is None:
+        if others is None:
+            from proofs.registry import load_claims
+
+            others = load_claims()
+        names = falsifiable(others)
+        raise ValueError(f"claim {claim.id!r} has no falsify search space; claims with one: "
+                         + (", ".join(names) if names else "none"))
+    return falsify_hypothesis(claim.id, claim.space, config, max_examples, relax, max_seconds, database)
 
 
 def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: int = 50,
@@ -147,11 +126,12 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
     from hypothesis.errors import NoSuchExample, Unsatisfiable
 
     _check_max_examples(max_examples)
-    names = list(relax) if relax else ["none"]
+    if isinstance(relax, str) or hasattr(relax, "name"):
+        relax = [relax]
+    names = [getattr(r, "name", r) for r in relax] if relax else ["none"]  # Assumption objects or their names
     strategies = {name: space.strategy(name) for name in names}  # ValueError naming the allowed ones
     db = _database_dir(database)
-    outcome = FalsifyOutcome(claim_id, 0, 0.0, relaxations=names, max_examples=max_examples, search="hypothesis",
-                             seed=int(config.seed))
+    outcome = FalsifyOutcome(claim_id, 0, 0.0, relaxations=names, max_examples=max_examples, seed=int(config.seed))
     start = time.perf_counter()
     stop = start + max_seconds
     for name in names:
@@ -175,7 +155,7 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
             unexpected = space.unexpected_flags(result)
             if not relaxed and unexpected:  # the verifier says an assumption fails: outside the space
                 outcome.rejected += 1
-                outcome.rejected_reason = outcome.rejected_reason or unexpected[0]
+                outcome.rejected_reason = outcome.rejected_reason or unexpected[0].message
                 verdict = False
             else:
                 verdict = not result.holds
@@ -187,7 +167,8 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
             result = cache[replayed][1]
             outcome.counterexample = Example(outcome.draws, name, _describe(replayed) + " [replayed from the database]",
                                              False, _with_data(result.summary(), replayed),
-                                             None if name == "none" else name)
+                                             None if name == "none" else name, list(result.flags),
+                                             getattr(space, "relaxed_assumptions", {}).get(name))
             break
         options = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
                            suppress_health_check=list(HealthCheck), print_blob=False,
@@ -212,7 +193,8 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
             break
         _store(db, claim_id, name, found)
         outcome.counterexample = Example(outcome.draws, name, _describe(found), False,
-                                         _with_data(result.summary(), found), None if name == "none" else name)
+                                         _with_data(result.summary(), found), None if name == "none" else name,
+                                         list(result.flags), getattr(space, "relaxed_assumptions", {}).get(name))
         break
     outcome.seconds = time.perf_counter() - start
     return outcome
@@ -266,8 +248,7 @@ def _encode(example):
 
 
 def _decode(item):
-    from proofs.assumption_spaces import KernelCase, MatrixCase
-    from proofs.strategies import Scenario
+    from proofs.strategies import KernelCase, MatrixCase, Scenario
 
     kinds = {"Scenario": Scenario, "KernelCase": KernelCase, "MatrixCase": MatrixCase}
     if item.get("type") in kinds:
@@ -317,59 +298,9 @@ def _replay(db, claim_id, relaxation, is_counterexample):
     return None
 
 
-def _falsify_draws(claim: Claim, config: RunConfig, max_examples: int, relax: Optional[Sequence[str]],
-                   max_seconds: float) -> FalsifyOutcome:
-    """Draw up to ``max_examples`` examples (cycling through the relaxations) and stop at the first
-    counterexample or when ``max_seconds`` have passed."""
-    table = falsifiers_of(claim)
-    if relax:
-        unknown = [r for r in relax if r not in table]
-        if unknown:
-            raise ValueError(f"--relax {unknown[0]!r} is not a relaxation of {claim.id}; "
-                             f"allowed: {', '.join(repr(k) for k in table)}")
-        table = {k: table[k] for k in relax}
-    names = list(table)
-    outcome = FalsifyOutcome(claim.id, 0, 0.0, relaxations=names, max_examples=max_examples)
-    start = time.perf_counter()
-    for k in range(max_examples):
-        if time.perf_counter() - start > max_seconds:
-            outcome.stopped_by_time = True
-            break
-        name = names[k % len(names)]
-        rng = config.rng("falsify", claim.id, name, k)
-        try:
-            example = _normalise(table[name](rng, config), k + 1, name)
-        except Exception as exc:  # noqa: BLE001 -- reported with the draw, never a pass
-            outcome.error = f"draw {k + 1} ({name}) raised {type(exc).__name__}: {exc}"
-            outcome.draws = k + 1
-            break
-        outcome.draws = k + 1
-        outcome.examples.append(example)
-        if not example.holds:
-            outcome.counterexample = example
-            break
-    outcome.seconds = time.perf_counter() - start
-    return outcome
-
-
 def format_outcome(outcome: FalsifyOutcome) -> str:
     """Human-readable lines for the CLI."""
-    if outcome.search == "hypothesis":
-        return _format_hypothesis(outcome)
-    relaxing = ", ".join(r for r in outcome.relaxations if r != "(unnamed)") or "as stated by each draw"
-    head = f"falsify {outcome.claim_id} (relaxing: {relaxing})"
-    if outcome.counterexample is not None:
-        ex = outcome.counterexample
-        lines = [f"{head}: counterexample at draw {ex.draw} (of at most {outcome.max_examples}), "
-                 f"after {outcome.seconds:.1f} s",
-                 f"  relaxed assumption: {ex.relaxed or 'none: the statement fails within its own assumptions'}",
-                 f"  example: {ex.description}"]
-        lines += [f"  {key} = {fmt(value)}" for key, value in ex.numbers.items()]
-        return "\n".join(lines)
-    if outcome.error is not None:
-        return f"{head}: stopped, {outcome.error}; no counterexample in the {outcome.draws - 1} draws before it"
-    budget = " (time budget reached)" if outcome.stopped_by_time else ""
-    return f"{head}: no counterexample found in {outcome.draws} draws{budget} ({outcome.seconds:.1f} s)"
+    return _format_hypothesis(outcome)
 
 
 def _format_hypothesis(outcome: FalsifyOutcome) -> str:
@@ -397,3 +328,14 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     lines.append(f"  verifier flagged: {flagged}" + ("  <-- SILENT failure: no assumption check fired" if silent
                                                      and ex.relaxed else ""))
     return "\n".join(lines)
+
+
+__all__ = [
+    "Example",
+    "FalsifyOutcome",
+    "falsifiable",
+    "spaces",
+    "falsify",
+    "falsify_hypothesis",
+    "format_outcome",
+]

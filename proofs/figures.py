@@ -312,6 +312,18 @@ def sweep_series(quantity: str, widths: Sequence, errors: Sequence, fit: Any = N
                          data=data or None, **options)
 
 
+def width_sweep_series(sweep, name: Any = None, **options) -> FigureSeries:
+    """The figure series of a :class:`numerics.measure.WidthSweep`: its means vs width with the fit,
+    labelled by its quantity; its extra per-width columns go to ``data``.
+
+    >>> from numerics.measure import WidthSweep
+    >>> width_sweep_series(WidthSweep("q", [1, 2], [1.0, 0.5], None, {"alpha": [3, 4]}))["data"]
+    {'alpha': [3.0, 4.0]}
+    """
+    data = {k: list(map(float, v)) for k, v in sweep.extra.items()} or None
+    return sweep_series(sweep.quantity, sweep.widths, sweep.errors, sweep.fit, name=name, data=data, **options)
+
+
 def loss_curves(approximation: str, steps: Sequence, measured: Mapping[str, Sequence],
                 predicted: Optional[Mapping[str, Sequence]] = None, width: Optional[int] = None) -> List[Curve]:
     """Loss-vs-step curves of one approximation: ``measured``/``predicted`` map a split (``"train"``,

@@ -35,6 +35,11 @@ from typing import Optional, Union
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+__all__ = [
+    "register_profiles", "load_for_tests", "examples", "example_database", "THOROUGH_EXAMPLES",
+    "CI_EXAMPLES", "DEFAULT_DATABASE_DIR"
+]
+
 #: Examples per property in the ``thorough`` profile (each NGD example takes ~1-30 ms).
 THOROUGH_EXAMPLES = 500
 #: Examples per property in ``ci``/``dev`` unless a test asks for fewer (hypothesis' default).

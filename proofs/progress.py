@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+__all__ = ["progress"]
+
 
 def progress(iterable: Iterable, cfg=None, desc: str = "", total: Optional[int] = None,
              delay: float = 2.0) -> Iterable:

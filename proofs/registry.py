@@ -32,6 +32,11 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from proofs.claim import REGISTRY, Claim
 
+__all__ = [
+    "load_claims", "select_claims", "get_claim", "ordered", "claim_module_names", "import_claim_modules",
+    "ClaimModuleError", "ClaimSource", "CLAIMS_PACKAGE"
+]
+
 CLAIMS_PACKAGE = "proofs.claims"
 
 ClaimSource = Union[None, Mapping[str, Claim], Sequence[Claim]]

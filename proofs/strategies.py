@@ -14,8 +14,8 @@ Data recipes (``Scenario.inputs``):
 
 * ``"sphere"``: i.i.d. uniform on the unit sphere of ``R^{M_0}`` (distinct, general position);
 * ``"raw"``: the same directions with unequal norms in [0.3, 3] (not in isotropic position);
-* ``"forster"``: unit-sphere inputs that the approximation puts in radial isotropic position
-  (K-FAC option ``forster=True``);
+* ``"forster"``: unit-sphere inputs put in radial isotropic position by the Forster transform, fitted
+  once to the training inputs and applied to the test inputs (:mod:`numerics.forster`);
 * ``"duplicate"``: the last input repeats the first (the NTK and every layer Gram are singular);
 * ``"near_duplicate"``: the last input is the first moved by 1e-13 (numerically singular);
 * ``"positive"``: unit-norm inputs in the positive orthant; with ``dead_units = k`` the first ``k``
@@ -150,12 +150,25 @@ class Scenario:
             X[-1] = X[0]
             if self.inputs == "near_duplicate":
                 X[-1, 0] += 1e-13
+        elif self.inputs == "forster":
+            X = self._forster_map(X).inputs
         return X
 
+    def _forster_map(self, X_sphere: np.ndarray):
+        from numerics.forster import forster_transform
+
+        return forster_transform(X_sphere)  # raises ForsterError (a ValueError) when N < M_0
+
     def build_test_inputs(self, n_test: int = 4) -> np.ndarray:
-        """``(n_test, M_0)`` unit-sphere test inputs (their own stream of ``data_seed``)."""
+        """``(n_test, M_0)`` unit-sphere test inputs (their own stream of ``data_seed``); for Forster
+        inputs, mapped by the transform fitted to the training inputs."""
         X = np.random.default_rng([self.data_seed, 1]).standard_normal((n_test, self.input_dim))
-        return X / np.linalg.norm(X, axis=1, keepdims=True)
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        if self.inputs == "forster":
+            rng = np.random.default_rng(self.data_seed)
+            raw = rng.standard_normal((self.n_samples, self.input_dim))
+            X = self._forster_map(raw / np.linalg.norm(raw, axis=1, keepdims=True)).transform(X)
+        return X
 
     def build_targets(self) -> np.ndarray:
         """``(N, C)`` targets ``+-0.5`` (the authors' binary labels; their own stream of ``data_seed``)."""
@@ -178,10 +191,8 @@ class Scenario:
         return net
 
     def options(self) -> dict:
-        """Keyword options for the numerics approximation (``forster``, ``pattern``)."""
+        """Keyword options for the numerics approximation (``pattern``; Forster is in the inputs)."""
         out = {}
-        if self.forster:
-            out["forster"] = True
         if self.pattern is not None:
             out["pattern"] = np.array(self.pattern, dtype=float)
         return out
@@ -322,6 +333,82 @@ def scenarios(draw, approximation="exact", *, depth=st.integers(2, 5), n=st.inte
         learning_rate=float(draw(learning_rate)))
 
 
+# ---------------------------------------------------------------------------------------------
+# analytic-kernel and matrix cases
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelCase:
+    """Inputs and hyper-parameters for the analytic kernels (``zero_input``: the last input is 0)."""
+
+    depth: int
+    n_samples: int
+    input_dim: int
+    activation: str = "relu"
+    sigma_w2: float = 2.0
+    sigma_b2: float = 0.0
+    zero_input: bool = False
+    data_seed: int = 0
+
+    def describe(self) -> str:
+        return (f"analytic kernels: depth {self.depth}, {self.activation}, sigma_w2 = {self.sigma_w2:g}, "
+                f"sigma_b2 = {self.sigma_b2:g}, N = {self.n_samples} Gaussian inputs in R^{self.input_dim}"
+                + (" (the last one is 0)" if self.zero_input else "") + f", data seed {self.data_seed}")
+
+    def build_inputs(self) -> np.ndarray:
+        X = np.random.default_rng(self.data_seed).standard_normal((self.n_samples, self.input_dim))
+        if self.zero_input:
+            X[-1] = 0.0
+        return X
+
+
+@st.composite
+def kernel_cases(draw, zero_input=False, activation=st.sampled_from(("relu", "erf", "tanh", "gelu", "linear")),
+                 input_dim=st.integers(1, 8)):
+    """:class:`KernelCase` examples (depth 1-6, N 2-8, several sigma_w2 / sigma_b2)."""
+    return KernelCase(depth=draw(st.integers(1, 6)), n_samples=draw(st.integers(2, 8)),
+                      input_dim=draw(input_dim), activation=draw(activation),
+                      sigma_w2=draw(st.sampled_from((2.0, 1.0, 0.5, 3.0))),
+                      sigma_b2=draw(st.sampled_from((0.0, 0.1, 1.0))), zero_input=zero_input,
+                      data_seed=draw(seeds()))
+
+
+
+
+@dataclass(frozen=True)
+class MatrixCase:
+    """``A`` (m x k, full column rank), ``B`` (k x k; rank ``rank_b``, or invertible when ``rank_b`` is
+    None: ``G + 3 I``, well conditioned), ``C`` (k x n, full row rank), Gaussian from ``seed``."""
+
+    k: int
+    extra_rows: int = 0
+    extra_cols: int = 0
+    rank_b: Optional[int] = None
+    seed: int = 0
+
+    def describe(self) -> str:
+        b = "invertible (G + 3 I)" if self.rank_b is None else f"of rank {self.rank_b}"
+        return (f"A {self.k + self.extra_rows}x{self.k}, B {self.k}x{self.k} {b}, C {self.k}x{self.k + self.extra_cols}"
+                f" (Gaussian, seed {self.seed})")
+
+    def build(self):
+        rng = np.random.default_rng(self.seed)
+        k = self.k
+        A = rng.standard_normal((k + self.extra_rows, k))
+        C = rng.standard_normal((k, k + self.extra_cols))
+        if self.rank_b is None:
+            B = rng.standard_normal((k, k)) + 3.0 * np.eye(k)
+        else:
+            B = rng.standard_normal((k, self.rank_b)) @ rng.standard_normal((self.rank_b, k))
+        return A, B, C
+
+
+@st.composite
+def matrix_cases(draw, singular_b: bool = False):
+    k = draw(st.integers(2, 5))
+    return MatrixCase(k, draw(st.integers(0, 2)), draw(st.integers(0, 2)),
+                      draw(st.integers(1, k - 1)) if singular_b else None, draw(seeds()))
+
+
 def learning_rate_factors(factors: Sequence[float] = (1.0, 0.5, 1.5, 0.25, 1.9, 2.1, 2.5)) -> st.SearchStrategy[float]:
     """Step sizes as multiples of ``1/alpha`` (inside and outside the stable interval ``(0, 2)``);
     the first, ``eta = 1/alpha``, is the shrink target."""
@@ -340,14 +427,40 @@ def depths_mod3(residue: int, low: int = 2, high: int = MAX_DEPTH) -> st.SearchS
 
 def assumption_set(claim_id: str, relax: Optional[str] = None) -> st.SearchStrategy:
     """The scenarios of ``claim_id`` with every assumption holding (``relax`` None / ``"none"``) or
-    with the assumption ``relax`` violated (see :mod:`proofs.assumption_spaces` for the names).
+    with the assumption ``relax`` violated (the claim's space, declared next to the claim in
+    ``proofs/claims/``; ``ngd-verify list`` names the relaxations).
 
     >>> from hypothesis import find
     >>> find(assumption_set("ngd.kfac.alpha_definition", "M_0 >= N"), lambda s: True).widths
     (3, 12, 1)
     """
-    from proofs.assumption_spaces import SPACES
+    from proofs.registry import load_claims
 
-    if claim_id not in SPACES:
-        raise ValueError(f"claim_id={claim_id!r} has no assumption space; allowed: {', '.join(sorted(SPACES))}")
-    return SPACES[claim_id].strategy(relax)
+    spaces = {c.id: c.space for c in load_claims() if c.space is not None}
+    if claim_id not in spaces:
+        raise ValueError(f"claim_id={claim_id!r} has no assumption space; allowed: {', '.join(sorted(spaces))}")
+    return spaces[claim_id].strategy(relax)
+
+
+__all__ = [
+    "MAX_N",
+    "MAX_WIDTH",
+    "MAX_DEPTH",
+    "INPUT_KINDS",
+    "DEFAULT_ACTIVATIONS",
+    "Scenario",
+    "seeds",
+    "activations",
+    "dampings",
+    "block_patterns",
+    "architectures",
+    "datasets",
+    "scenarios",
+    "KernelCase",
+    "kernel_cases",
+    "MatrixCase",
+    "matrix_cases",
+    "learning_rate_factors",
+    "depths_mod3",
+    "assumption_set",
+]

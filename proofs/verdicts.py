@@ -94,6 +94,13 @@ from proofs.claim import VERDICTS, ClaimResult, _jsonable, relative_error
 from theory.derivation import Derivation
 from theory.validation import check_choice
 
+__all__ = [
+    "SubVerdict", "compare", "sweep", "levels_off", "control", "combine", "derivation_verdict", "to_result",
+    "sweep_threshold", "plateau_fit", "rules_text", "rules_parameters", "ROLES", "DEFAULT_LEVEL",
+    "DEFAULT_VERIFY_LEVEL", "SWEEP_TESTS", "DEFAULT_MAX_STDERR", "DEFAULT_MIN_DECAY", "DEFAULT_SLOPE_BAND",
+    "DEFAULT_PLATEAU_FRACTION"
+]
+
 DEFAULT_LEVEL = 1e-4
 DEFAULT_VERIFY_LEVEL = 1e-2
 SWEEP_TESTS = 2

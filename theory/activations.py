@@ -27,6 +27,8 @@ import numpy as np
 import scipy.special
 import sympy as sp
 
+__all__ = ["Activation", "get_activation", "available_activations", "register_activation", "u"]
+
 #: The one symbol every activation expression is written in.
 u = sp.Symbol("u", real=True)
 

@@ -32,6 +32,13 @@ from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation
 from theory.patterns import analyze_pattern, banded_pattern, tridiagonal_pattern
 
+__all__ = [
+    "banded_alpha_closed_form", "banded_weights_closed_form", "banded_nullity_closed_form",
+    "banded_closed_form_derivation", "perfect_code_offset", "admissible_offsets", "enumerate_banded_alpha",
+    "tridiagonal_determinant_closed_form", "tridiagonal_closed_form_derivation", "tridiagonal_weights",
+    "s_sym", "j_sym", "L_sym"
+]
+
 s_sym = sp.Symbol("s", integer=True, nonnegative=True)
 j_sym = sp.Symbol("j", integer=True)
 L_sym = sp.Symbol("L", integer=True, positive=True)

@@ -24,6 +24,8 @@ from typing import Any, Callable, List, Optional
 
 import sympy as sp
 
+__all__ = ["Derivation", "Step"]
+
 
 def _is_zero(expr) -> bool:
     """True when a SymPy scalar or matrix simplifies to zero."""

@@ -62,6 +62,14 @@ import sympy as sp
 
 from theory.activations import Activation, get_activation, u
 
+__all__ = [
+    "DualKernel", "dual_kernel", "ClosedForm", "closed_form", "available_closed_forms", "arccos_kernels",
+    "homogeneous_slopes", "price_identity_holds", "snap_correlations", "quadrature_rule", "quadrature_dual",
+    "refinement_level", "mp_gaussian_expectation", "reference_expectation", "closed_form_error",
+    "quadrature_error", "QUADRATURES", "DEFAULT_QUADRATURE", "DEFAULT_QUADRATURE_NODES", "MAX_REFINEMENTS",
+    "q11", "q12", "q22", "rho"
+]
+
 #: Entries of the Gaussian covariance. ``q11, q22 > 0`` (variances), ``q12`` real.
 q11, q22 = sp.symbols("q11 q22", positive=True)
 q12 = sp.Symbol("q12", real=True)

@@ -2,7 +2,7 @@
 
 Linearised training moves the stacked train residual ``r = f(X) - y`` by
 ``r_{t+1} = (I - eta Theta_G) r_t`` and a test output by ``f_{t+1}(x') = f_t(x') - eta Theta_G(x', X) r_t``
-(``conventions.md``).  Everything below is *derived* from these two recursions by SymPy
+(:mod:`proofs.conventions`).  Everything below is *derived* from these two recursions by SymPy
 (``rsolve``, ``solve``, ``solveset``, ``summation``), each result carried by a
 :class:`theory.derivation.Derivation` with checked steps:
 

@@ -1,6 +1,6 @@
 r"""Infinite-width kernels of a fully connected network in the NTK parameterisation.
 
-With the conventions of ``conventions.md`` (``L`` weight layers, ``V``/``dotV`` the dual kernels
+With the conventions of :mod:`proofs.conventions` (``L`` weight layers, ``V``/``dotV`` the dual kernels
 of :mod:`theory.dual`):
 
 .. math::
@@ -40,6 +40,8 @@ import numpy as np
 from theory.activations import get_activation
 from theory.dual import DEFAULT_QUADRATURE_NODES, DualKernel, dual_kernel, snap_correlations
 from theory.validation import check_matrix, check_nonnegative, check_positive_int
+
+__all__ = ["AnalyticKernels", "analytic_kernels", "layer_diagonals"]
 
 
 @dataclass

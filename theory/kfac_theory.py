@@ -29,12 +29,19 @@ import sympy as sp
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
 from theory.validation import check_matrix, check_positive_int, check_signals
+from theory.tolerances import RANK_RTOL
+
+__all__ = [
+    "kfac_isotropy", "kfac_alpha", "kfac_derivation", "kfac_layer_operator", "kfac_layer_operator_dense",
+    "kfac_test_kernel", "kfac_test_kernel_from_analytic", "factor_regression", "projection",
+    "authors_kfac_constant", "authors_kfac_consequence", "RANK_CONDITION", "DRAW_RANK_CONDITION"
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # numeric constructions (finite width, exact identities)
 # ---------------------------------------------------------------------------------------------
-def projection(A: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+def projection(A: np.ndarray, rtol: float = RANK_RTOL) -> np.ndarray:
     """Orthogonal projection onto the column space of ``A`` (``A A^+``), via SVD with a rank cut.
 
     >>> np.round(projection(np.array([[1.0], [1.0]])), 12).tolist()
@@ -74,7 +81,7 @@ def kfac_layer_operator_dense(Delta: np.ndarray, Z: np.ndarray) -> np.ndarray:
     return Jl @ G @ Jl.T / N
 
 
-def factor_regression(gram_test: np.ndarray, gram_train: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+def factor_regression(gram_test: np.ndarray, gram_train: np.ndarray, rtol: float = RANK_RTOL) -> np.ndarray:
     """``K(x', X) K(X, X)^+`` (pseudo-inverse with relative eigenvalue cut ``rtol``).
 
     >>> factor_regression(np.array([[2.0, 0.0]]), np.diag([4.0, 1.0])).tolist()

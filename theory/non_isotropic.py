@@ -26,6 +26,11 @@ import sympy as sp
 from theory.derivation import Derivation
 from theory.validation import check_positive_int
 
+__all__ = [
+    "NotIsotropic", "IsotropyResult", "diagonal_fisher_derivation", "damping_derivation",
+    "singular_layer_gram_derivation"
+]
+
 
 def cached_derivation(builder):
     """Build a derivation once per argument tuple (they are deterministic and checked on build);

@@ -43,6 +43,12 @@ from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation
 from theory.patterns import analyze_pattern, tridiagonal_pattern
 from theory.validation import check_matrix, check_positive_int
+from theory.tolerances import RANK_RTOL
+
+__all__ = [
+    "PatternKernel", "pattern_test_kernel", "finite_width_exactness_derivation",
+    "naive_product_rule_counterexample", "spd_inverse", "COND_LIMIT"
+]
 
 #: condition numbers above this make a layer kernel "singular" for the rho = 0 formulas
 COND_LIMIT = 1e12
@@ -151,7 +157,7 @@ class PatternKernel:
         R = scipy.linalg.block_diag(*roots)
         Ri = scipy.linalg.block_diag(*inv_roots)
         M = R @ np.kron(self.pattern, np.eye(n)) @ R
-        V = Ri @ np.linalg.pinv(M, hermitian=True, rtol=1e-10) @ R @ np.kron(np.ones((L, 1)), np.eye(n))
+        V = Ri @ np.linalg.pinv(M, hermitian=True, rtol=RANK_RTOL) @ R @ np.kron(np.ones((L, 1)), np.eye(n))
         return [V[l * n:(l + 1) * n] for l in range(L)]
 
     def train_operator(self, train_kernels) -> np.ndarray:

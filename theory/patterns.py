@@ -34,6 +34,11 @@ import sympy as sp
 from theory.derivation import Derivation
 from theory.validation import check_positive_int
 
+__all__ = [
+    "PatternAnalysis", "analyze_pattern", "validate_pattern", "exact_pattern", "block_diagonal_pattern",
+    "tridiagonal_pattern", "banded_pattern", "isotropy_constant_of_pattern", "null_basis", "pinv_apply"
+]
+
 
 # ---------------------------------------------------------------------------------------------
 # constructors and validation

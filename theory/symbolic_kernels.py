@@ -31,6 +31,11 @@ from theory.derivation import Derivation
 from theory.dual import closed_form, q11, q12, q22
 from theory.validation import check_positive_int
 
+__all__ = [
+    "SymbolicKernels", "symbolic_kernels", "kernels_on_sphere", "telescoping_derivation", "xx", "xy", "yy",
+    "M0", "sigma_w2", "sigma_b2", "cosine"
+]
+
 xx, yy, M0 = sp.symbols("xx yy M_0", positive=True)
 xy = sp.Symbol("xy", real=True)
 sigma_w2 = sp.Symbol("sigma_w2", positive=True)
@@ -168,7 +173,8 @@ def telescoping_derivation(max_numeric_depth: int = 12, seed: int = 0) -> Deriva
     der = Derivation(
         "Layer-wise NTKs telescope to the NTK (every depth)",
         r"\Theta^{(L)} = \sum_{l=1}^{L} \Sigma^{(l)} \prod_{k=l+1}^{L} \dot\Sigma^{(k)} = \sum_{l=1}^{L} \Theta_l",
-        ["Theta^(1) = Sigma^(1) and Theta^(l+1) = Theta^(l) dotSigma^(l+1) + Sigma^(l+1) (conventions.md)",
+        ["Theta^(1) = Sigma^(1) and Theta^(l+1) = Theta^(l) dotSigma^(l+1) + Sigma^(l+1) "
+         "(Jacot et al. 2018, arXiv:1806.07572)",
          "entrywise (Hadamard) products of kernel matrices, so scalar symbols stand for every entry"],
     )
     base = der.add_step("base case L = 1", T(1), S[1], "the sum has one term with an empty product (= 1)")

@@ -35,12 +35,18 @@ from theory.activations import get_activation
 from theory.derivation import Derivation
 from theory.non_isotropic import cached_derivation, IsotropyResult, NotIsotropic
 from theory.validation import check_matrix, check_signals
+from theory.tolerances import RANK_RTOL
+
+__all__ = [
+    "unit_wise_isotropy", "unit_wise_alpha", "unit_wise_derivation", "multi_output_derivation",
+    "unit_wise_operator", "unit_wise_operator_predicted", "active_fraction", "active_count_moments"
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # numeric constructions
 # ---------------------------------------------------------------------------------------------
-def unit_wise_operator(Deltas: Sequence[np.ndarray], Zs: Sequence[np.ndarray], rtol: float = 1e-10) -> np.ndarray:
+def unit_wise_operator(Deltas: Sequence[np.ndarray], Zs: Sequence[np.ndarray], rtol: float = RANK_RTOL) -> np.ndarray:
     """``sum_{l,i} J_{l,i} J_{l,i}^+`` computed from the factors (batched SVD over the units of a layer).
 
     ``Deltas[l]``: (N, C, M_l) or (N, M_l); ``Zs[l]``: (N, m_l).  Row ``(n, c)`` of ``J_{l,i}`` is

@@ -18,6 +18,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+__all__ = ["check_positive_int", "check_nonnegative", "check_choice", "check_matrix", "check_signals"]
+
 
 def _short(value) -> str:
     text = repr(value)

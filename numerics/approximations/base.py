@@ -19,10 +19,17 @@ from typing import Any, ClassVar, Dict, List, Optional
 
 import numpy as np
 
+from theory.assumptions import Flag, failed_assumption_text
 from theory.validation import check_nonnegative
 
 from ..factors import JacobianFactors, layer_vjp
+from ..linalg import SingularSystemError
 from ..network import MLP
+
+__all__ = [
+    "Approximation", "register_approximation", "reject_options", "duplicate_pairs", "closest_pair",
+    "numerical_rank", "zero_signal_samples", "diagnose_layer_gram", "DUPLICATE_RTOL", "NEAR_DUPLICATE_RTOL"
+]
 
 #: Inputs closer than this (relative to the largest input norm) count as duplicates in diagnoses.
 DUPLICATE_RTOL = 1e-10
@@ -34,6 +41,34 @@ DUPLICATE_RTOL = 1e-10
 NEAR_DUPLICATE_RTOL = 1e-6
 
 
+_REGISTRY: Dict[str, type] = {}
+
+
+def register_approximation(name: str, *, parametrised: bool = False):
+    """Class decorator: register an :class:`Approximation` subclass under ``name`` (sets ``cls.name``).
+
+    ``parametrised=True`` marks a family that needs an option to be one approximation (``pattern``
+    needs ``pattern=S``): it is looked up by name but not listed in ``APPROXIMATIONS``.  One name,
+    one class: registering a name twice from different classes is an error.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name={name!r} is not allowed: expected an identifier such as 'kfac'")
+
+    def decorate(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Approximation)):
+            raise TypeError(f"@register_approximation({name!r}) decorates Approximation subclasses, got {cls!r}")
+        old = _REGISTRY.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"approximation {name!r} is registered twice: {old.__module__}.{old.__qualname__} "
+                             f"and {cls.__module__}.{cls.__qualname__}")
+        cls.name = name
+        cls.parametrised = parametrised
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
 class Approximation(ABC):
     """Base class: validates the arguments, computes the Jacobian factors at ``X`` once.
 
@@ -42,6 +77,7 @@ class Approximation(ABC):
     """
 
     name: ClassVar[str] = "base"
+    parametrised: ClassVar[bool] = False
 
     def __init__(self, net: MLP, X, damping: float = 0.0, **options: Any):
         if not isinstance(net, MLP):
@@ -51,7 +87,7 @@ class Approximation(ABC):
         self.damping = check_nonnegative("damping", damping)
         self.factors: JacobianFactors = net.factors(self.X)
         self.diagnostics: Dict[str, Any] = {"approximation": self.name, "damping": self.damping,
-                                            "failed_assumption": None}
+                                            "failed_assumption": None, "flags": []}
         self._prepare(**options)
 
     # -- to implement ---------------------------------------------------------------------
@@ -110,6 +146,22 @@ class Approximation(ABC):
         """``grad = J^T r / N`` per layer (the plain GD direction)."""
         r = self.residual_matrix(residual)
         return [layer_vjp(self.factors, l, r) / self.n_samples for l in range(1, self.depth + 1)]
+
+    def set_flags(self, flags: List[Flag]) -> None:
+        """``diagnostics["flags"] = flags`` and ``diagnostics["failed_assumption"]``, their messages."""
+        self.diagnostics["flags"] = list(flags)
+        self.diagnostics["failed_assumption"] = failed_assumption_text(flags)
+
+    def layer_gram_failure(self, message: str, condition_number: float, assumption: str,
+                           code: str = "layer_gram_singular", violated=None):
+        """Record the flag of a singular layer system and return the :class:`SingularSystemError` to
+        raise; the error carries the same flags (``err.flags``: the approximation object is lost)."""
+        from theory.assumptions import FULL_ROW_RANK_JACOBIANS
+
+        self.set_flags([Flag(code, assumption, violated or FULL_ROW_RANK_JACOBIANS)])
+        err = SingularSystemError(message, condition_number, assumption)
+        err.flags = list(self.diagnostics["flags"])
+        return err
 
     def layer_gram_assumption(self, l: int, condition_number: float) -> str:
         """A sentence naming why the layer-``l`` Gram ``J_l J_l^T`` is (nearly) singular."""

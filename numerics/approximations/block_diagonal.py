@@ -19,12 +19,15 @@ import numpy as np
 
 from ..linalg import SingularSystemError, cholesky_apply, cholesky_factor
 from .pattern import PatternApproximation, block_pattern
+from .base import register_approximation
+
+__all__ = ["BlockDiagonalApproximation"]
 
 
+@register_approximation("block_diagonal")
 class BlockDiagonalApproximation(PatternApproximation):
     """Block-diagonal Fisher (one block per layer)."""
 
-    name = "block_diagonal"
 
     def _default_pattern(self):
         return block_pattern("identity", self.depth)
@@ -39,9 +42,9 @@ class BlockDiagonalApproximation(PatternApproximation):
                                                max_condition=self.max_condition)
             except SingularSystemError as err:
                 assumption = self.layer_gram_assumption(l, err.condition_number)
-                self.diagnostics.update(failed_assumption=assumption, layer_condition_numbers=conds)
-                raise SingularSystemError(f"{self.name}: layer {l} system is singular",
-                                          err.condition_number, assumption) from None
+                self.diagnostics.update(layer_condition_numbers=conds)
+                raise self.layer_gram_failure(f"{self.name}: layer {l} system is singular", err.condition_number,
+                                              assumption) from None
             self._factors.append(factor)
             conds.append(cond)
         self.diagnostics["layer_condition_numbers"] = conds

@@ -14,12 +14,15 @@ True
 from __future__ import annotations
 
 from .pattern import PatternApproximation, block_pattern
+from .base import register_approximation
+
+__all__ = ["BlockTridiagonalApproximation"]
 
 
+@register_approximation("block_tridiagonal")
 class BlockTridiagonalApproximation(PatternApproximation):
     """Block tri-diagonal Fisher."""
 
-    name = "block_tridiagonal"
 
     def _default_pattern(self):
         return block_pattern("tridiagonal", self.depth)

@@ -17,7 +17,7 @@ The operator is computed in chunks of rows ``a``: the pairwise products ``Z2[a,j
 moderate widths (``N = 64``, ``M = 1024``: ~1e11 flops), heavy at ``M = 4096`` with ``N = 256``.
 
 The diagonal Fisher is NOT isotropic in function space: ``Theta_G`` has off-diagonal entries of the
-same order as its diagonal (paper.md R6); ``diagnostics`` reports no "isotropic" prediction.
+same order as its diagonal (derived and measured here); ``diagnostics`` reports no "isotropic" prediction.
 
 >>> import numpy as np
 >>> from numerics.network import MLP
@@ -34,11 +34,13 @@ from typing import Any, List
 
 import numpy as np
 
+from theory.tolerances import CHUNK_ENTRIES
+from theory.assumptions import BLOCK_STRUCTURE, NO_DEAD_UNITS, Flag
+
 from ..dense import _check_small
-from .base import Approximation, reject_options
+from .base import Approximation, reject_options, register_approximation
 
 #: Float64 entries allowed for the per-chunk intermediates of :meth:`DiagonalApproximation.operator`.
-CHUNK_ENTRIES = 1 << 23
 
 
 def diagonal_fisher_blocks(factors) -> List[np.ndarray]:
@@ -61,10 +63,10 @@ def diagonal_fisher_blocks(factors) -> List[np.ndarray]:
     return out
 
 
+@register_approximation("diagonal")
 class DiagonalApproximation(Approximation):
     """Entry-wise diagonal Fisher.  Options: ``chunk_rows`` (rows of ``X2`` per operator chunk)."""
 
-    name = "diagonal"
 
     def _prepare(self, chunk_rows=None, **options: Any) -> None:
         reject_options(self.name, options)
@@ -85,12 +87,13 @@ class DiagonalApproximation(Approximation):
             zero_entries=zeros, dead_units=dead,
             pseudo_inverse_zeros=(sum(zeros) if self.damping == 0 else 0),
             diagonal_condition_number=(float(positive.max() / positive.min()) if positive.size else float("inf")),
-            failed_assumption=("diagonal Fisher: Theta_G = J diag(F)^{-1} J^T / N is not a multiple of I "
-                               "(its off-diagonal entries are of the order of its diagonal)"),
         )
+        flags = [Flag("diagonal_fisher", "diagonal Fisher: Theta_G = J diag(F)^{-1} J^T / N is not a multiple of I "
+                                         "(its off-diagonal entries are of the order of its diagonal)", BLOCK_STRUCTURE)]
         if sum(zeros):
-            self.diagnostics["failed_assumption"] += (f"; {sum(zeros)} zero Fisher diagonal entries "
-                                                      f"(dead units per layer: {dead}) use 1/0 -> 0")
+            flags.append(Flag("zero_fisher_entries", f"{sum(zeros)} zero Fisher diagonal entries "
+                                                     f"(dead units per layer: {dead}) use 1/0 -> 0", NO_DEAD_UNITS))
+        self.set_flags(flags)
 
     def direction(self, residual) -> List[np.ndarray]:
         """``E_l o grad_l`` with ``grad = J^T r / N`` (one GEMM per layer)."""

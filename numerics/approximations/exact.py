@@ -19,19 +19,23 @@ from typing import Any, List
 
 import numpy as np
 
+from theory.assumptions import NTK_POSITIVE_DEFINITE
 from theory.validation import check_choice
 
 from ..factors import layer_grams
 from ..linalg import MAX_CONDITION, SingularSystemError, cholesky_apply, cholesky_factor
-from .base import (NEAR_DUPLICATE_RTOL, closest_pair, duplicate_pairs, numerical_rank, reject_options,
+from .base import (NEAR_DUPLICATE_RTOL, closest_pair, duplicate_pairs, numerical_rank, register_approximation,
+                   reject_options,
                    zero_signal_samples)
 from .pattern import PatternApproximation, block_pattern
 
+__all__ = ["ExactApproximation"]
 
+
+@register_approximation("exact")
 class ExactApproximation(PatternApproximation):
     """Exact Fisher; option ``method="dual"`` (default) or ``"pattern"``."""
 
-    name = "exact"
 
     def _default_pattern(self):
         return block_pattern("ones", self.depth)
@@ -53,9 +57,8 @@ class ExactApproximation(PatternApproximation):
                                                  assumption="J J^T positive definite")
         except SingularSystemError as err:
             assumption = self._exact_assumption(err.condition_number)
-            self.diagnostics["failed_assumption"] = assumption
-            raise SingularSystemError("exact NGD: the dual system is singular", err.condition_number,
-                                      assumption) from None
+            raise self.layer_gram_failure("exact NGD: the dual system is singular", err.condition_number, assumption,
+                                          code="ntk_gram_singular", violated=NTK_POSITIVE_DEFINITE) from None
         self.diagnostics["condition_number"] = cond
 
     def _solve(self, rhs: np.ndarray) -> np.ndarray:

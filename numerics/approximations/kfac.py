@@ -48,13 +48,11 @@ in particular for ``N = 1``, for the output layer (``delta_{n,c} = e_c`` for eve
 every layer of a deep *linear* network (the backward pass is a fixed product of weight matrices, so
 ``S_n`` does not depend on ``n``).
 
-Forster option (``forster=True``): the *training inputs themselves* are replaced by their Forster
-transform (:mod:`numerics.forster`), ``X -> rownormalise(X T)``, before anything else; the network
-then computes a different function of the raw data, exactly as when the transform is applied to a
-data set (the authors' setting for ``M_0 < N``).  ``self.X`` holds the transformed inputs: residuals
-passed to :meth:`direction` must be ``net.forward(self.X) - Y``; :meth:`operator` maps test inputs
-with the same ``T`` (the authors instead transform the test set separately).  Without a first-layer
-bias, layer 1 then contributes ``M_0 I`` and ``alpha = M_0 + N (L - 2) + 1`` for ``M_0 < N``.
+Inputs with ``M_0 < N`` (no bias): layer 1 contributes ``N diag(h)`` with ``h`` the leverage scores of
+``X``; they are constant (``M_0 / N``) iff the rows are in radial isotropic position, and then layer 1
+contributes ``M_0 I`` and ``alpha = M_0 + N (L - 2) + 1``.  Putting the inputs there is a transform of
+the DATA, applied once by the caller (:func:`numerics.forster.forster_transform`: fit on the training
+inputs, apply ``.transform`` to test inputs); K-FAC only checks the leverage scores of what it is given.
 
 >>> import numpy as np
 >>> from numerics.network import MLP
@@ -71,20 +69,21 @@ from typing import Any, List, Optional
 
 import numpy as np
 
+from theory.assumptions import KFAC_INPUTS, KFAC_RANK, RHO_TO_ZERO, WELL_CONDITIONED, Flag
+from theory.tolerances import CHUNK_ENTRIES, ILL_CONDITIONED
 from theory.validation import check_choice, check_nonnegative
 
-from ..forster import DEFAULT_MAX_ITER, DEFAULT_TOL, ForsterResult, forster_transform, leverage_scores
+from ..forster import DEFAULT_TOL, leverage_scores
 from ..linalg import PINV_RTOL
-from .base import Approximation, closest_pair, duplicate_pairs, reject_options
+from .base import Approximation, closest_pair, duplicate_pairs, reject_options, register_approximation
 
 DAMPING_MODES = ("exact", "factored")
 
-#: Kept-range condition numbers of a factor Gram beyond this are reported (float64 keeps < 6 digits).
-ILL_CONDITIONED = 1e10
+# Kept-range condition numbers of a factor Gram beyond ILL_CONDITIONED (theory.tolerances) are reported.
 
 #: Relative leverage-score spread ``(max h - min h) / mean h`` a rank-deficient input Gram may have and
 #: still count as isotropic (layer contributes ``N mean(h) I = rank(Z) I``), per ``sqrt(M_0)``.  Inputs in
-#: radial isotropic position up to the relative error ``e`` (:func:`numerics.forster.isotropy_error`)
+#: radial isotropic position up to the relative error ``e`` (:func:`numerics.forster.radial_isotropy_error`)
 #: have ``Z^T Z = (N/M_0)(I + E)`` with ``||E||_2 <= ||E||_F = sqrt(M_0) e``, hence
 #: ``h_n = (M_0/N)(1 - z_n^T E z_n + O(e^2))`` and a relative spread ``<= 2 sqrt(M_0) e``.  With the
 #: Forster default ``e < 1e-10`` that is ``2 sqrt(M_0) 1e-10``; we allow twice that (second-order terms,
@@ -112,7 +111,7 @@ def leverage_tolerance(Z: np.ndarray) -> float:
 
 
 #: Memory budget (float64 entries) for the intermediate tensors of the exactly damped operator.
-OPERATOR_CHUNK_ENTRIES = 1 << 23
+OPERATOR_CHUNK_ENTRIES = CHUNK_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -184,26 +183,15 @@ def kfac_weights(b: np.ndarray, a: np.ndarray, rho: float, mode: str) -> np.ndar
     return 1.0 / (np.outer(b, a) + rho)
 
 
+@register_approximation("kfac")
 class KFACApproximation(Approximation):
     """K-FAC preconditioner (layer blocks ``B_l (x) A_{l-1}``), dual form.
 
-    Options: ``damping_mode`` (``"exact"`` or ``"factored"``, see module docstring), ``forster``
-    (bool: transform the training inputs to radial isotropic position first), ``forster_tol``,
-    ``forster_max_iter``, ``rank_rtol`` (eigenvalue cut of the factor Grams).
+    Options: ``damping_mode`` (``"exact"`` or ``"factored"``, see module docstring), ``rank_rtol``
+    (eigenvalue cut of the factor Grams).  Inputs with ``M_0 < N`` must be in radial isotropic
+    position for isotropy (module docstring); transform them with :mod:`numerics.forster` first.
     """
 
-    name = "kfac"
-
-    def __init__(self, net, X, damping: float = 0.0, *, forster: bool = False, forster_tol: float = DEFAULT_TOL,
-                 forster_max_iter: int = DEFAULT_MAX_ITER, **options: Any):
-        if not isinstance(forster, (bool, np.bool_)):
-            raise TypeError(f"forster={forster!r} is not allowed: expected True or False")
-        self.raw_X = X
-        self.forster: Optional[ForsterResult] = None
-        if forster:
-            self.forster = forster_transform(net.check_inputs(X), tol=forster_tol, max_iter=forster_max_iter)
-            X = self.forster.inputs
-        super().__init__(net, X, damping, **options)
 
     # -- setup ------------------------------------------------------------------------------
     def _prepare(self, damping_mode: str = "exact", rank_rtol: float = PINV_RTOL, **options: Any) -> None:
@@ -228,9 +216,10 @@ class KFACApproximation(Approximation):
                     "input_gram_condition": ga.condition_number, "input_gram_dropped": ga.dropped_ratio}
             for label, g in (("backward", gb), ("input", ga)):
                 if g.condition_number > ILL_CONDITIONED:
-                    problems.append(f"layer {l}: {label} factor Gram is ill-conditioned on its kept range "
-                                    f"(condition number {g.condition_number:.3g} > {ILL_CONDITIONED:.0e}): "
-                                    "pseudo-inverse results keep few digits")
+                    problems.append(Flag("factor_gram_ill_conditioned",
+                                         f"layer {l}: {label} factor Gram is ill-conditioned on its kept range "
+                                         f"(condition number {g.condition_number:.3g} > {ILL_CONDITIONED:.0e}): "
+                                         "pseudo-inverse results keep few digits", WELL_CONDITIONED))
             contribution, problem = self._layer_contribution(l, gb, ga)
             info["contribution"] = contribution
             if l in self._leverage:
@@ -241,16 +230,12 @@ class KFACApproximation(Approximation):
             layers.append(info)
         self.diagnostics.update(
             damping_mode=self.damping_mode, layers=layers,
-            forster=None if self.forster is None else self.forster.to_dict(),
             predicted_alpha=(float(sum(contributions)) if all(x is not None for x in contributions) else None),
         )
         if self.damping > 0:
-            problems.append(f"damping rho = {self.damping:g} > 0: eigenvalues b_i a_j / (b_i a_j + rho) differ, "
-                            "so Theta_G is not a multiple of I")
-        if self.forster is not None and self.net.has_bias:
-            problems.append("forster=True with a first-layer bias: the augmented inputs [x; sigma_b] are not in "
-                            "isotropic position, so layer 1 does not contribute M_0 I")
-        self.diagnostics["failed_assumption"] = "; ".join(problems) if problems else None
+            problems.append(Flag("damping_positive", f"damping rho = {self.damping:g} > 0: eigenvalues "
+                                 "b_i a_j / (b_i a_j + rho) differ, so Theta_G is not a multiple of I", RHO_TO_ZERO))
+        self.set_flags(problems)
 
     def _layer_contribution(self, l: int, gb: ThinGram, ga: ThinGram):
         """The multiple of I layer ``l`` adds to ``Theta_G`` at ``rho = 0`` (None if not isotropic) and why not.
@@ -269,16 +254,14 @@ class KFACApproximation(Approximation):
             problems.append(diagnose_backward_rank(self.net, self.factors, self.X, l, gb.rank, self.rank_rtol))
         if ga.full_rank:
             if problems:
-                return None, "; ".join(problems)
+                return None, self._rank_flag(l, problems)
             return (1.0 if last else float(n)), None
         fan_in = self.factors.Z[l - 1].shape[1]
-        if l == 1 and self.forster is not None and not self.net.has_bias and not last and not problems:
-            return float(ga.rank), None
         if last or problems:
             tail = (": it contributes the projection Z (Z^T Z)^+ Z^T (x) I_C, not I" if last and not problems
                     else ": its projection P_Z is not I")
             problems.append(diagnose_input_rank(self.net, self.factors, self.X, l, ga.rank, self.rank_rtol) + tail)
-            return None, "; ".join(problems)
+            return None, self._rank_flag(l, problems)
         lev = leverage_scores(self.factors.Z[l - 1])
         mean = float(lev.mean())
         spread = float(lev.max() - lev.min()) / mean if mean > 0 else float("inf")
@@ -287,10 +270,20 @@ class KFACApproximation(Approximation):
         if spread <= tol:
             # N diag(h) with constant h = rank/N: the layer contributes rank(Z_l) I (e.g. Forster inputs)
             return float(ga.rank), None
-        hint = " (use forster=True)" if l == 1 and fan_in < n else ""
-        return None, (diagnose_input_rank(self.net, self.factors, self.X, l, ga.rank, self.rank_rtol)
-                      + f": the layer contributes N diag(leverage scores), relative spread {spread:.3g} > "
-                        f"tolerance {tol:.2g} (isotropic-position rounding), not a multiple of I{hint}")
+        hint = (" (inputs not in radial isotropic position: transform them with numerics.forster.forster_transform)"
+                if l == 1 and fan_in < n else "")
+        return None, Flag("leverage_spread", diagnose_input_rank(self.net, self.factors, self.X, l, ga.rank,
+                                                                 self.rank_rtol)
+                          + f": the layer contributes N diag(leverage scores), relative spread {spread:.3g} > "
+                            f"tolerance {tol:.2g} (isotropic-position rounding), not a multiple of I{hint}",
+                          KFAC_INPUTS if l == 1 and fan_in < n else KFAC_RANK)
+
+    def _rank_flag(self, l: int, problems: List[str]) -> Flag:
+        """The flag of a rank-deficient layer ``l``: ``M_0 + bias < N`` is the input condition of K-FAC
+        (``M_0 >= N or Forster inputs``), anything else the rank condition ``rank Delta_l = N C``,
+        ``rank Z_l = N``."""
+        narrow_input = l == 1 and self.factors.Z[0].shape[1] < self.n_samples
+        return Flag("rank_deficient", "; ".join(problems), KFAC_INPUTS if narrow_input else KFAC_RANK)
 
     # -- per-layer pieces -----------------------------------------------------------------------
     def _factor_eigenvalues(self, l: int):
@@ -329,7 +322,7 @@ class KFACApproximation(Approximation):
     def operator(self, X2=None) -> np.ndarray:
         """``Theta_G(X2, X)`` summed over layers, shape ``(N2 C, N C)``."""
         n, c = self.n_samples, self.n_outputs
-        f2 = self.factors_at(None if X2 is None else self._map_inputs(X2))
+        f2 = self.factors_at(X2)
         n2 = f2.n_samples
         total = np.zeros((n2 * c, n * c))
         for l in range(1, self.depth + 1):
@@ -350,12 +343,6 @@ class KFACApproximation(Approximation):
             else:
                 total += _nonseparable_operator(P2, P, Q2, Q, self._weights(l), c) / n
         return total
-
-    def _map_inputs(self, X2):
-        """Test inputs go through the same Forster map as the training inputs (if any)."""
-        if self.forster is None:
-            return X2
-        return self.forster.transform(self.net.check_inputs(X2, "X2"))
 
     def kronecker_factors(self, l: int):
         """``(B_l, A_{l-1})`` explicitly (``M_l x M_l`` and ``m x m``: small nets / tests only)."""

@@ -36,7 +36,12 @@ import scipy.linalg
 from ..dense import dense_layer_jacobian
 from ..factors import layer_grams
 from ..linalg import MAX_CONDITION, SingularSystemError, lu_factor_checked, psd_sqrt_and_inverse_sqrt
-from .base import Approximation, reject_options
+from .base import Approximation, reject_options, register_approximation
+
+__all__ = [
+    "PatternApproximation", "block_pattern", "check_pattern", "pattern_null_space", "pattern_coefficients",
+    "PATTERN_RTOL"
+]
 
 #: Eigenvalues of the small 0/1 pattern S with ``|lambda| <= PATTERN_RTOL * L`` are zero.  S has
 #: integer entries, so its nonzero eigenvalues are algebraic integers' conjugates bounded away from
@@ -109,6 +114,7 @@ def pattern_coefficients(S: np.ndarray) -> dict:
             "null_dimension": int(pattern_null_space(S).shape[1])}
 
 
+@register_approximation("pattern", parametrised=True)
 class PatternApproximation(Approximation):
     """Any symmetric 0/1 block pattern (option ``pattern=S`` or ``bandwidth=b``).
 
@@ -116,7 +122,6 @@ class PatternApproximation(Approximation):
     ``max_condition`` (largest accepted condition number, default :data:`numerics.linalg.MAX_CONDITION`).
     """
 
-    name = "pattern"
 
     def _default_pattern(self) -> Optional[np.ndarray]:
         return None
@@ -162,10 +167,9 @@ class PatternApproximation(Approximation):
                                                           max_condition=self.max_condition)
             except SingularSystemError as err:
                 assumption = self.layer_gram_assumption(l, err.condition_number)
-                self.diagnostics.update(failed_assumption=assumption, layer_condition_numbers=conds)
-                raise SingularSystemError(
-                    f"{self.name}: rho = 0 needs every layer Gram positive definite",
-                    err.condition_number, assumption) from None
+                self.diagnostics.update(layer_condition_numbers=conds)
+                raise self.layer_gram_failure(f"{self.name}: rho = 0 needs every layer Gram positive definite",
+                                              err.condition_number, assumption) from None
             roots.append((sq, isq))
             conds.append(cond)
         self.diagnostics["layer_condition_numbers"] = conds

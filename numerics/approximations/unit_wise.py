@@ -59,15 +59,17 @@ import numpy as np
 import scipy.linalg
 
 import theory.unit_wise_theory as _unit_wise_theory  # the one alpha formula (active_count_moments)
+from theory.tolerances import CHUNK_ENTRIES
+from theory.assumptions import (LINEARLY_INDEPENDENT_INPUTS, NO_DEAD_UNITS, PHI_PRIME_NONZERO, RHO_TO_ZERO,
+                                SINGLE_OUTPUT, UNIT_INPUT_RANK, WELL_CONDITIONED, Flag)
 from theory.validation import check_choice, check_nonnegative, check_positive_int
 
 from ..dense import _check_small, dense_layer_jacobian
 from ..linalg import PINV_RTOL
-from .base import Approximation, reject_options
+from .base import Approximation, reject_options, register_approximation
 from .kfac import expand_outputs
 
 #: Float64 entries allowed for one chunk of stacked per-unit matrices (64 MiB).
-CHUNK_ENTRIES = 1 << 23
 
 METHODS = ("auto", "eigh")
 
@@ -88,6 +90,7 @@ def _active_fraction(activation):
     return _GAMMA_CACHE[key]
 
 
+@register_approximation("unit_wise")
 class UnitWiseApproximation(Approximation):
     """Unit-wise preconditioner, batched over units.
 
@@ -98,7 +101,6 @@ class UnitWiseApproximation(Approximation):
     ``lambda s_i`` of the dual Gram, ``s_i`` its mean diagonal -- module docstring).
     """
 
-    name = "unit_wise"
 
     def _prepare(self, method: str = "auto", chunk_units=None, rank_rtol: float = PINV_RTOL,
                  relative_damping: float = 0.0, **options: Any) -> None:
@@ -130,7 +132,8 @@ class UnitWiseApproximation(Approximation):
             else:
                 self.methods.append("batched_eigh")
             if not full_rank:
-                problems.append(self._rank_problem(l, Z, cond))
+                problems.append(Flag("input_rank_deficient", self._rank_problem(l, Z, cond),
+                                     LINEARLY_INDEPENDENT_INPUTS if l == 1 else UNIT_INPUT_RANK))
             if self.methods[-1] == "batched_svd":
                 # thin SVD Z = R V^T (R = U sigma, N x r): J_{l,i} = B_i V^T with B_i = E_i R
                 U, sig, Vt = np.linalg.svd(Z, full_matrices=False)
@@ -167,29 +170,37 @@ class UnitWiseApproximation(Approximation):
         self.diagnostics["max_unit_condition_bound"] = worst_unit
         damped = self.damping > 0 or self.relative_damping > 0
         if not damped and worst_unit > UNIT_CONDITION_WARN:
-            problems.append(f"ill-conditioned unit blocks (condition number up to {worst_unit:.3g}): some unit is "
-                            "active on an input with a backward signal many orders below its largest, so the "
-                            "minimum-norm step is dominated by it (use damping > 0)")
+            problems.append(Flag("unit_blocks_ill_conditioned",
+                                 f"ill-conditioned unit blocks (condition number up to {worst_unit:.3g}): some unit is "
+                                 "active on an input with a backward signal many orders below its largest, so the "
+                                 "minimum-norm step is dominated by it (use damping > 0)", WELL_CONDITIONED))
         if c > 1:
-            problems.append(f"C = {c} > 1: each unit's projection is blockdiag_n(u u^T) with u the unit's C-dim "
-                            "backward signal direction, so Theta_G has within-sample off-diagonal entries")
+            problems.append(Flag("multiple_outputs",
+                                 f"C = {c} > 1: each unit's projection is blockdiag_n(u u^T) with u the unit's C-dim "
+                                 "backward signal direction, so Theta_G has within-sample off-diagonal entries",
+                                 SINGLE_OUTPUT))
         if any(d > 0 for d in dead):
-            problems.append(f"dead units (zero backward signal on every input) per layer: {dead}")
+            problems.append(Flag("dead_units", f"dead units (zero backward signal on every input) per layer: {dead}",
+                                 NO_DEAD_UNITS))
         if self.damping > 0:
-            problems.append(f"damping rho = {self.damping:g} > 0: per-unit eigenvalues lambda/(lambda + N rho) differ")
+            problems.append(Flag("damping_positive", f"damping rho = {self.damping:g} > 0: per-unit eigenvalues "
+                                 "lambda/(lambda + N rho) differ", RHO_TO_ZERO))
         if self.relative_damping > 0:
-            problems.append(f"relative damping {self.relative_damping:g} of each unit's Gram scale: per-unit "
-                            "eigenvalues lambda/(lambda + relative_damping s_i) differ")
+            problems.append(Flag("relative_damping", f"relative damping {self.relative_damping:g} of each unit's Gram "
+                                 "scale: per-unit eigenvalues lambda/(lambda + relative_damping s_i) differ", RHO_TO_ZERO))
         if not damped and c == 1 and total.min() != total.max():
-            problems.append(f"active-unit counts differ across samples ({int(total.min())}..{int(total.max())}): "
-                            "phi' vanishes on part of the inputs (e.g. relu), isotropy only as M -> infinity")
+            problems.append(Flag("active_counts_differ",
+                                 f"active-unit counts differ across samples ({int(total.min())}..{int(total.max())}): "
+                                 "phi' vanishes on part of the inputs (e.g. relu), isotropy only as M -> infinity",
+                                 PHI_PRIME_NONZERO))
         elif not damped and c == 1 and gamma != 1:
             # the assumption is about the activation, not this draw: with gamma < 1 the per-sample counts are
             # binomial, and equal counts (possible at small width / N) are luck, not exact isotropy
-            problems.append(f"phi' vanishes with probability 1 - gamma = {1 - gamma} > 0: the per-sample active-unit "
-                            f"counts are random (equal here, {int(total.min())}, by chance), so alpha = gamma sum M_l + 1 "
-                            "and isotropy hold only as M -> infinity")
-        self.diagnostics["failed_assumption"] = "; ".join(problems) if problems else None
+            problems.append(Flag("activation_derivative_vanishes",
+                                 f"phi' vanishes with probability 1 - gamma = {1 - gamma} > 0: the per-sample active-unit "
+                                 f"counts are random (equal here, {int(total.min())}, by chance), so alpha = gamma sum "
+                                 "M_l + 1 and isotropy hold only as M -> infinity", PHI_PRIME_NONZERO))
+        self.set_flags(problems)
 
     # -- helpers ------------------------------------------------------------------------------
     def _rank_problem(self, l: int, Z: np.ndarray, cond: float) -> str:

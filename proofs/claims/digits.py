@@ -1,4 +1,5 @@
-"""The authors' experiment on real images (scikit-learn's bundled digits, 0 vs 1; paper.md §4.1):
+"""The authors' experiment on real images (scikit-learn's bundled digits, 0 vs 1; the
+experiment defaults of the authors' code, github.com/kazukiosawa/ngd_in_wide_nn):
 real NGD training at eta = 1/alpha for every approximation against the infinite-width prediction
 from the analytic kernels, and what happens to unit-wise NGD whose input assumption fails here.
 See :mod:`proofs.experiments.digits` for the setting.
@@ -11,6 +12,8 @@ from proofs import figures as F
 from proofs import verdicts as V
 from proofs.claim import ClaimResult, RunConfig, claim
 from proofs.experiments import digits as D
+
+__all__ = ["digits_one_step", "digits_unit_wise"]
 
 DEPTH = 3
 #: test-output error ``||f_1(X') - f_1^pred(X')|| / ||f_1^pred(X') - f_0(X')||`` allowed after one step:
@@ -60,7 +63,8 @@ def table(runs) -> list:
        assumptions=["scikit-learn digits 0 vs 1, first 100 train / next 50 test, standardised, unit norm, labels +-0.5",
                     "depth 3, width 4096, relu, sigma_w2 = 2, no bias",
                     "K-FAC: inputs in their span (M_0 = rank X = 48 < N) and Forster-transformed"],
-       reference="paper.md §4.1 (authors' MNIST run), R1-R4", tags=("experiment", "digits"))
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (exact, layer-wise and K-FAC NGD); "
+                 "authors' MNIST run, github.com/kazukiosawa/ngd_in_wide_nn", tags=("experiment", "digits"))
 def digits_one_step(cfg: RunConfig) -> ClaimResult:
     s, data, runs = digits_runs(cfg)
     parts, series = [], {}
@@ -126,7 +130,9 @@ def _arrows(values) -> str:
        title="Unit-wise NGD on the digits (N = 100 > M_0 = 64) is isotropic",
        statement=r"J G_{\mathrm{unit}}^{+} J^\top/N \approx (\gamma\textstyle\sum_{l<L}M_l+1)\, I\ \text{on the digits}",
        assumptions=["linearly independent inputs: rank X = N (M_0 >= N is necessary, not sufficient)", "C = 1"],
-       expected="conditional", reference="paper.md R5, §4.1", tags=("experiment", "digits", "unit_wise"))
+       expected="conditional", reference="Karakida & Osawa 2020, arXiv:2010.00879 (unit-wise NGD); authors' "
+                                         "experiment defaults, github.com/kazukiosawa/ngd_in_wide_nn",
+       tags=("experiment", "digits", "unit_wise"))
 def digits_unit_wise(cfg: RunConfig) -> ClaimResult:
     s = settings(cfg)
     width = s["unit_wise_width"]

@@ -1,5 +1,5 @@
-"""Claims about the infinite-width kernels (paper.md §3): dual kernels, the layer-wise
-decomposition of the NTK, the finite-width limit, and agreement with neural-tangents.
+"""Claims about the infinite-width kernels (Jacot et al. 2018, arXiv:1806.07572): dual kernels, the
+layer-wise decomposition of the NTK, the finite-width limit, and agreement with neural-tangents.
 
 Each check computes its verdict from evidence gathered here (``theory.dual``, ``theory.kernels``,
 ``theory.symbolic_kernels``, finite networks from ``numerics``); tolerances are stated and
@@ -12,14 +12,23 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
 
 from proofs import figures as F
 from proofs import verdicts as V
+from proofs.assumption_spaces import AssumptionSpace, closed_form_check, telescoping_check
 from proofs.claim import ClaimResult, RunConfig, claim, progress
+from proofs.strategies import kernel_cases
+from theory.assumptions import NONZERO_VARIANCE
 from theory.activations import available_activations
 from theory.dual import (DEFAULT_QUADRATURE_NODES, closed_form, closed_form_error, price_identity_holds,
                          quadrature_error, reference_expectation)
 from theory.kernels import analytic_kernels
+
+__all__ = [
+    "dual_closed_forms", "layerwise_telescoping", "symbolic_ntk", "empirical_ntk_limit",
+    "neural_tangents_agreement", "CLOSED_FORM_TOLERANCE"
+]
 
 #: float64 closed forms vs the 30-digit reference.  The forms are ~10 floating-point operations
 #: whose conditioning is at most ~10 on these covariances (arccos/arcsin away from +-1), so their
@@ -58,7 +67,8 @@ def quadrature_covariances(cfg: RunConfig):
        assumptions=["(u, u') centred bivariate Gaussian with covariance Q",
                     "closed forms: arc-cosine (relu, leaky relu, linear), arcsine (erf), exponential (sin), "
                     "Stein's lemma (gelu); tanh and softplus by the trapezoidal rule in Cholesky coordinates"],
-       reference="paper.md §3 items 2, 4, 7", tags=("kernels", "theory"))
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (infinite-width kernel recursions)",
+       tags=("kernels", "theory"))
 def dual_closed_forms(cfg: RunConfig) -> ClaimResult:
     parts, table = [], []
     worst = 0.0
@@ -126,8 +136,9 @@ def _telescoping_derivation():
 @claim("kernels.layerwise_telescoping",
        title="The layer-wise NTKs Theta_l = Sigma^(l) prod_{k>l} dotSigma^(k) sum to the NTK, at every depth",
        statement=r"\Theta^{(L)} = \sum_{l=1}^{L} \Sigma^{(l)} \odot \prod_{k=l+1}^{L} \dot\Sigma^{(k)}",
-       assumptions=["the NTK recursion of conventions.md"],
-       reference="paper.md §3 item 6", tags=("kernels", "theory"))
+       assumptions=["the NTK recursion of proofs.conventions", NONZERO_VARIANCE],
+       reference="Jacot et al. 2018, arXiv:1806.07572 (NTK recursion); telescoping derived here",
+       tags=("kernels", "theory"))
 def layerwise_telescoping(cfg: RunConfig) -> ClaimResult:
     der = _telescoping_derivation()
     parts = [V.derivation_verdict(der, "induction on L (symbolic, general depth)")]
@@ -152,7 +163,8 @@ def layerwise_telescoping(cfg: RunConfig) -> ClaimResult:
 @claim("kernels.symbolic_ntk",
        title="The symbolic NTK (SymPy, in x.x, x.x', x'.x') equals the numeric recursion",
        statement=r"\Theta^{(L)}_{\rm SymPy}(x\cdot x, x\cdot x', x'\cdot x') = \Theta^{(L)}_{\rm numeric}(x, x')",
-       assumptions=["activations with closed-form dual kernels"], reference="paper.md §3", tags=("kernels", "theory"))
+       assumptions=["activations with closed-form dual kernels"],
+       reference="Jacot et al. 2018, arXiv:1806.07572 (NTK recursion)", tags=("kernels", "theory"))
 def symbolic_ntk(cfg: RunConfig) -> ClaimResult:
     import mpmath
     import sympy as sp
@@ -218,7 +230,8 @@ def empirical_errors(width: int, rep: int, X, k, depth, activation, sigma_w2, si
                  r"\| J J^\top - \Theta \|_F / \|\Theta\|_F = O(M^{-1/2})",
        assumptions=["NTK parameterisation, i.i.d. N(0,1) initialisation, hidden widths M -> infinity together",
                     "independent initialisations at each width (replicates of the sweep)"],
-       reference="paper.md §3 (check [D]: 0.28/0.16/0.08/0.03 at widths 128..8192)", tags=("kernels", "numerics"))
+       reference="Jacot et al. 2018, arXiv:1806.07572 (NTK limit); measured here: 0.28/0.16/0.08/0.03 at "
+                 "widths 128..8192", tags=("kernels", "numerics"))
 def empirical_ntk_limit(cfg: RunConfig) -> ClaimResult:
     from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
 
@@ -259,7 +272,7 @@ def empirical_ntk_limit(cfg: RunConfig) -> ClaimResult:
                  r"\ \text{(and the same for the NNGP)}",
        assumptions=["the stored fixture proofs/data/neural_tangents_reference.npz "
                     "(benchmarks/make_reference_kernels.py, neural-tangents in float64)"],
-       reference="issue 2 'done when'", tags=("kernels", "independent"))
+       reference="neural-tangents, Novak et al. 2020, arXiv:1912.02803", tags=("kernels", "independent"))
 def neural_tangents_agreement(cfg: RunConfig) -> ClaimResult:
     if not NT_FIXTURE.exists():
         return ClaimResult(verdict="inconclusive", notes=f"fixture {NT_FIXTURE} not found (source checkout needed)")
@@ -282,3 +295,13 @@ def neural_tangents_agreement(cfg: RunConfig) -> ClaimResult:
     return V.to_result(parts, predicted=0.0, measured=worst, error=worst, tolerance=NT_TOLERANCE,
                        details={"configs": rows, "neural_tangents": meta["neural_tangents"], "jax": meta["jax"]},
                        notes=f"neural-tangents {meta['neural_tangents']} (jax {meta['jax']}, x64)")
+
+
+# ----------------------------------------------------------------------------- falsify search spaces
+layerwise_telescoping.set_space(AssumptionSpace(
+    "sum_l Theta_l = Theta = NTK recursion", kernel_cases(), telescoping_check,
+    {NONZERO_VARIANCE: kernel_cases(zero_input=True, activation=st.sampled_from(("relu", "linear")))}))
+dual_closed_forms.set_space(AssumptionSpace(
+    "closed-form V, dotV = numeric Gaussian rule",
+    kernel_cases(activation=st.sampled_from(("relu", "erf", "linear", "leaky_relu")), input_dim=st.integers(2, 8)),
+    closed_form_check))

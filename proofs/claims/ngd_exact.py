@@ -1,5 +1,6 @@
-"""Exact NGD (paper.md R1): ``alpha = 1``, one-step convergence at ``eta = 1``, and the test
-predictor is the NTK kernel regression ``f_0(x') + Theta(x',X) Theta^{-1} (y - f_0(X))``.
+"""Exact NGD (Karakida & Osawa 2020, arXiv:2010.00879): ``alpha = 1``, one-step convergence at
+``eta = 1``, and the test predictor is the NTK kernel regression
+``f_0(x') + Theta(x',X) Theta^{-1} (y - f_0(X))``.
 
 Evidence: the symbolic ``alpha`` (theory), the measured ``Theta_G`` at finite width (exact identity),
 real one-step training over a width sweep (the nonlinear step's deviation from the linear
@@ -10,21 +11,32 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from hypothesis import strategies as st
+
 from proofs import evidence as ev
+from proofs.figures import width_sweep_series
 from proofs import verdicts as V
+from proofs.assumption_spaces import (DUPLICATED_INPUTS, AssumptionSpace, exact_test_predictor_check, layerwise_space,
+                                      predicted_alpha)
 from proofs.claim import ClaimResult, RunConfig, claim
+from proofs.strategies import dampings, scenarios
+from theory.assumptions import (DISTINCT_INPUTS, INFINITE_WIDTH_DYNAMICS, NTK_POSITIVE_DEFINITE, RHO_TO_ZERO,
+                                STANDARD_RELU_NET, Setting)
+
+__all__ = ["one_step_convergence", "test_predictor", "exact_evidence"]
 
 DEPTH = 3
 #: test-output error vs the analytic predictor (relative to the predicted change of the test outputs)
 #: allowed at the widest net: empirical kernels and the step's nonlinearity both converge ~ M^-1/2;
-#: paper.md §6 measured 5-8 % at width 4096, the quick sweep's 2048 gives 8-14 %
+#: measured here: 5-8 % at width 4096, the quick sweep's 2048 gives 8-14 %
 TEST_TOL = 0.15
-ASSUMPTIONS = [
-    "NTK parameterisation, relu, sigma_w2 = 2, no bias",
-    "the NTK Theta on the training inputs is positive definite (distinct unit-norm inputs)",
-    "rho -> 0+ (minimum-norm step)",
-    "infinite width for the dynamics (checked by a width sweep)",
-]
+ASSUMPTIONS = [STANDARD_RELU_NET, NTK_POSITIVE_DEFINITE, RHO_TO_ZERO, INFINITE_WIDTH_DYNAMICS]
+
+
+def setting(cfg: RunConfig) -> Setting:
+    """What the assumptions are checked on: the narrowest net of the sweep (and the width-64 net)."""
+    s = settings(cfg)
+    return Setting(n_samples=s["n"], input_dim=s["dim"], hidden_widths=(min(64, *s["widths"]),) * (DEPTH - 1))
 
 
 def settings(cfg: RunConfig) -> dict:
@@ -52,7 +64,8 @@ def exact_evidence(cfg: RunConfig):
 @claim("ngd.exact.one_step",
        title="Exact NGD: alpha = 1 and one-step convergence at eta = 1",
        statement=r"J F^{+} J^\top / N = I,\qquad \eta = 1 \Rightarrow f_1(X) - Y \to 0 \ (M \to \infty)",
-       assumptions=ASSUMPTIONS, reference="paper.md R1", tags=("exact", "dynamics"))
+       assumptions=ASSUMPTIONS, setting=setting, reference="Karakida & Osawa 2020, arXiv:2010.00879 (exact NGD)",
+       tags=("exact", "dynamics"))
 def one_step_convergence(cfg: RunConfig) -> ClaimResult:
     from theory.isotropy import isotropy_result
 
@@ -81,7 +94,7 @@ def one_step_convergence(cfg: RunConfig) -> ClaimResult:
                  "relative_residual_slope": lin.fit.slope, "relative_residual_slope_stderr": lin.fit.slope_stderr,
                  "loss_ratio_by_width": {m: c["measured"]["train_loss"][1] / c["measured"]["train_loss"][0]
                                          for m, c in sweep.curves.items()}},
-        series={"one_step_residual_vs_width": lin.to_series(), "loss_curve_exact": sweep.curve_series()},
+        series={"one_step_residual_vs_width": width_sweep_series(lin), "loss_curve_exact": sweep.curve_series()},
         notes="measured = mean diag of Theta_G at width 64; error = ||r_1 - (1 - eta alpha) r_0|| / ||r_0|| "
               "at the widest net, judged by its width sweep (must shrink with slope near -1/2); the loss ratio "
               "L1/L0 at the widest net must be below 1e-2")
@@ -90,7 +103,8 @@ def one_step_convergence(cfg: RunConfig) -> ClaimResult:
 @claim("ngd.exact.test_predictor",
        title="Exact NGD at eta = 1 gives the NTK kernel regression on test points",
        statement=r"f_1(x') = f_0(x') + \Theta(x',X)\,\Theta^{-1}\,(Y - f_0(X))",
-       assumptions=ASSUMPTIONS, reference="paper.md R1", tags=("exact", "test"))
+       assumptions=ASSUMPTIONS, setting=setting, reference="Karakida & Osawa 2020, arXiv:2010.00879 (exact NGD, test prediction)",
+       tags=("exact", "test"))
 def test_predictor(cfg: RunConfig) -> ClaimResult:
     s, alpha, _, _, sweep = exact_evidence(cfg)
     te = sweep.test_error
@@ -98,12 +112,21 @@ def test_predictor(cfg: RunConfig) -> ClaimResult:
     curve = sweep.curves[widest]
     parts = [
         # empirical kernels and the step's nonlinearity both converge ~ M^-1/2; relative to the
-        # predicted change of the test outputs, 15% at the widest quick width (paper.md §6: 5-8% at 4096)
+        # predicted change of the test outputs, 15% at the widest quick width (measured here: 5-8% at 4096)
         sweep.adaptive.part(ev.TEST_ERROR),
     ]
     return V.to_result(
         parts, predicted=curve["predicted"]["test_loss"][1], measured=curve["measured"]["test_loss"][1],
         error=te.errors[-1], width=widest, tolerance=TEST_TOL, details={"settings": s, "spent": sweep.spent},
-        series={"test_error_vs_width": te.to_series()},
+        series={"test_error_vs_width": width_sweep_series(te)},
         notes="predicted/measured = test loss after one step at the widest net; error = "
               "||f_1(X') - f_1^pred(X')|| / ||f_1^pred(X') - f_0(X')||")
+
+
+# ----------------------------------------------------------------------------- falsify search spaces
+one_step_convergence.set_space(layerwise_space(
+    "exact", "J F^+ J^T / N = I (exact at finite width)", st.integers(1, 5), lambda s: predicted_alpha("exact", s.depth),
+    {RHO_TO_ZERO: scenarios("exact", damping=dampings(1e-2, 10.0))}))
+test_predictor.set_space(AssumptionSpace(
+    "finite-width J(x') J^+ = Theta(x', X) Theta^{-1}", scenarios("exact", depth=st.integers(1, 5), n=st.integers(2, 10)),
+    exact_test_predictor_check, {DISTINCT_INPUTS: scenarios("exact", depth=st.integers(1, 5), inputs=DUPLICATED_INPUTS)}))

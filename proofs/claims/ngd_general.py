@@ -1,17 +1,30 @@
-"""Statements common to every approximation: the isotropy lemma (paper.md R0), finite-width
+"""Statements common to every approximation: the isotropy lemma (the "isotropic gradient in function
+space" of Karakida & Osawa 2020, arXiv:2010.00879; stated generally here), finite-width
 exactness of the training-set identity, the learning-rate stability interval, and the catalogue of
 machine-checked lemmas (theory/lemmas) the derivations stand on.
 """
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import strategies as st
 
+from numerics.training import ngd_step
 from proofs import evidence as ev
 from proofs import figures as F
 from proofs import verdicts as V
+from theory.tolerances import EXACT_TOL
+from proofs.assumption_spaces import (DUPLICATED_INPUTS, AssumptionSpace, dynamics_check, exactness_alpha,
+                                      isotropy_check, kfac_rank_relaxed)
 from proofs.claim import ClaimResult, RunConfig, claim
+from proofs.strategies import activations, learning_rate_factors, scenarios
+from theory.assumptions import (DISTINCT_INPUTS, FULL_ROW_RANK_JACOBIANS, HIDDEN_WIDTH, ISOTROPIC_OPERATOR, KFAC_RANK,
+                                LINEARISED_DYNAMICS, RHO_TO_ZERO, Setting)
 
-EXACT_TOL = 1e-9  # float64 identities through N x N solves (round-off ~1e-13)
+__all__ = [
+    "isotropy_lemma", "finite_width_exactness", "lr_stability", "lemmas", "linear_model_check",
+    "linearised_check", "RANK_ASSUMPTION"
+]
+
 #: one real step's deviation from the linear prediction at eta = eta*, widths 1024-2048, is ~0.03-0.05
 #: (ngd.exact.one_step) and grows like (eta/eta*)^2: the bound on |sqrt(L1/L0) - |1 - eta alpha|| / (eta/eta*)^2
 ETA_SCAN_TOL = 0.075
@@ -42,13 +55,12 @@ def linear_model_check(cfg: RunConfig, n: int = 10, dim: int = 16, n_test: int =
         closed = dyn.predicted_residuals(r0, eta, alpha, steps)
         dev_train, dev_test = 0.0, 0.0
         for t in range(1, steps + 1):
-            r = net.forward(task.X) - task.Y
-            net.apply_update(ev.approximation(net, task.X, "exact").direction(r), eta)
+            ngd_step(net, task.X, task.Y, "exact", eta)
             closed_r = closed[t]
             closed_test = dyn.predicted_test_outputs(f0_test, op_test, r0, eta, alpha, t)
             # relative to ||r_0||: the closed form is exactly 0 at eta = 1/alpha
             dev_train = max(dev_train, float(np.linalg.norm(net.forward(task.X) - task.Y - closed_r) / np.linalg.norm(r0)))
-            dev_test = max(dev_test, ev.relative_error_matrix(net.forward(task.X_test), closed_test))
+            dev_test = max(dev_test, ev.relative_error(net.forward(task.X_test), closed_test))
         out[eta] = {"train": dev_train, "test": dev_test, "alpha": alpha, "alpha_measured": alpha_measured}
     return out
 
@@ -75,7 +87,7 @@ def linearised_check(cfg: RunConfig, depth: int = 3, width: int = 64, n: int = 8
             closed_r = closed[t]
             closed_test = dyn.predicted_test_outputs(f0_test, op_test, r0, eta, alpha, t)
             dev_train = max(dev_train, float(np.linalg.norm(r - closed_r) / np.linalg.norm(r0)))  # relative to ||r_0||
-            dev_test = max(dev_test, ev.relative_error_matrix(f_test, closed_test))
+            dev_test = max(dev_test, ev.relative_error(f_test, closed_test))
         out[round(eta, 6)] = {"train": dev_train, "test": dev_test}
     return out
 
@@ -84,8 +96,10 @@ def linearised_check(cfg: RunConfig, depth: int = 3, width: int = 64, n: int = 8
        title="Isotropy lemma: Theta_G = alpha I gives r_t = (1 - eta alpha)^t r_0 and the closed-form test predictor",
        statement=r"\Theta_G=\alpha I\ \Rightarrow\ r_t=(1-\eta\alpha)^t r_0,\quad f_t(x')=f_0(x')-"
                  r"\frac{1-(1-\eta\alpha)^t}{\alpha}\,\Theta_G(x',X)\,r_0",
-       assumptions=["Theta_G = alpha I on the training set", "linearised (lazy) dynamics: Theta_G constant in t"],
-       reference="paper.md R0, §1.5", tags=("dynamics", "lemma"))
+       assumptions=[ISOTROPIC_OPERATOR, LINEARISED_DYNAMICS],
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (isotropic gradient in function space); "
+                 "general lemma derived here",
+       tags=("dynamics", "lemma"))
 def isotropy_lemma(cfg: RunConfig) -> ClaimResult:
     dyn = _dynamics()
     derivations = [dyn.isotropic_residual_derivation(), dyn.test_prediction_derivation()]
@@ -116,7 +130,14 @@ def isotropy_lemma(cfg: RunConfig) -> ClaimResult:
 # ---------------------------------------------------------------------------------------------
 #: draws per case before the claim gives up on finding one where its rank assumption holds
 MAX_DRAWS = 8
-RANK_ASSUMPTION = "rank Delta_l = NC and rank Z_l = N for every hidden layer"
+RANK_ASSUMPTION = KFAC_RANK.name  # "rank Delta_l = NC and rank Z_l = N for every hidden layer"
+
+
+def _exactness_settings(cfg: RunConfig):
+    """The nets of :func:`finite_width_exactness`: tanh at width N + 2, relu at width 3 N."""
+    n, dim = cfg.pick(10, 16), cfg.pick(12, 20)
+    return [Setting(n_samples=n, input_dim=dim, hidden_widths=(n + 2, n + 2), activation="tanh"),
+            Setting(n_samples=n, input_dim=dim, hidden_widths=(3 * n, 3 * n), activation="relu")]
 
 
 @claim("ngd.finite_width_exactness",
@@ -126,10 +147,9 @@ RANK_ASSUMPTION = "rank Delta_l = NC and rank Z_l = N for every hidden layer"
                  r"J G_S^{+} J^\top/N = (\mathbf 1^\top S^{+}\mathbf 1)\,I;\quad "
                  r"\mathrm{rank}\,\Delta_l = NC,\ \mathrm{rank}\,Z_l = N\ \Rightarrow\ "
                  r"J G_{KFAC}^{+} J^\top/N = (N(L-1)+1)\,I\quad\text{(no infinite width)}",
-       assumptions=["every layer Gram J_l J_l^T invertible (hidden widths >= N) for the block patterns",
-                    f"K-FAC: {RANK_ASSUMPTION} (an invertible J_l J_l^T is not enough; relu can fail it at any "
-                    f"width), checked on every draw by the numerics diagnostics", "rho -> 0+"],
-       reference="paper.md §5.9 (extension: exactness oracles), R4", tags=("exactness", "layerwise", "kfac"))
+       assumptions=[FULL_ROW_RANK_JACOBIANS, KFAC_RANK, RHO_TO_ZERO], setting=_exactness_settings,
+       reference="derived here (finite-width exactness of the training-set identities of arXiv:2010.00879)",
+       tags=("exactness", "layerwise", "kfac"))
 def finite_width_exactness(cfg: RunConfig) -> ClaimResult:
     """Exactness at finite width, tested on draws where the statement's rank assumptions hold.
 
@@ -236,8 +256,10 @@ def spectra_series(cfg: RunConfig, X, dim: int, depth: int = 3, width: int = 256
 @claim("ngd.lr_stability",
        title="Learning-rate stability interval 0 < eta < 2/alpha; one-step loss ratio (1 - eta alpha)^2",
        statement=r"\mathcal L_1/\mathcal L_0 = (1-\eta\alpha)^2,\quad \|r_t\|\to 0 \iff 0<\eta<2/\alpha",
-       assumptions=["Theta_G = alpha I", "linearised dynamics (real net: width sweep in ngd.exact.one_step)"],
-       reference="paper.md §1.5", tags=("dynamics", "learning_rate"))
+       assumptions=[ISOTROPIC_OPERATOR, LINEARISED_DYNAMICS],
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (isotropic gradient: eta_opt = 1/alpha); "
+                 "interval derived here",
+       tags=("dynamics", "learning_rate"))
 def lr_stability(cfg: RunConfig) -> ClaimResult:
     n, dim, width = cfg.pick(12, 16), 16, cfg.pick(1024, 4096)
     task = ev.synthetic_task(cfg, ("lr-scan",), n, dim, 2)
@@ -304,7 +326,7 @@ def lr_stability(cfg: RunConfig) -> ClaimResult:
        statement=r"(\rho I + AB)^{-1}A = A(\rho I + BA)^{-1};\ \lim_{\rho\to 0^+}(J^\top J+\rho I)^{-1}J^\top = J^+;"
                  r"\ (B\otimes A)^+ = B^+\otimes A^+;\ \dots",
        assumptions=["generic matrices (symbolic entries) and random numeric instances"],
-       reference="paper.md §5", tags=("lemma",))
+       reference="derived here (the linear-algebra identities behind arXiv:2010.00879)", tags=("lemma",))
 def lemmas(cfg: RunConfig) -> ClaimResult:
     from theory.lemmas import all_lemmas
 
@@ -313,3 +335,24 @@ def lemmas(cfg: RunConfig) -> ClaimResult:
     return V.to_result(parts, predicted=len(derivations), measured=sum(d.verified for d in derivations),
                        details={"lemmas": [d.to_dict() for d in derivations]},
                        notes="measured = number of lemmas whose every step checked")
+
+
+# ----------------------------------------------------------------------------- falsify search spaces
+finite_width_exactness.set_space(AssumptionSpace(
+    "rank J_l = N C for all l => J G_S^+ J^T / N = (1^T S^+ 1) I; "
+    f"{KFAC_RANK.name} => J G_KFAC^+ J^T / N = (N(L-1)+1) I",
+    # in the "holds" side relu draws whose factors lose rank are flagged by numerics and rejected
+    st.one_of(scenarios("pattern", depth=st.integers(2, 6), pattern=True, n=st.integers(2, 8), activation=activations()),
+              scenarios("kfac", depth=st.integers(2, 6), n=st.integers(2, 10), activation=activations())),
+    isotropy_check(exactness_alpha),
+    {HIDDEN_WIDTH: scenarios("pattern", depth=st.integers(2, 6), pattern=True, hidden="narrow", n=st.integers(3, 8)),
+     KFAC_RANK: kfac_rank_relaxed()}))
+_LINEAR_MODEL = scenarios(st.sampled_from(("exact", "block_diagonal")), depth=st.just(1), n=st.integers(2, 10),
+                          learning_rate=learning_rate_factors())
+isotropy_lemma.set_space(AssumptionSpace(
+    "Theta_G = alpha I => r_t = (1 - eta alpha)^t r_0 and the closed-form test predictor "
+    "(depth-1 model: linear in its parameters)", _LINEAR_MODEL, dynamics_check,
+    {DISTINCT_INPUTS: scenarios("exact", depth=st.just(1), inputs=DUPLICATED_INPUTS,
+                                learning_rate=learning_rate_factors())}))
+lr_stability.set_space(AssumptionSpace(
+    "L_1/L_0 = (1 - eta alpha)^2; r_t -> 0 iff 0 < eta < 2/alpha (depth-1 model)", _LINEAR_MODEL, dynamics_check))

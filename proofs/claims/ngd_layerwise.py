@@ -1,4 +1,5 @@
-"""Layer-wise NGD: block-diagonal (paper.md R2), block tri-diagonal (R3) and general block patterns.
+"""Layer-wise NGD: block-diagonal and block tri-diagonal (Karakida & Osawa 2020, arXiv:2010.00879) and
+general block patterns.
 
 For a symmetric 0/1 pattern ``S`` (``G_S = D^T (S (x) I) D / N``), theory/ derives ``c = S^+ 1``,
 ``alpha = 1^T S^+ 1``, the moving layers and the test kernel (:mod:`theory.patterns`,
@@ -11,23 +12,42 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from hypothesis import strategies as st
 
 from proofs import evidence as ev
+from proofs.figures import width_sweep_series
 from proofs.adaptive import Budget
 from proofs import verdicts as V
+from theory.tolerances import EXACT_TOL
+from proofs.assumption_spaces import (AssumptionSpace, isotropy_check, layerwise_space, moving_layers_check,
+                                      pattern_alpha, pattern_test_kernel_check, predicted_alpha)
 from proofs.claim import ClaimResult, RunConfig, claim
+from proofs.strategies import dampings, scenarios
+from theory.assumptions import (FULL_ROW_RANK_JACOBIANS, HIDDEN_WIDTH, INFINITE_WIDTH_DYNAMICS, INFINITE_WIDTH_KERNELS,
+                                RHO_TO_ZERO, STANDARD_RELU_NET, SYMMETRIC_PATTERN, Setting)
 
-EXACT_TOL = 1e-9  # float64 identities through N x N (or LN x LN) solves: round-off ~1e-13
+__all__ = [
+    "block_diagonal", "block_tridiagonal_alpha", "block_tridiagonal_moving_layers",
+    "block_tridiagonal_test_kernel", "patterns", "finite_width_alpha"
+]
+
 #: test-output error vs the analytic predictor at the widest net (2048 quick), the bound the headline
 #: error is judged by besides the sweep's decrease: block-diagonal L = 3 measures ~0.11, block
 #: tri-diagonal L = 5 (null-space-corrected kernel, slower convergence) ~0.2
 BD_TEST_TOL = 0.2
 BTD_TEST_TOL = 0.25
-BASE_ASSUMPTIONS = [
-    "NTK parameterisation, relu, sigma_w2 = 2, no bias",
-    "every layer Gram J_l J_l^T positive definite (hidden widths >= N, distinct inputs)",
-    "rho -> 0+ (minimum-norm / pseudo-inverse step)",
-]
+BASE_ASSUMPTIONS = [STANDARD_RELU_NET, FULL_ROW_RANK_JACOBIANS, RHO_TO_ZERO]
+
+
+def _finite_setting(depth: int, width: int = 48) -> Setting:
+    """The small-width nets of the exact identities (N = 8, M_0 = 12; :func:`finite_width_alpha`)."""
+    return Setting(n_samples=8, input_dim=12, hidden_widths=(width,) * (depth - 1))
+
+
+def _sweep_setting(cfg: RunConfig, depth: int) -> Setting:
+    """The narrowest net of the training sweep (:func:`sweep_settings`)."""
+    s = sweep_settings(cfg)
+    return Setting(n_samples=s["n"], input_dim=s["dim"], hidden_widths=(min(s["widths"]),) * (depth - 1))
 
 
 def _analysis(S):
@@ -86,8 +106,10 @@ def pattern_training(cfg: RunConfig, name: str, depth: int, test_tol: float = BD
        title="Block-diagonal NGD: alpha = L; at eta = 1/L the test predictor averages the layer-wise kernel regressions",
        statement=r"J G_{BD}^{+} J^\top/N = L\,I,\qquad f_1(x') = f_0(x') + \frac1L\sum_{l=1}^{L}"
                  r"\Theta_l(x',X)\Theta_l^{-1}(Y - f_0(X))",
-       assumptions=BASE_ASSUMPTIONS + ["infinite width for the dynamics (width sweep)"],
-       reference="paper.md R2", tags=("block_diagonal", "layerwise"))
+       assumptions=BASE_ASSUMPTIONS + [INFINITE_WIDTH_DYNAMICS],
+       setting=lambda cfg: [_finite_setting(3), _sweep_setting(cfg, 3)],
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (block-diagonal NGD)",
+       tags=("block_diagonal", "layerwise"))
 def block_diagonal(cfg: RunConfig) -> ClaimResult:
     from theory.patterns import block_diagonal_pattern
 
@@ -112,8 +134,8 @@ def block_diagonal(cfg: RunConfig) -> ClaimResult:
         details={"settings": s, "spent": sweep.spent,
                  "alpha_by_depth": {"predicted": predicted, "measured": measured}, "table": sweep.table()},
         series={"loss_curve_block_diagonal": sweep.curve_series(),
-                "block_diagonal_test_error_vs_width": sweep.test_error.to_series(),
-                "block_diagonal_linearisation_vs_width": sweep.linearisation.to_series()},
+                "block_diagonal_test_error_vs_width": width_sweep_series(sweep.test_error),
+                "block_diagonal_linearisation_vs_width": width_sweep_series(sweep.linearisation)},
         notes="predicted/measured = alpha at L = 3 (width 48); error = relative test-output error after one step at "
               "eta = 1/L (L = 3) at the widest net")
 
@@ -124,8 +146,11 @@ def block_diagonal(cfg: RunConfig) -> ClaimResult:
 @claim("ngd.block_tridiagonal.alpha",
        title="Block tri-diagonal NGD: alpha = 1^T T^+ 1 = ceil(L/3) for every depth (pinv at L = 2 mod 3)",
        statement=r"J G_{T}^{+} J^\top/N = \lceil L/3\rceil\, I",
-       assumptions=BASE_ASSUMPTIONS + ["infinite width for the dynamics (width sweep at L = 4)"],
-       reference="paper.md R3", tags=("block_tridiagonal", "layerwise"))
+       assumptions=BASE_ASSUMPTIONS + [INFINITE_WIDTH_DYNAMICS],
+       setting=lambda cfg: [_finite_setting(3), _sweep_setting(cfg, 4)],
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (block tri-diagonal NGD); "
+                 "closed form ceil(L/3) derived here",
+       tags=("block_tridiagonal", "layerwise"))
 def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
     from theory.banded import banded_alpha_closed_form, tridiagonal_closed_form_derivation
     from theory.patterns import tridiagonal_pattern
@@ -154,7 +179,7 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
         details={"settings": s, "spent": sweep.spent, "depths": depths, "alpha_by_depth": {"predicted": predicted, "measured": measured},
                  "table_L4": sweep.table()},
         series={"loss_curve_block_tridiagonal_L4": sweep.curve_series(),
-                "block_tridiagonal_linearisation_vs_width": lin.to_series()},
+                "block_tridiagonal_linearisation_vs_width": width_sweep_series(lin)},
         notes="predicted/measured = alpha at L = 5 (T singular, pseudo-inverse); error = max |measured alpha - "
               "ceil(L/3)| / ceil(L/3) over all depths (width 48)")
 
@@ -163,7 +188,9 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
        title="Block tri-diagonal NGD moves only the layers with c_l != 0 (plus the null-space-coupled ones at L = 2 mod 3)",
        statement=r"\Delta\theta_l = -\eta\, J_l^\top v_l,\ v_l = c_l \Theta_l^{-1} r,\ c = T^{-1}\mathbf 1"
                  r"\ \Rightarrow\ \Delta\theta_l = 0 \iff c_l = 0\ (T\ \text{invertible})",
-       assumptions=BASE_ASSUMPTIONS, reference="paper.md R3", tags=("block_tridiagonal", "layerwise"))
+       assumptions=BASE_ASSUMPTIONS, setting=lambda cfg: _finite_setting(5, 64),
+       reference="derived here (block tri-diagonal NGD of arXiv:2010.00879)",
+       tags=("block_tridiagonal", "layerwise"))
 def block_tridiagonal_moving_layers(cfg: RunConfig) -> ClaimResult:
     from theory.patterns import tridiagonal_pattern
 
@@ -199,8 +226,10 @@ def block_tridiagonal_moving_layers(cfg: RunConfig) -> ClaimResult:
              "null-space-corrected at L = 2 mod 3",
        statement=r"\Theta_G(x',X) = \sum_l \Theta_l(x',X)\, v_l,\ v = K^{-1/2} M^{+} K^{1/2}(\mathbf 1\otimes\cdot),"
                  r"\ = \sum_l c_l \Theta_l(x',X)\Theta_l^{-1}\ \text{iff}\ T\ \text{invertible}",
-       assumptions=BASE_ASSUMPTIONS + ["infinite width for the analytic kernels (width sweep at L = 5)"],
-       reference="paper.md R3", tags=("block_tridiagonal", "test"))
+       assumptions=BASE_ASSUMPTIONS + [INFINITE_WIDTH_KERNELS],
+       setting=lambda cfg: [_finite_setting(5, 64), _sweep_setting(cfg, 5)],
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (block tri-diagonal NGD); singular T derived here",
+       tags=("block_tridiagonal", "test"))
 def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
     from numerics.factors import layer_grams
     from theory.pattern_kernels import PatternKernel, finite_width_exactness_derivation
@@ -218,8 +247,8 @@ def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
         train_k, cross_k = layer_grams(approx.factors), layer_grams(approx.factors, test_f)
         derived = pk.test_kernel(train_k, cross_k)
         naive = pk.naive_test_kernel(train_k, cross_k)
-        err = ev.relative_error_matrix(measured, derived)
-        naive_err = ev.relative_error_matrix(measured, naive)
+        err = ev.relative_error(measured, derived)
+        naive_err = ev.relative_error(measured, naive)
         details[f"L={L}"] = {"derived_vs_measured": err, "naive_vs_measured": naive_err}
         # finite-width identity: same empirical kernels on both sides, round-off only
         parts.append(V.compare(f"L={L}: derived test kernel = measured (width 64)", 0.0, err, tolerance=1e-8, error=err))
@@ -238,7 +267,7 @@ def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
         parts, predicted=widest["predicted"]["test_loss"][1], measured=widest["measured"]["test_loss"][1],
         error=te.errors[-1], width=max(sweep.curves), tolerance=BTD_TEST_TOL, derivation=derivation,
         details={**details, "settings": s, "spent": sweep.spent, "table_L5": sweep.table()},
-        series={"block_tridiagonal_L5_test_error_vs_width": te.to_series(),
+        series={"block_tridiagonal_L5_test_error_vs_width": width_sweep_series(te),
                 "loss_curve_block_tridiagonal_L5": sweep.curve_series()},
         notes="predicted/measured = test loss after one step at L = 5 (analytic corrected kernel vs real net); "
               "error = test-output error at the widest net; at width 64 the derived kernel matches the measured "
@@ -270,8 +299,9 @@ def example_patterns(cfg: RunConfig):
 @claim("ngd.patterns",
        title="Any block pattern S with 1 in range(S): isotropic with alpha = 1^T S^+ 1",
        statement=r"\mathbf 1\in\mathrm{range}(S)\ \Rightarrow\ J G_S^{+} J^\top/N = (\mathbf 1^\top S^{+}\mathbf 1)\,I",
-       assumptions=BASE_ASSUMPTIONS + ["S symmetric 0/1 with unit diagonal"],
-       reference="paper.md R3 (extension)", tags=("pattern", "layerwise"))
+       assumptions=BASE_ASSUMPTIONS + [SYMMETRIC_PATTERN], setting=lambda cfg: _finite_setting(5),
+       reference="derived here (extension of the block tri-diagonal NGD of arXiv:2010.00879)",
+       tags=("pattern", "layerwise"))
 def patterns(cfg: RunConfig) -> ClaimResult:
     parts, predicted, measured = [], {}, {}
     matching = 0
@@ -300,17 +330,23 @@ def patterns(cfg: RunConfig) -> ClaimResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# falsifiers (ngd-verify falsify): random architectures inside / outside the assumptions
+# falsify search spaces (ngd-verify falsify): random architectures inside / outside the assumptions
 # ---------------------------------------------------------------------------------------------
-def _pattern_draw(name, **kwargs):
-    def draw(rng, cfg):
-        return ev.draw_isotropy_example(rng, name, **kwargs)
-    return draw
-
-
-block_diagonal.set_falsifier(_pattern_draw("block_diagonal", reject_singular=True), relaxes="none")
-block_diagonal.set_falsifier(_pattern_draw("block_diagonal", width_over_n=(0.2, 0.9)), relaxes="hidden width >= N")
-block_tridiagonal_alpha.set_falsifier(_pattern_draw("block_tridiagonal", depth=(2, 9), reject_singular=True),
-                                      relaxes="none")
-block_tridiagonal_alpha.set_falsifier(_pattern_draw("block_tridiagonal", depth=(2, 9), width_over_n=(0.2, 0.9)),
-                                      relaxes="hidden width >= N")
+block_diagonal.set_space(layerwise_space(
+    "block_diagonal", "J G_BD^+ J^T / N = L I", st.integers(1, 6), lambda s: predicted_alpha("block_diagonal", s.depth),
+    {RHO_TO_ZERO: scenarios("block_diagonal", damping=dampings(1e-2, 10.0))}))
+block_tridiagonal_alpha.set_space(layerwise_space(
+    "block_tridiagonal", "J G_T^+ J^T / N = ceil(L/3) I", st.integers(2, 9),
+    lambda s: predicted_alpha("block_tridiagonal", s.depth)))
+block_tridiagonal_moving_layers.set_space(AssumptionSpace(
+    "only the layers theory predicts (c_l != 0, null-space-coupled) move",
+    scenarios("block_tridiagonal", depth=st.integers(2, 8), n=st.integers(2, 8)), moving_layers_check,
+    {HIDDEN_WIDTH: scenarios("block_tridiagonal", depth=st.integers(2, 8), hidden="narrow", n=st.integers(3, 8))}))
+block_tridiagonal_test_kernel.set_space(AssumptionSpace(
+    "finite-width Theta_G(x', X) = derived pattern kernel; naive sum_l c_l formula iff T invertible",
+    scenarios("block_tridiagonal", depth=st.integers(2, 8), n=st.integers(2, 8)), pattern_test_kernel_check,
+    {HIDDEN_WIDTH: scenarios("block_tridiagonal", depth=st.integers(2, 8), hidden="narrow", n=st.integers(3, 8))}))
+patterns.set_space(AssumptionSpace(
+    "J G_S^+ J^T / N = (1^T S^+ 1) I for 1 in range(S)",
+    scenarios("pattern", depth=st.integers(2, 6), pattern=True, n=st.integers(2, 8)), isotropy_check(pattern_alpha),
+    {HIDDEN_WIDTH: scenarios("pattern", depth=st.integers(2, 6), pattern=True, hidden="narrow", n=st.integers(3, 8))}))

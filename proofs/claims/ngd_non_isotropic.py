@@ -1,4 +1,4 @@
-"""Approximations that are NOT isotropic in function space (paper.md R6): the entry-wise diagonal
+"""Approximations that are NOT isotropic in function space (derived here): the entry-wise diagonal
 Fisher, any fixed damping rho > 0, and layer-wise schemes whose layer Grams are singular (width < N).
 
 Each claim states the negative result (or the positive one where its assumption fails) and computes
@@ -9,14 +9,23 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from hypothesis import strategies as st
 
 from proofs import evidence as ev
+from proofs.figures import width_sweep_series
 from proofs import figures as F
 from proofs import verdicts as V
 from proofs.adaptive import Budget
+from theory.tolerances import EXACT_TOL
+from proofs.assumption_spaces import (DIAGONAL_MIN_ERROR, AssumptionSpace, damping_check, diagonal_check,
+                                      layerwise_space, predicted_alpha)
 from proofs.claim import ClaimResult, RunConfig, claim
+from proofs.strategies import activations, dampings, scenarios
+from theory.assumptions import (BLOCK_STRUCTURE, EXACT_FISHER, FULL_ROW_RANK_JACOBIANS, NON_FLAT_KERNEL, RHO_POSITIVE,
+                                RHO_TO_ZERO, STANDARD_RELU_NET, Setting)
 
-EXACT_TOL = 1e-9  # exact identities at finite width (N x N solves / eigendecompositions)
+__all__ = ["diagonal_not_isotropic", "damping_eigenvalues", "width_below_n"]
+
 #: a limiting isotropy error above this is "clearly not alpha I" (the diagonal Fisher measures 0.4)
 NOT_ISOTROPIC_FLOOR = 0.02
 
@@ -50,7 +59,9 @@ def _diagonal_evidence(cfg: RunConfig):
 @claim("ngd.diagonal.not_isotropic",
        title="Entry-wise diagonal Fisher NGD is NOT isotropic (at any width)",
        statement=r"J\,\mathrm{diag}(F)^{-1} J^\top/N \neq \alpha I,\ \text{and the deviation does not vanish as } M\to\infty",
-       assumptions=["NTK parameterisation, relu, sigma_w2 = 2, no bias"], reference="paper.md R6",
+       assumptions=[STANDARD_RELU_NET],
+       setting=lambda cfg: Setting(n_samples=cfg.pick(8, 12), input_dim=cfg.pick(12, 16), hidden_widths=(64, 64)),
+       reference="derived here",
        tags=("diagonal", "non_isotropic"))
 def diagonal_not_isotropic(cfg: RunConfig) -> ClaimResult:
     s, sweep, op, d, numbers = _diagonal_evidence(cfg)
@@ -62,7 +73,7 @@ def diagonal_not_isotropic(cfg: RunConfig) -> ClaimResult:
                               floor=NOT_ISOTROPIC_FLOOR))
     return V.to_result(parts, predicted="not isotropic", measured=min(sweep.errors), error=min(sweep.errors),
                        width=max(sweep.widths), derivation=d, details={**numbers, "spent": sweep.adaptive.spent},
-                       series={"diagonal_isotropy_error_vs_width": sweep.to_series(),
+                       series={"diagonal_isotropy_error_vs_width": width_sweep_series(sweep),
                                "spectrum_diagonal": ev.spectrum_series("diagonal", op, max(s["widths"]))},
                        notes="measured = smallest isotropy error over the sweep")
 
@@ -71,8 +82,8 @@ def diagonal_not_isotropic(cfg: RunConfig) -> ClaimResult:
        title="Fixed damping rho > 0 breaks isotropy: Theta_G has eigenvalues lambda_i / (lambda_i + rho)",
        statement=r"J (F + \rho I)^{-1} J^\top/N = \Theta(\Theta + \rho I)^{-1},\quad"
                  r"\mathrm{spec} = \{\lambda_i/(\lambda_i+\rho)\}\neq\{\alpha\}",
-       assumptions=["exact Fisher F = J^T J / N, rho > 0 fixed", "Theta = J J^T / N not a multiple of I"],
-       reference="paper.md R1 (damping), R6", tags=("damping", "non_isotropic"))
+       assumptions=[EXACT_FISHER, RHO_POSITIVE, NON_FLAT_KERNEL],
+       reference="derived here (damped exact NGD)", tags=("damping", "non_isotropic"))
 def damping_eigenvalues(cfg: RunConfig) -> ClaimResult:
     from numerics.factors import empirical_ntk
     from theory.non_isotropic import damping_derivation
@@ -116,8 +127,11 @@ def damping_eigenvalues(cfg: RunConfig) -> ClaimResult:
 @claim("ngd.width_below_n",
        title="Block-diagonal NGD is isotropic with alpha = L (applied at hidden width M < N)",
        statement=r"J G_{BD}^{+} J^\top/N = L\,I\quad\text{(requires every } J_l J_l^\top \text{ invertible)}",
-       assumptions=["every layer Gram J_l J_l^T invertible (P_l >= N C: hidden width >= N)"],
-       expected="conditional", reference="paper.md R2, R6", tags=("block_diagonal", "non_isotropic"))
+       assumptions=[FULL_ROW_RANK_JACOBIANS.relaxed("hidden width N/2 < N")],
+       setting=Setting(n_samples=12, input_dim=16, hidden_widths=(6, 6)),
+       expected="conditional",
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (block-diagonal NGD); the singular case derived here",
+       tags=("block_diagonal", "non_isotropic"))
 def width_below_n(cfg: RunConfig) -> ClaimResult:
     from numerics.linalg import SingularSystemError
     from theory.non_isotropic import singular_layer_gram_derivation
@@ -158,3 +172,17 @@ def width_below_n(cfg: RunConfig) -> ClaimResult:
                        width=2 * n, derivation=d, details=details,
                        notes=f"predicted/measured = alpha at hidden width {2 * n} >= N (isotropy error {err_ok:.2g}); "
                              f"width {width} < N: assumption fails")
+
+
+# ----------------------------------------------------------------------------- falsify search spaces
+diagonal_not_isotropic.set_space(AssumptionSpace(
+    f"isotropy error of J diag(F)^-1 J^T / N > {DIAGONAL_MIN_ERROR}",
+    scenarios("diagonal", depth=st.integers(2, 5), n=st.integers(3, 10), activation=activations(("relu", "tanh"))),
+    diagonal_check, expected=(BLOCK_STRUCTURE,)))
+damping_eigenvalues.set_space(AssumptionSpace(
+    "J (F + rho I)^-1 J^T / N = Theta (Theta + rho I)^-1, spectrum not flat",
+    scenarios("exact", depth=st.integers(1, 4), n=st.integers(3, 10), damping=dampings(1e-2, 10.0)),
+    damping_check, expected=(RHO_TO_ZERO,)))
+width_below_n.set_space(layerwise_space(
+    "block_diagonal", "J G_BD^+ J^T / N = L I (needs hidden width >= N)", st.integers(2, 5),
+    lambda s: predicted_alpha("block_diagonal", s.depth)))

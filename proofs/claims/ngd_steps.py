@@ -33,6 +33,9 @@ import numpy as np
 from proofs import evidence as ev
 from proofs import verdicts as V
 from proofs.claim import ClaimResult, RunConfig, claim
+from theory.assumptions import HIDDEN_WIDTH, INPUT_WIDTH, KFAC_RANK, TANH, WITH_BIAS, Setting
+
+__all__ = ["damped", "kfac_bias", "forster_test_points", "default_learning_rate", "explicit_G"]
 
 EPS = float(np.finfo(float).eps)
 LAYERWISE = ("exact", "block_diagonal", "block_tridiagonal", "kfac", "unit_wise")
@@ -47,7 +50,8 @@ POWER_MARGIN = 100.0
 #: same activation pattern in a layer, so the backward factor loses its generic rank (seen at about
 #: 1 in 5 seeds): the pinv reference then has no clean rank gap.  tanh has no such draws.
 ACTIVATION_RHO0 = "tanh"
-REFERENCE = "paper.md §1.3-1.5 (definitions), R1-R5; arXiv:2010.00879"
+REFERENCE = ("Karakida & Osawa 2020, arXiv:2010.00879 (exact, layer-wise, K-FAC and unit-wise NGD); "
+             "Martens & Grosse 2015, arXiv:1503.05671 (K-FAC)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +65,7 @@ def tolerance(n_params: int, cond: float) -> float:
 def rel(a, b) -> float:
     """``||a - b||_F / ||b||_F`` (shapes must agree).  A non-finite measurement ``a`` gives NaN, which
     :func:`proofs.verdicts.compare` turns into ``inconclusive`` (never a pass); a non-finite reference raises."""
-    from numerics.dense import relative_error
+    from theory.metrics import relative_error
 
     a = np.asarray(a, dtype=float)
     if a.shape == np.shape(b) and not np.all(np.isfinite(a)):
@@ -94,7 +98,7 @@ def kfac_factors(f, l: int, drop_bias: bool = False) -> Tuple[np.ndarray, np.nda
 
 
 def explicit_G(name: str, f, J: np.ndarray) -> np.ndarray:
-    """``G`` of approximation ``name`` from the explicit Jacobian (definitions in conventions.md)."""
+    """``G`` of approximation ``name`` from the explicit Jacobian (definitions in :mod:`proofs.conventions`)."""
     n = f.n_samples
     off = layer_offsets(f)
     L = f.depth
@@ -288,9 +292,12 @@ def damped(cfg: RunConfig) -> ClaimResult:
        statement=r"G_l = B_l \otimes A_{l-1},\ A_{l-1} = \tfrac1N\sum_n z_n z_n^\top,\ "
                  r"z_n = [\sigma_w h_{l-1}(x_n)/\sqrt{M_{l-1}};\ \sigma_b];\quad"
                  r"M_0 + 1 = N:\ J G^{+} J^\top/N = (N(L-1)+1)\,I",
-       assumptions=["sigma_b2 > 0 (bias parameters on), tanh", "small nets (explicit Kronecker factors), float64",
-                    "hidden widths M_l >= N C, M_0 + 1 >= N; generic factor ranks (checked)"],
-       reference="R4 of paper.md (input factor with the bias as a homogeneous coordinate); arXiv:2010.00879",
+       assumptions=[WITH_BIAS, TANH, "small nets (explicit Kronecker factors), float64", HIDDEN_WIDTH, INPUT_WIDTH,
+                    KFAC_RANK],
+       setting=lambda cfg: Setting(n_samples=cfg.pick(8, 10), input_dim=cfg.pick(8, 10) - 1, activation="tanh",
+                                   hidden_widths=(cfg.pick(24, 40),) * (cfg.pick(3, 4) - 1), bias=True),
+       reference="Martens & Grosse 2015, arXiv:1503.05671 (K-FAC input factor with the bias as a homogeneous "
+                 "coordinate); arXiv:2010.00879",
        tags=("kfac", "bias", "dense_reference", "steps"))
 def kfac_bias(cfg: RunConfig) -> ClaimResult:
     from numerics.approximations import get_approximation
@@ -386,18 +393,20 @@ def forster_map(X: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 @claim("ngd.steps.forster_test_points",
-       title="K-FAC with Forster inputs maps test points by the training inputs' Forster map",
+       title="K-FAC on Forster inputs: test points go through the training inputs' Forster map",
        statement=r"\Theta_G(x', X) = J(\tilde x')\,(G(\tilde X) + \rho I)^{-1} J(\tilde X)^\top / N,\quad"
                  r"\tilde X = \mathrm{rn}(X T),\ \tilde x' = \mathrm{rn}(x' T),\ T \text{ fitted to } X",
-       assumptions=["K-FAC, forster=True, M_0 < N, no bias, tanh, C = 1",
+       assumptions=["K-FAC on Forster-transformed inputs (numerics.forster, fitted once to X), M_0 < N, no bias, "
+                    "tanh, C = 1",
                     "small nets (explicit Kronecker factors), float64"],
-       reference="R4 of paper.md (Forster transform for M_0 < N); arXiv:2010.00879",
+       reference="authors' code github.com/kazukiosawa/ngd_in_wide_nn (Forster transform for M_0 < N); "
+                 "arXiv:2010.00879",
        tags=("kfac", "forster", "dense_reference", "steps"))
 def forster_test_points(cfg: RunConfig) -> ClaimResult:
     from numerics.approximations import get_approximation
     from numerics.dense import dense_jacobian
     from numerics.forster import forster_transform
-    from numerics.training import mse_loss, train_ngd
+    from numerics.training import mse_loss, ngd_step, train_ngd
 
     cid = "ngd.steps.forster_test_points"
     n, dim, width, L = cfg.pick(8, 12), 3, cfg.pick(24, 40), 3
@@ -416,9 +425,9 @@ def forster_test_points(cfg: RunConfig) -> ClaimResult:
     kappa = primal.cond(rho)
     tol = tolerance(P, kappa)
     sol = primal.solve(rho, J.T)
-    approx = get_approximation("kfac")(net, task.X, damping=rho, forster=True)
+    approx = get_approximation("kfac")(net, Xf, damping=rho)
     ref = J2 @ sol / n
-    err = rel(approx.operator(task.X_test), ref)
+    err = rel(approx.operator(res.transform(task.X_test)), ref)
     parts.append(V.compare(f"rho = {rho:.3g}: Theta_G(x', X) at mapped test points (kappa {kappa:.3g})", 0.0, err,
                            tolerance=tol, error=err))
     err_train = rel(approx.operator(), J @ sol / n)
@@ -432,28 +441,37 @@ def forster_test_points(cfg: RunConfig) -> ClaimResult:
     tol0 = tolerance(P, kappa0)
     if problems:
         parts.append(V.SubVerdict("generic factor ranks", "inconclusive", "; ".join(problems)))
-    approx0 = get_approximation("kfac")(net, task.X, forster=True)
+    approx0 = get_approximation("kfac")(net, Xf)
     ref0 = J2 @ G_pinv @ J.T / n
-    err0 = rel(approx0.operator(task.X_test), ref0)
+    err0 = rel(approx0.operator(res.transform(task.X_test)), ref0)
     parts.append(V.compare(f"rho -> 0+: Theta_G(x', X) at mapped test points (kappa {kappa0:.3g})", 0.0, err0,
                            tolerance=tol0, error=err0))
     parts.append(power_check("rho -> 0+", ref0, J2_raw @ G_pinv @ J.T / n, tol0))
     details["rho=0"] = {"kappa": kappa0, "tolerance": tol0, "test_error": err0, "rank_problems": problems}
 
-    # train_ngd maps X_test by the same T: its test losses are those of the explicitly mapped points.
-    # Same code path (forward on rn(X_test T), K-FAC direction at rn(X T), apply_update), so the floats
-    # are identical: tolerance 0.
+    # train_ngd on the transformed data (the map applied once, to both sets) with its default learning
+    # rate: it must read the radial isotropic position off the inputs (alpha = M_0 + N (L-2) + 1) and
+    # its test losses are those of the explicitly mapped points.  Same code path (forward on
+    # rn(X_test T), ngd_step at rn(X T)), so the floats are identical: tolerance 0.
     eta = 1.0 / (n * (L - 2) + dim + 1)
-    hist = train_ngd(net.copy(), task.X, task.Y, "kfac", learning_rate=eta, steps=1, X_test=task.X_test,
-                     Y_test=task.Y_test, gd=False, forster=True)
-    net1 = net.copy()
-    a = get_approximation("kfac")(net1, Xf)
-    net1.apply_update(a.direction(a.factors.outputs - task.Y), eta)
     X2_same = res.transform(task.X_test)
+    try:
+        hist = train_ngd(net.copy(), Xf, task.Y, "kfac", learning_rate=None, steps=1, X_test=X2_same,
+                         Y_test=task.Y_test, gd=False)
+    except ValueError as err:  # theory gives alpha on these inputs: refusing the default is a failure
+        parts.append(V.SubVerdict("train_ngd on Forster inputs: eta = 1/(M_0 + N(L-2) + 1)", "refuted",
+                                  f"train_ngd(learning_rate=None) raised {err}".splitlines()[0][:300]))
+        hist = train_ngd(net.copy(), Xf, task.Y, "kfac", learning_rate=eta, steps=1, X_test=X2_same,
+                         Y_test=task.Y_test, gd=False)
+    else:
+        parts.append(V.compare("train_ngd on Forster inputs: eta = 1/(M_0 + N(L-2) + 1)", eta, hist.learning_rate,
+                               tolerance=EPS, error=abs(hist.learning_rate - eta) / eta))
+    net1 = net.copy()
+    ngd_step(net1, Xf, task.Y, "kfac", eta)
     predicted = [mse_loss(net.forward(X2_same), task.Y_test), mse_loss(net1.forward(X2_same), task.Y_test)]
     for t in (0, 1):
         e = abs(hist.test_loss[t] - predicted[t]) / predicted[t]
-        parts.append(V.compare(f"train_ngd(forster=True): test loss at step {t} on rn(X_test T)", predicted[t],
+        parts.append(V.compare(f"train_ngd on Forster data: test loss at step {t} on rn(X_test T)", predicted[t],
                                hist.test_loss[t], tolerance=0.0, error=e))
     err_map = rel(X2_same, X2f)
     parts.append(V.compare("ForsterResult.transform(x') = rn(x' T)", 0.0, err_map, tolerance=(dim + 2) * EPS,
@@ -479,7 +497,7 @@ def default_lr_settings(cfg: RunConfig) -> List[dict]:
         {"name": "block_diagonal", "widths": [8] + hidden + [1], "sigma_b2": 0.0, "options": {}},
         {"name": "block_tridiagonal", "widths": [8] + hidden + [1], "sigma_b2": 0.25, "options": {}},
         {"name": "kfac", "widths": [8] + hidden + [1], "sigma_b2": 0.0, "options": {}},
-        {"name": "kfac", "widths": [3] + hidden + [1], "sigma_b2": 0.0, "options": {"forster": True}},
+        {"name": "kfac", "widths": [3] + hidden + [1], "sigma_b2": 0.0, "options": {}, "forster": True},
         {"name": "unit_wise", "widths": [8] + hidden + [1], "sigma_b2": 0.0, "options": {}},
     ], n
 
@@ -492,10 +510,11 @@ def default_lr_settings(cfg: RunConfig) -> List[dict]:
        assumptions=["rho = 0; settings where theory.isotropy gives alpha (hidden widths >= N, M_0 >= N or Forster)",
                     "tanh (no dead units, so every rank condition holds at every seed; the activation is not the "
                     "point)"],
-       reference="R1-R5 and §1.5 of paper.md (eta_opt = 1/alpha); arXiv:2010.00879",
+       reference="Karakida & Osawa 2020, arXiv:2010.00879 (isotropic gradient in function space: eta_opt = 1/alpha)",
        tags=("training", "learning_rate", "steps"))
 def default_learning_rate(cfg: RunConfig) -> ClaimResult:
     from numerics.approximations import get_approximation
+    from numerics.forster import forster_transform
     from numerics.training import train_ngd
     from theory.isotropy import isotropy_constant
 
@@ -504,18 +523,19 @@ def default_learning_rate(cfg: RunConfig) -> ClaimResult:
     parts, details, alphas = [], {}, {}
     worst = 0.0
     for s in settings:
-        label = s["name"] + (" + forster" if s["options"].get("forster") else "")
+        label = s["name"] + (" + forster" if s.get("forster") else "")
         widths = s["widths"]
         task, net = _setting(cfg, cid, label, widths, "tanh", s["sigma_b2"], n, 2)
+        X = forster_transform(task.X).inputs if s.get("forster") else task.X  # data transform, applied once
         alpha = float(isotropy_constant(s["name"], depth=len(widths) - 1, n_samples=n, input_dim=widths[0],
                                         widths=widths, activation="tanh", n_outputs=1, bias=s["sigma_b2"] > 0,
-                                        forster=bool(s["options"].get("forster", False))))
+                                        forster=bool(s.get("forster", False))))
         eta = 1.0 / alpha
         alphas[label] = alpha
         theta0 = net.get_flat_params()
         trained = net.copy()
         try:
-            hist = train_ngd(trained, task.X, task.Y, s["name"], learning_rate=None, steps=1, gd=False,
+            hist = train_ngd(trained, X, task.Y, s["name"], learning_rate=None, steps=1, gd=False,
                              **s["options"])
         except ValueError as err:  # theory gives alpha here, so refusing the default is a failure
             parts.append(V.SubVerdict(f"{label}: train_ngd(learning_rate=None) runs", "refuted",
@@ -523,7 +543,7 @@ def default_learning_rate(cfg: RunConfig) -> ClaimResult:
             details[label] = {"alpha": alpha, "error": str(err)}
             continue
         # explicit step at eta = 1/alpha with the approximation's own direction at the same parameters
-        approx = get_approximation(s["name"])(net, task.X, **s["options"])
+        approx = get_approximation(s["name"])(net, X, **s["options"])
         direction = flat(approx.direction(approx.factors.outputs - task.Y))
         expected_step = -eta * direction
         step = trained.get_flat_params() - theta0

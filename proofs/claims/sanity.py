@@ -9,19 +9,27 @@ the verifier *refutes* what the evidence contradicts, and says which assumption 
   full row rank" (false for singular B: A = diag(1, 2), B = [1, 1]^T, C = [1]).  Refuted by an exact
   SymPy derivation whose decisive step fails.
 * ``sanity.pinv_product_rule_invertible`` -- the true version (B invertible), verified; its
-  falsifier relaxes "B invertible" and finds the counterexample, and relaxing nothing finds none.
+  search space (``ngd-verify falsify``) relaxes "B invertible" and finds the counterexample, and
+  relaxing nothing finds none.
 """
 from __future__ import annotations
 
 import numpy as np
 import sympy as sp
+from hypothesis import strategies as st
 
 from numerics.measure import isotropy_error, spectrum, unit_norm_inputs
 from proofs import figures as F
+from proofs.assumption_spaces import AssumptionSpace, diagonal_isotropic_check, pinv_product_check
 from proofs.claim import RunConfig, claim
+from proofs.strategies import activations, matrix_cases, scenarios
+from theory.assumptions import (A_FULL_COLUMN_RANK, B_INVERTIBLE, BLOCK_STRUCTURE, C_FULL_ROW_RANK, DISTINCT_INPUTS,
+                                RHO_TO_ZERO, STANDARD_RELU_NET_C1, Setting)
 from proofs.progress import progress
 from proofs.verdicts import compare, control, derivation_verdict, to_result
 from theory.derivation import Derivation
+
+__all__ = ["diagonal_fisher_isotropic", "pinv_product_rule", "pinv_product_rule_invertible"]
 
 # --------------------------------------------------------------------------- diagonal Fisher
 DIAGONAL_SETTING = dict(n_samples=8, input_dim=8, depth=3, activation="relu", sigma_w2=2.0)
@@ -47,35 +55,14 @@ def _exact_alpha() -> float:
     return float(isotropy_constant("exact", s["depth"], n_samples=s["n_samples"], input_dim=s["input_dim"]))
 
 
-def _diagonal_falsifier(rng: np.random.Generator, cfg: RunConfig):
-    """One random architecture within the statement's own assumptions (depth 2-4, width 128 or 256,
-    relu/tanh/erf, C = 1, 2-8 distinct unit-norm inputs): is the diagonal-Fisher operator isotropic?
-
-    Tolerance 0.2 on the isotropy error: an approximation that is isotropic in the limit shows a
-    finite-width spread ~ M^-1/2 <= 0.09 at these widths (unit-wise), and the exact layer-wise ones
-    ~1e-10; the diagonal Fisher stays near 0.4-0.5 at every width (the claim's own sweep).
-    """
-    from numerics import MLP, function_space_operator
-
-    depth = int(rng.integers(2, 5))
-    width = int(rng.choice([128, 256]))
-    n = int(rng.integers(2, 9))
-    activation = str(rng.choice(["relu", "tanh", "erf"]))
-    X = unit_norm_inputs(n, 8, rng)
-    net = MLP([8] + [width] * (depth - 1) + [1], activation=activation, sigma_w2=2.0, seed=rng)
-    err = isotropy_error(function_space_operator(net, X, approximation="diagonal"))
-    desc = f"depth {depth}, width {width}, {activation}, N = {n} unit-norm inputs in dimension 8, C = 1"
-    return desc, err <= 0.2, {"isotropy_error": err, "tolerance": 0.2}, None
-
-
 @claim("sanity.diagonal_fisher_isotropic",
        title="(deliberately false) The diagonal Fisher gives an isotropic gradient in function space",
        statement=r"J\,\mathrm{diag}(F)^{+} J^\top / N \;\to\; \alpha I \quad (M \to \infty)",
-       assumptions=["NTK parameterisation, relu, sigma_w2 = 2, no bias, depth 3, C = 1",
-                    "N = 8 distinct unit-norm inputs, M_0 = 8", "rho -> 0+ (minimum-norm step)",
+       assumptions=[STANDARD_RELU_NET_C1, DISTINCT_INPUTS, "depth 3, N = 8 unit-norm inputs, M_0 = 8", RHO_TO_ZERO,
                     "infinite width (checked by a width sweep)"],
-       expected="refuted", reference="paper.md R6 (diagonal is not isotropic); issue 5 sanity check",
-       tags=("sanity", "diagonal"), falsifier=_diagonal_falsifier)
+       setting=Setting(n_samples=8, input_dim=8, hidden_widths=(64, 64)),
+       expected="refuted", reference="derived here (diagonal is not isotropic); issue 5 sanity check",
+       tags=("sanity", "diagonal"))
 def diagonal_fisher_isotropic(cfg: RunConfig):
     """Width sweep (replicated initialisations, adaptive) of the isotropy error of the diagonal-Fisher
     operator, judged as "-> 0 like M^-1/2" by :func:`proofs.verdicts.sweep`.  Positive controls run
@@ -91,8 +78,8 @@ def diagonal_fisher_isotropic(cfg: RunConfig):
         T_diag = _operators(width, cfg, "diagonal", rep=rep)
         T_exact = _operators(width, cfg, "exact", rep=rep)
         T_unit = _operators(width, cfg, "unit_wise", rep=rep)
-        return {"isotropy error of diag(F)": isotropy_error(T_diag), "exact": isotropy_error(T_exact),
-                "isotropy error of the unit-wise Fisher (relu)": isotropy_error(T_unit),
+        return {"isotropy error of diag(F)": isotropy_error(T_diag).error, "exact": isotropy_error(T_exact).error,
+                "isotropy error of the unit-wise Fisher (relu)": isotropy_error(T_unit).error,
                 "eig_diag": spectrum(T_diag), "eig_exact": spectrum(T_exact)}
 
     names = ["isotropy error of diag(F)", "isotropy error of the unit-wise Fisher (relu)"]
@@ -108,7 +95,7 @@ def diagonal_fisher_isotropic(cfg: RunConfig):
     exact_control = control(compare("exact-Fisher control: isotropy error at every width", 0.0, max(exact_err),
                                     tolerance=1e-8, error=max(exact_err)), "an exact identity")
     # control 2: the same sweep rule verifies a true "-> 0 like M^-1/2" statement on the same nets
-    unit_control = control(unit, "unit-wise relu is isotropic in the limit (paper.md R5)")
+    unit_control = control(unit, "unit-wise relu is isotropic in the limit (arXiv:2010.00879, unit-wise NGD)")
     series = {
         "isotropy_vs_width": F.figure_series(
             "width_sweep", [F.sweep_curve(None, widths, diag_err, approximation="diagonal"),
@@ -187,20 +174,6 @@ def _draw_factors(rng: np.random.Generator, singular_b: bool):
     return A, B, C, m, k, n
 
 
-def _pinv_singular_draw(rng, cfg):
-    A, B, C, m, k, n = _draw_factors(rng, singular_b=True)
-    holds, err = _pinv_rule_holds(A, B, C)
-    return (f"A {m}x{k} (rank {k}), B {k}x{k} of rank {np.linalg.matrix_rank(B)}, C {k}x{n} (rank {k})", holds,
-            {"relative_difference": err, "rank_B": int(np.linalg.matrix_rank(B))}, "B invertible")
-
-
-def _pinv_invertible_draw(rng, cfg):
-    A, B, C, m, k, n = _draw_factors(rng, singular_b=False)
-    holds, err = _pinv_rule_holds(A, B, C)
-    return (f"A {m}x{k} (rank {k}), B {k}x{k} invertible, C {k}x{n} (rank {k})", holds,
-            {"relative_difference": err, "cond_B": float(np.linalg.cond(B))}, None)
-
-
 def _row_text(matrix) -> str:
     """A SymPy row (or column) vector as ``[a, b]``.
 
@@ -214,9 +187,10 @@ def _row_text(matrix) -> str:
        title="(deliberately false) (ABC)^+ = C^+ B^+ A^+ for A of full column rank, C of full row rank",
        statement=r"\operatorname{rank} A = \#\mathrm{cols}(A),\ \operatorname{rank} C = \#\mathrm{rows}(C)"
                  r"\;\Rightarrow\; (ABC)^{+} = C^{+} B^{+} A^{+}",
-       assumptions=["A has full column rank", "C has full row rank", "B arbitrary (possibly singular)"],
-       expected="refuted", reference="brief: mathematical notes (pseudo-inverse product rule)",
-       tags=("sanity", "symbolic"), falsifier={"B invertible": _pinv_singular_draw})
+       assumptions=[A_FULL_COLUMN_RANK, C_FULL_ROW_RANK, B_INVERTIBLE.relaxed("B arbitrary, possibly singular")],
+       setting={"k": 2, "rank_b": 1},  # the counterexample's B = [1, 1]^T: rank 1 < 2
+       expected="refuted", reference="derived here (pseudo-inverse product rule, counterexample)",
+       tags=("sanity", "symbolic"))
 def pinv_product_rule(cfg: RunConfig):
     d = _pinv_counterexample()
     verdict = derivation_verdict(d)
@@ -232,9 +206,10 @@ def pinv_product_rule(cfg: RunConfig):
        title="(ABC)^+ = C^+ B^{-1} A^+ when A has full column rank, B is invertible, C has full row rank",
        statement=r"\operatorname{rank} A = \#\mathrm{cols}(A),\ B \text{ invertible},\ "
                  r"\operatorname{rank} C = \#\mathrm{rows}(C) \;\Rightarrow\; (ABC)^{+} = C^{+} B^{-1} A^{+}",
-       assumptions=["A has full column rank", "B is invertible", "C has full row rank"],
-       reference="brief: mathematical notes (pseudo-inverse product rule)", tags=("sanity", "symbolic"),
-       falsifier={"none": _pinv_invertible_draw, "B invertible": _pinv_singular_draw})
+       assumptions=[A_FULL_COLUMN_RANK, B_INVERTIBLE, C_FULL_ROW_RANK],
+       setting={"k": 2, "rank_b": 2},  # the exact instance's B = [[2, 1], [1, 1]] (det 1); the draws are G + 3 I
+       reference="derived here (pseudo-inverse product rule)", tags=("sanity", "symbolic"),
+       )
 def pinv_product_rule_invertible(cfg: RunConfig):
     """An exact SymPy instance, plus random float64 instances (seeded) within the assumptions."""
     d = _pinv_invertible_instance()
@@ -245,3 +220,23 @@ def pinv_product_rule_invertible(cfg: RunConfig):
     numeric = compare(f"{draws} random float64 instances", 0.0, max(errors), tolerance=1e-8, error=max(errors))
     return to_result([derivation_verdict(d), numeric], predicted=0.0, measured=max(errors), error=max(errors),
                      tolerance=1e-8, derivation=d, details={"draws": draws, "max_relative_difference": max(errors)})
+
+
+# --------------------------------------------------------------------------- falsify search spaces
+# the diagonal Fisher: any architecture within the statement's own assumptions (depth 2-4, width 64-128,
+# relu/tanh/erf, C = 1, 2-8 distinct unit-norm inputs); tolerance 0.2 on the isotropy error (an
+# approximation isotropic in the limit shows a spread ~ M^-1/2 <= 0.09 at these widths, the exact
+# layer-wise ones ~1e-10; the diagonal Fisher stays near 0.4-0.5 at every width)
+diagonal_fisher_isotropic.set_space(AssumptionSpace(
+    "diagonal Fisher isotropy error <= 0.2 (stated false)",
+    scenarios("diagonal", depth=st.integers(2, 4), n=st.integers(2, 8), hidden=(64, 128),
+              activation=activations(("relu", "tanh", "erf"))),
+    diagonal_isotropic_check, expected=(BLOCK_STRUCTURE,)))
+# the product rule on random well-conditioned Gaussian factors (A m x k, C k x n of full rank): B singular
+# fails it (the rank check names B), B invertible never does
+pinv_product_rule.set_space(AssumptionSpace(
+    "(ABC)^+ = C^+ B^+ A^+ for any B (stated false)", matrix_cases(singular_b=True), pinv_product_check,
+    {B_INVERTIBLE: matrix_cases(singular_b=True)}, expected=(B_INVERTIBLE,)))
+pinv_product_rule_invertible.set_space(AssumptionSpace(
+    "(ABC)^+ = C^+ B^{-1} A^+ for B invertible", matrix_cases(), pinv_product_check,
+    {B_INVERTIBLE: matrix_cases(singular_b=True)}))

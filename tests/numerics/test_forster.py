@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics.forster import ForsterError, forster_transform, isotropy_error, leverage_scores
+from numerics.forster import ForsterError, forster_transform, leverage_scores, radial_isotropy_error
 
 
 def anisotropic_inputs(n, m, seed):
@@ -59,10 +59,10 @@ def test_input_already_isotropic_needs_no_iteration():
 
 
 def test_isotropy_error_and_leverage_helpers():
-    assert isotropy_error(np.eye(3)) == 0.0
+    assert radial_isotropy_error(np.eye(3)) == 0.0
     X = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     # Z^T Z = diag(2, 1), target 1.5 I: ||diag(0.5, -0.5)||_F / (1.5 sqrt 2) = 1/3
-    assert isotropy_error(X) == pytest.approx(1 / 3, rel=1e-14)
+    assert radial_isotropy_error(X) == pytest.approx(1 / 3, rel=1e-14)
     lev = leverage_scores(X)
     assert np.allclose(lev, [0.5, 0.5, 1.0]) and lev.sum() == pytest.approx(2.0)
 
@@ -108,5 +108,5 @@ def test_property_gaussian_points_converge(m, extra, seed):
     X = anisotropic_inputs(n, m, seed)
     res = forster_transform(X, tol=1e-10, max_iter=5000)
     Z = res.inputs
-    assert isotropy_error(Z) < 1e-10
+    assert radial_isotropy_error(Z) < 1e-10
     assert np.max(np.abs(leverage_scores(Z) - m / n)) < 1e-8 * m / n + 1e-12

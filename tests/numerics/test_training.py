@@ -4,8 +4,8 @@ import pytest
 
 from numerics import MLP, train_ngd
 from numerics.approximations import get_approximation
-from numerics.measure import one_step_loss_ratio, unit_norm_inputs, width_sweep
-from numerics.training import gd_learning_rate, mse_loss
+from numerics.measure import unit_norm_inputs, width_sweep
+from numerics.training import gd_learning_rate, mse_loss, ngd_step, one_step_loss_ratio
 
 
 def _data(n=8, dim=16, n_outputs=1, seed=0):
@@ -135,11 +135,11 @@ def test_test_loss_index_zero_is_before_the_first_step_and_every_step_is_recorde
     np.testing.assert_allclose(hist.gd_test_loss, expected_gd_test, rtol=1e-12)
 
 
-def test_kfac_forster_transforms_once_and_trains_and_evaluates_on_transformed_inputs():
-    """Regression: with forster=True the final train loss and all test losses used the raw inputs and
-    the transform was recomputed every step.  Now the map T is computed once from the training inputs
-    and both sets go through it; the history records it.  Replay with the same transformed inputs
-    (forster off) must give identical losses (1e-12: same arithmetic)."""
+def test_kfac_on_forster_inputs_reads_the_position_off_the_data():
+    """Forster is a transform of the DATA, applied once by the caller (the map T fitted to the training
+    inputs, applied to both sets); train_ngd sees that the inputs are in radial isotropic position and
+    takes alpha = M_0 + N (L - 2) + 1, and refuses a learning rate from theory on raw inputs with
+    M_0 < N.  Replay with ngd_step on the same inputs must give the same losses (1e-12: same arithmetic)."""
     from numerics.forster import forster_transform
 
     n, m0 = 20, 5
@@ -147,18 +147,17 @@ def test_kfac_forster_transforms_once_and_trains_and_evaluates_on_transformed_in
     X_test, Y_test = unit_norm_inputs(6, m0, 11), 0.5 * np.ones((6, 1))
     net = MLP([m0, 128, 128, 1], activation="relu", seed=4)
     twin = net.copy()
-    hist = train_ngd(net, X, Y, "kfac", steps=2, X_test=X_test, Y_test=Y_test, forster=True, gd=True)
     res = forster_transform(X)
     Xf, Xf_test = res.inputs, res.transform(X_test)
+    with pytest.raises(ValueError, match="radial isotropic position|Forster"):
+        train_ngd(net.copy(), X, Y, "kfac", steps=1)
+    hist = train_ngd(net, Xf, Y, "kfac", steps=2, X_test=Xf_test, Y_test=Y_test, gd=True)
     assert hist.alpha == m0 + n + 1                        # alpha = M_0 + N (L - 2) + 1 with Forster
-    assert hist.forster["isotropy_error"] < 1e-10 and hist.forster["iterations"] == res.iterations
-    assert any("Forster" in note for note in hist.notes)
     train, test = [], []
     for _ in range(2):
         train.append(mse_loss(twin.forward(Xf), Y))
         test.append(mse_loss(twin.forward(Xf_test), Y_test))
-        approx = get_approximation("kfac")(twin, Xf)
-        twin.apply_update(approx.direction(approx.factors.outputs - Y), hist.learning_rate)
+        ngd_step(twin, Xf, Y, "kfac", hist.learning_rate)
     train.append(mse_loss(twin.forward(Xf), Y))
     test.append(mse_loss(twin.forward(Xf_test), Y_test))
     np.testing.assert_allclose(hist.train_loss, train, rtol=1e-12)

@@ -1,4 +1,5 @@
-"""Property tests of every claim family on both sides of its assumptions (proofs.assumption_spaces).
+"""Property tests of every claim family on both sides of its assumptions (the claims' search spaces,
+declared next to each claim in proofs/claims/, with the checks of proofs.assumption_spaces).
 
 * assumptions hold  =>  the statement holds within the claim's tolerance model (exact identities
   1e-9, Forster 1e-7, relu unit-wise scaled by the predicted M^-1/2 spread); scenarios the verifier
@@ -14,10 +15,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from numerics.sweeps import fit_power_law
-from proofs.assumption_spaces import (EXACT_TOL, SPACES, AssumptionSpace, KernelCase, Outcome, isotropy_check,
-                                      matrix_cases, pinv_product_check, relu_tolerance, telescoping_check)
+from proofs.assumption_spaces import (EXACT_TOL, AssumptionSpace, Outcome, isotropy_check, pinv_product_check,
+                                      relu_tolerance, telescoping_check)
+from proofs.falsify import spaces
 from proofs.hypothesis_profiles import examples
-from proofs.strategies import Scenario, depths_mod3, scenarios
+from proofs.strategies import KernelCase, Scenario, depths_mod3, matrix_cases, scenarios
+from theory import assumptions as A
+
+SPACES = spaces()
 
 #: examples per (claim, side); kernels.dual_closed_forms uses 30-digit mpmath (~0.4 s per example)
 EXAMPLES = {"kernels.dual_closed_forms": 4}
@@ -99,43 +104,51 @@ def test_block_tridiagonal_every_depth_class_mod_3(residue):
     _run(strategy, prop, 6)
 
 
-def _flag_mentions(space, strategy, *needles, n=8):
+def _flags_name(space, strategy, *assumptions, n=8):
+    """On every example of ``strategy``, some flag names one of ``assumptions`` (by identity, not text)."""
     def prop(s):
         out = space.check(s)
-        text = " ".join(out.flags)
-        assert any(k in text for k in needles), (s.describe(), out.summary())
+        assert any(f.violates(a) for f in out.flags for a in assumptions), (s.describe(), out.summary())
     _run(strategy, prop, n)
 
 
 def test_kfac_input_dim_below_n_without_forster_is_flagged_by_name():
     space = SPACES["ngd.kfac.alpha_definition"]
-    _flag_mentions(space, space.relaxed["M_0 >= N"], "M_0 >= N or Forster inputs")
+    _flags_name(space, space.relaxed["M_0 >= N"], A.KFAC_INPUTS)
 
 
 def test_kfac_forster_holds_and_raw_inputs_are_flagged():
     space = SPACES["ngd.kfac.forster"]
-    _flag_mentions(space, space.relaxed["Forster inputs"], "Forster")
+    _flags_name(space, space.relaxed["Forster inputs"], A.KFAC_INPUTS, A.FORSTER_INPUTS)
 
 
 def test_unit_wise_multi_output_is_flagged_as_c_above_1():
     space = SPACES["ngd.unit_wise.tanh_exact"]
-    _flag_mentions(space, space.relaxed["C = 1"], "C = 1 (single output)", "C = 2 > 1")
+    _flags_name(space, space.relaxed["C = 1"], A.SINGLE_OUTPUT)
 
 
 def test_width_below_n_is_flagged():
     for cid in ("ngd.block_diagonal", "ngd.finite_width_exactness", "ngd.width_below_n"):
         space = SPACES[cid]
-        _flag_mentions(space, space.relaxed["hidden width >= N"], "width too small", "P_", "< N", n=5)
+        _flags_name(space, space.relaxed["hidden width >= N"], A.FULL_ROW_RANK_JACOBIANS, A.HIDDEN_WIDTH, n=5)
 
 
 def test_duplicated_inputs_are_flagged():
     space = SPACES["ngd.exact.one_step"]
-    _flag_mentions(space, space.relaxed["distinct inputs"], "duplicate", "nearly linearly dependent", n=6)
+    _flags_name(space, space.relaxed["distinct inputs"], A.NTK_POSITIVE_DEFINITE, A.FULL_ROW_RANK_JACOBIANS,
+                A.WELL_CONDITIONED, n=6)
 
 
 def test_dead_relu_units_are_flagged():
     space = SPACES["ngd.unit_wise.relu_asymptotic"]
-    _flag_mentions(space, space.relaxed["no dead relu units"], "dead units", n=6)
+    _flags_name(space, space.relaxed["no dead relu units"], A.NO_DEAD_UNITS, n=6)
+
+
+def test_relaxation_keys_are_catalogue_assumptions():
+    # claims, spaces and flags share the catalogue objects: every relaxation is one of them
+    for cid, space in SPACES.items():
+        for name, assumption in space.relaxed_assumptions.items():
+            assert A.CATALOGUE.get(name) is assumption, (cid, name)
 
 
 def test_pattern_without_one_in_range_is_flagged_by_theory():
@@ -145,7 +158,7 @@ def test_pattern_without_one_in_range_is_flagged_by_theory():
          (0, 0, 0, 0, 1, 1, 0), (0, 1, 1, 1, 1, 1, 0), (0, 0, 1, 1, 0, 0, 1))
     s = Scenario("pattern", (10,) + (24,) * 6 + (1,), 6, pattern=S)
     out = SPACES["ngd.patterns"].check(s)
-    assert any("1 in range(S)" in f for f in out.flags), out.summary()
+    assert any(f.violates(A.ONE_IN_RANGE) and f.code == "theory_not_isotropic" for f in out.flags), out.summary()
 
 
 def test_relu_unit_wise_error_shrinks_like_inverse_sqrt_width():
@@ -168,7 +181,7 @@ def test_relu_unit_wise_error_shrinks_like_inverse_sqrt_width():
 
 def test_kernel_telescoping_zero_input_relu_is_refused_not_silent():
     out = telescoping_check(KernelCase(depth=3, n_samples=3, input_dim=4, activation="relu", zero_input=True))
-    assert not out.holds and out.flags and "zero" in out.flags[0]
+    assert not out.holds and out.flags and out.flags[0].violates(A.NONZERO_VARIANCE)
     # with a bias the zero input has positive variance and the identity holds
     assert telescoping_check(KernelCase(depth=3, n_samples=3, input_dim=4, sigma_b2=0.1, zero_input=True)).holds
 
@@ -183,7 +196,7 @@ def test_isotropy_check_detects_a_wrong_prediction():
 
 
 def test_never_silent_property_catches_a_silent_failure():
-    silent = AssumptionSpace("demo", "x", st.just(Scenario("exact", (4, 8, 1), 2)),
+    silent = AssumptionSpace("x", st.just(Scenario("exact", (4, 8, 1), 2)),
                              lambda s: Outcome(False, 1.0, 2.0, 0.5, 1e-9, []))
     with pytest.raises(AssertionError, match="SILENT"):
         _run(silent.holds, never_silent(silent), 1)
@@ -212,7 +225,7 @@ def test_pinv_product_rule_holds_for_invertible_b_and_fails_loudly_for_singular_
 
     def loud(case):
         out = pinv_product_check(case)
-        assert out.holds or any("rank check" in f for f in out.flags), (case.describe(), out.summary())
+        assert out.holds or any(f.violates(A.B_INVERTIBLE) for f in out.flags), (case.describe(), out.summary())
     _run(matrix_cases(), holds, 20)
     _run(matrix_cases(singular_b=True), loud, 20)
 
@@ -243,4 +256,5 @@ def test_relu_with_equal_counts_by_chance_is_still_flagged():
     # summed (+ 2 layers, + 2 for the mean of N = 2): |measured - 6| <= (11 + 3 + 2 + 2) u 6; eps = 2 u: margin 2
     assert out.numbers["isotropy_error"] < 1e-12 and abs(out.measured - 6) <= 18 * np.finfo(float).eps * 6
     assert out.predicted == 11 and not out.holds
-    assert any("phi' vanishes with probability 1 - gamma = 1/2" in f for f in out.flags), out.summary()
+    flag = next(f for f in out.flags if f.code == "activation_derivative_vanishes")
+    assert flag.violates(A.PHI_PRIME_NONZERO) and "1 - gamma = 1/2" in flag.message, out.summary()

@@ -8,9 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hypothesis import strategies as st
+
 from proofs import cli
+from proofs.assumption_spaces import AssumptionSpace, Outcome
 from proofs.claim import ClaimResult, claim
 from proofs.registry import ClaimModuleError
+from theory.assumptions import Assumption, Flag
 
 
 def _true_claim(cfg):
@@ -35,16 +39,19 @@ def _crashing(cfg):
     raise RuntimeError("numerics blew up")
 
 
-def _falsifier(rng, cfg):
-    x = float(rng.uniform(-1, 1))
-    return f"x = {x:.3f}", x < 0.9, {"x": x}, "x < 0.9"
+X_SMALL = Assumption("x <= 5", "x <= 5")
+#: the statement "x < 9": holds where x <= 5, fails (loudly) once that assumption is relaxed
+FALSE_SPACE = AssumptionSpace(
+    "x < 9", st.integers(-100, 5),
+    lambda x: Outcome(x < 9, x, 9, flags=[] if x <= 5 else [Flag("x_large", f"x = {x} > 5", X_SMALL)]),
+    relaxed={X_SMALL: st.integers(-100, 100)})
 
 
 FAKE = {
     "demo.true": claim("demo.true", title="a true claim", statement=r"\alpha = 2", assumptions=["A1", "A2"],
                        register=False)(_true_claim),
     "demo.false": claim("demo.false", title="a false claim", statement="one equals two", expected="refuted",
-                        register=False, falsifier=_falsifier)(_false_claim),
+                        register=False, space=FALSE_SPACE)(_false_claim),
     "other.crash": claim("other.crash", title="crashes", statement="x", register=False)(_crashing),
 }
 UNGATED = {"demo.ungated": claim("demo.ungated", title="a refutation without a positive control",
@@ -96,7 +103,7 @@ def test_list_shows_id_statement_assumptions():
     assert code == 0
     assert "demo.true  [expects verified]  a true claim" in out
     assert "assumptions: A1; A2" in out and r"statement: \alpha = 2" in out
-    assert "falsifier: yes" in out  # demo.false has one
+    assert "falsify: hypothesis search; --relax 'none', 'x <= 5'" in out  # demo.false has a space
 
 
 # ----------------------------------------------------------------------------- verify
@@ -154,10 +161,10 @@ def test_verify_json_schema_and_strictness(tmp_path):
     (["falsify"], ["CLAIM_ID"]),
     (["falsify", "demo.false", "--max-examples", "0"], ["--max-examples", "expected an integer >= 1"]),
     (["falsify", "demo.false", "--max-examples", "-3"], ["--max-examples", "expected an integer >= 1"]),
-    (["falsify", "demo.true"], ["has no falsifier"]),
+    (["falsify", "demo.true"], ["'demo.true' has no falsify search space", "claims with one: demo.false"]),
     (["verify", "--json", ""], ["--json ''", "is empty"]),  # Path("") is ".": would silently write nothing
     (["report", "--out", ""], ["--out ''", "is empty"]),    # ... or write the report into the cwd
-    (["falsify", "demo.false", "--relax", "nonsense"], ["--relax 'nonsense'", "allowed: '(unnamed)'"]),
+    (["falsify", "demo.false", "--relax", "nonsense"], ["--relax 'nonsense'", "allowed: 'none', 'x <= 5'"]),
 ])
 def test_bad_usage_exits_2_with_one_line(argv, needles):
     code, out, err = run(argv)
@@ -225,27 +232,25 @@ def test_help_exits_0():
 
 
 # ----------------------------------------------------------------------------- falsify
-def test_falsify_finds_counterexample_deterministically():
-    code1, out1, _ = run(["falsify", "demo.false", "--max-examples", "200", "--seed", "5"])
-    code2, out2, _ = run(["falsify", "demo.false", "--max-examples", "200", "--seed", "5"])
-    untimed = [re.sub(r"after [0-9.]+ s", "", o) for o in (out1, out2)]
-    assert code1 == code2 == 1 and untimed[0] == untimed[1]  # same seed, same draws, same counterexample
-    assert "relaxed assumption: x < 0.9" in out1 and "counterexample at draw" in out1
+def test_falsify_finds_the_shrunk_counterexample_deterministically():
+    argv = ["falsify", "demo.false", "--relax", "x <= 5", "--max-examples", "200", "--seed", "5"]
+    (code1, out1, _), (code2, out2, _) = run(argv), run(argv)
+    untimed = [re.sub(r"[0-9.]+ s\b", "", o) for o in (out1, out2)]
+    assert code1 == code2 == 1 and untimed[0] == untimed[1]  # same seed, same search, same counterexample
+    assert "relaxed assumption: x <= 5" in out1 and "minimal counterexample (shrunk)" in out1
+    assert "example: 9\n" in out1 and "verifier flagged: x = 9 > 5" in out1  # shrunk to the boundary
 
 
 def test_falsify_no_counterexample_exits_0():
-    code, out, _ = run(["falsify", "demo.false", "--max-examples", "2", "--seed", "0"])
-    # with seed 0 the first two uniform(-1, 1) draws of this claim stay below 0.9 (checked below)
-    from proofs.claim import RunConfig
-    draws = [float(RunConfig(seed=0).rng("falsify", "demo.false", "(unnamed)", k).uniform(-1, 1)) for k in range(2)]
-    assert all(x < 0.9 for x in draws)
-    assert code == 0 and "no counterexample found in 2 draws" in out
+    code, out, _ = run(["falsify", "demo.false", "--max-examples", "20", "--seed", "0"])
+    assert code == 0 and "relaxing: none" in out and "no counterexample in 20 examples" in out
 
 
-def test_falsifier_that_raises_is_reported_not_passed():
-    def raising(rng, cfg):
+def test_check_that_raises_is_reported_not_passed():
+    def raising(x):
         raise np.linalg.LinAlgError("singular matrix")
-    claims = {"d.x": claim("d.x", title="t", statement="s", register=False, falsifier=raising)(_true_claim)}
+    space = AssumptionSpace("s", st.integers(0, 3), raising)
+    claims = {"d.x": claim("d.x", title="t", statement="s", register=False, space=space)(_true_claim)}
     code, out, _ = run(["falsify", "d.x"], claims=claims)
     assert code == 2 and "raised LinAlgError: singular matrix" in out
 
@@ -266,20 +271,20 @@ def test_real_falsify_relaxing_b_invertible_finds_the_counterexample():
     assert code == 1 and "relaxed assumption: B invertible" in out
     code, out, _ = run(["falsify", "sanity.pinv_product_rule_invertible", "--relax", "none",
                         "--max-examples", "30"], claims=None)
-    assert code == 0 and "no counterexample found in 30 draws" in out
+    assert code == 0 and "no counterexample in 30 examples" in out
 
 
-def test_set_falsifier_accumulates_named_relaxations():
+def test_set_space_attaches_once_and_names_the_claim():
     c = claim("d.y", title="t", statement="s", register=False)(_true_claim)
-
-    @c.set_falsifier
-    def plain(rng, cfg):
-        return "plain", True, {}
-
-    c.set_falsifier(lambda rng, cfg: ("relaxed", False, {"k": 1}), relaxes="M_0 >= N")
-    assert set(c.falsifier) == {"(unnamed)", "M_0 >= N"}
-    code, out, _ = run(["falsify", "d.y", "--relax", "M_0 >= N"], claims={"d.y": c})
-    assert code == 1 and "relaxed assumption: M_0 >= N" in out and "k = 1" in out
+    space = c.set_space(AssumptionSpace("s", st.integers(0, 3), lambda x: Outcome(x < 2, flags=[])))
+    assert c.space is space and space.claim_id == "d.y"
+    other = claim("d.z", title="t", statement="s", register=False)(_true_claim)
+    with pytest.raises(ValueError, match="space of claim 'd.y' cannot be attached to claim 'd.z'"):
+        other.set_space(space)
+    with pytest.raises(TypeError, match="expected a proofs.assumption_spaces.AssumptionSpace"):
+        other.set_space(lambda x: x)
+    code, out, _ = run(["falsify", "d.y"], claims={"d.y": c})
+    assert code == 1 and "none: the statement fails within its own assumptions" in out and "example: 2" in out
 
 
 def test_crashing_check_keeps_a_traceback_in_details(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from proofs import evidence as ev
+from proofs.figures import width_sweep_series
 from proofs.claim import RunConfig
 
 CFG = RunConfig(seed=3)
@@ -62,7 +63,8 @@ def test_isotropy_sweep_exact_is_identity_and_diagonal_is_not():
     assert max(exact.errors) < 1e-9 and np.allclose(exact.extra["alpha"], 1.0, atol=1e-9)
     diag = ev.isotropy_sweep(CFG, ("t",), "diagonal", task.X, [16, 32, 64], 3)
     assert min(diag.errors) > 0.05  # O(1): the diagonal Fisher is not isotropic at any width
-    assert diag.to_series()["kind"] == "width_sweep" and len(diag.to_series()["y"]) == 3
+    series = width_sweep_series(diag)
+    assert series["kind"] == "width_sweep" and len(series["curves"][0]["y"]) == 3
 
 
 def test_one_step_on_linear_model_is_exact_and_moves_in_place():
@@ -96,8 +98,13 @@ def test_eta_scan_and_spectrum_series():
     assert np.allclose(scan["measured"], [0.25, 0.0, 0.25], atol=1e-12)
     assert np.allclose(scan["predicted"], [0.25, 0.0, 0.25], atol=1e-15)  # (1 - eta alpha)^2 from theory
     spec = ev.spectrum_series("exact", np.diag([3.0, 1.0, 2.0]), 10)
-    assert spec["y"] == [3.0, 2.0, 1.0]
+    assert spec["curves"][0]["y"] == [3.0, 2.0, 1.0]
 
 
-def test_relative_error_matrix():
-    assert ev.relative_error_matrix(np.array([2.0, 0.0]), np.array([1.0, 0.0])) == pytest.approx(1.0)
+def test_evidence_uses_the_one_relative_error_and_isotropy_error():
+    """proofs builds on numerics/theory: no second definition of either measure."""
+    from numerics.measure import isotropy_error
+    from theory.metrics import relative_error
+
+    assert ev.relative_error is relative_error and ev.isotropy_error is isotropy_error
+    assert ev.relative_error(np.array([2.0, 0.0]), np.array([1.0, 0.0])) == pytest.approx(1.0, rel=1e-15)

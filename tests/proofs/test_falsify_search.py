@@ -1,6 +1,7 @@
-"""``ngd-verify falsify`` as a hypothesis search: finds and shrinks the known counterexamples, finds
-none where the theory says none exist, is seed-deterministic, replays a kept database, and falls
-back to the claims' own falsifier draws."""
+"""``ngd-verify falsify`` as a hypothesis search (the only engine): finds and shrinks the known
+counterexamples, finds none where the theory says none exist, is seed-deterministic, replays a kept
+database, reaches every claim with a search space (the spaces sit next to their claims) and says
+in one line when a claim has none."""
 import io
 import re
 
@@ -8,11 +9,11 @@ import pytest
 from hypothesis import strategies as st
 
 from proofs import cli
-from proofs import assumption_spaces as spaces
 from proofs.assumption_spaces import AssumptionSpace, Outcome
 from proofs.claim import RunConfig, claim
-from proofs.falsify import falsify, format_outcome
+from proofs.falsify import falsify, format_outcome, spaces
 from proofs.registry import get_claim
+from theory.assumptions import Assumption, Flag
 
 
 def run(argv):
@@ -34,6 +35,15 @@ def test_kfac_relaxing_m0_ge_n_finds_the_minimal_counterexample():
     assert "verifier flagged: theory: M_0 >= N or Forster inputs" in out
     m = re.search(r"measured = ([0-9.]+)\s+predicted = ([0-9.]+)", out)
     assert m and float(m.group(1)) != float(m.group(2))  # alpha is N(L-1)+1 = 5, measured 4 (layer 1: rank 3)
+
+
+def test_the_counterexample_carries_the_relaxed_assumption_and_typed_flags():
+    from theory.assumptions import INPUT_WIDTH, KFAC_INPUTS
+
+    out = falsify(get_claim("ngd.kfac.alpha_definition", None), RunConfig(), max_examples=10, relax=INPUT_WIDTH)
+    ex = out.counterexample
+    assert ex is not None and ex.relaxed == "M_0 >= N" and ex.relaxed_assumption is INPUT_WIDTH
+    assert any(f.violates(KFAC_INPUTS) for f in ex.flags)  # theory and numerics name the K-FAC input condition
 
 
 def test_block_tridiagonal_relaxing_nothing_finds_none():
@@ -76,20 +86,46 @@ def test_time_budget_stops_the_search():
     assert code == 0 and "time budget reached" in out
 
 
-def test_claims_without_a_space_fall_back_to_their_draws():
-    assert spaces.space_for("sanity.pinv_product_rule_invertible") is None
-    code, out, _ = run(["falsify", "sanity.pinv_product_rule_invertible", "--relax", "B invertible"])
-    assert code == 1 and "counterexample at draw" in out
+#: the claims whose falsifier draws the CLI could not reach before the single engine (plus the one it could)
+FORMERLY_DRAWS = {"ngd.kfac.alpha_definition": ["M_0 >= N"], "ngd.kfac.forster": ["Forster inputs"],
+                  "ngd.block_diagonal": ["hidden width >= N"], "ngd.block_tridiagonal.alpha": ["hidden width >= N"],
+                  "ngd.unit_wise.tanh_exact": ["C = 1", "M_0 >= N"], "sanity.diagonal_fisher_isotropic": [],
+                  "sanity.pinv_product_rule": ["B invertible"], "sanity.pinv_product_rule_invertible": ["B invertible"]}
+
+
+@pytest.mark.parametrize("claim_id", sorted(FORMERLY_DRAWS))
+def test_formerly_draw_based_claims_have_spaces_with_the_same_relaxations(claim_id):
+    space = get_claim(claim_id, None).space
+    assert space is not None and space.claim_id == claim_id
+    assert set(FORMERLY_DRAWS[claim_id]) <= set(space.relaxed)
+
+
+def test_pinv_invertible_is_falsified_only_when_b_invertible_is_relaxed():
+    code, out, _ = run(["falsify", "sanity.pinv_product_rule_invertible", "--relax", "B invertible",
+                        "--max-examples", "20"])
+    assert code == 1 and "relaxed assumption: B invertible" in out and "minimal counterexample (shrunk)" in out
+    assert "rank check: B has rank 1 < 2" in out  # shrunk to the smallest singular B
+    code, out, _ = run(["falsify", "sanity.pinv_product_rule_invertible", "--max-examples", "30"])
+    assert code == 0 and "no counterexample in 30 examples" in out
+
+
+def test_claim_without_a_space_is_one_line_exit_2_naming_those_with_one():
+    code, out, err = run(["falsify", "ngd.lemmas"])
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "'ngd.lemmas' has no falsify search space" in err and "ngd.kfac.alpha_definition" in err
+    assert set(spaces()) >= set(FORMERLY_DRAWS)
+
+
+DEMO_FLAG = Assumption("x < 20", "x < 20")
 
 
 @pytest.fixture
-def fake_space(monkeypatch):
-    demo = claim("demo.shrink", title="t", statement="x < 7", register=False)(lambda cfg: None)
-    space = AssumptionSpace("demo.shrink", "x < 7", st.integers(0, 1000),
-                            lambda x: Outcome(x < 7, float(x), 7.0, None, None, ["demo: x >= 7"] if x >= 20 else []),
-                            relaxed={"x small": st.integers(0, 1000)})
-    monkeypatch.setitem(spaces.SPACES, "demo.shrink", space)
-    return demo
+def fake_space():
+    space = AssumptionSpace("x < 7", st.integers(0, 1000),
+                            lambda x: Outcome(x < 7, float(x), 7.0, None, None,
+                                              [Flag("demo_large", "demo: x >= 20", DEMO_FLAG)] if x >= 20 else []),
+                            relaxed={Assumption("x small", "x is small"): st.integers(0, 1000)})
+    return claim("demo.shrink", title="t", statement="x < 7", register=False, space=space)(lambda cfg: None)
 
 
 def test_shrinks_to_the_boundary_and_marks_silent_failures(fake_space):
@@ -100,9 +136,9 @@ def test_shrinks_to_the_boundary_and_marks_silent_failures(fake_space):
     assert "SILENT failure" in text  # x = 7 fails and no check fired
 
 
-def test_hypothesis_search_requires_a_space():
-    with pytest.raises(ValueError, match="has no hypothesis search space"):
-        falsify(get_claim("ngd.lemmas", None), search="hypothesis")
+def test_search_requires_a_space():
+    with pytest.raises(ValueError, match="has no falsify search space; claims with one: .*ngd.patterns"):
+        falsify(get_claim("ngd.lemmas", None))
 
 
 def test_list_names_the_relaxations():
@@ -110,24 +146,22 @@ def test_list_names_the_relaxations():
     assert code == 0 and "falsify: hypothesis search; --relax 'none', 'M_0 >= N', 'hidden width >= N'" in out
 
 
-def test_a_search_whose_every_example_is_flagged_is_reported_not_passed(monkeypatch):
-    demo = claim("demo.flagged", title="t", statement="s", register=False)(lambda cfg: None)
-    space = AssumptionSpace("demo.flagged", "s", st.integers(0, 10),
-                            lambda x: Outcome(True, flags=["numerics: layer Gram singular"]))
-    monkeypatch.setitem(spaces.SPACES, "demo.flagged", space)
+def test_a_search_whose_every_example_is_flagged_is_reported_not_passed():
+    space = AssumptionSpace("s", st.integers(0, 10),
+                            lambda x: Outcome(True, flags=[Flag("layer_gram_singular", "numerics: layer Gram singular")]))
+    demo = claim("demo.flagged", title="t", statement="s", register=False, space=space)(lambda cfg: None)
     out = falsify(demo, RunConfig(), max_examples=10)
     assert out.counterexample is None and out.error and "the search says nothing" in out.error
     assert "stopped after" in format_outcome(out)
 
 
-def test_a_crashing_check_is_shrunk_and_reported_as_an_error(monkeypatch):
-    demo = claim("demo.crash", title="t", statement="s", register=False)(lambda cfg: None)
-
+def test_a_crashing_check_is_shrunk_and_reported_as_an_error():
     def check(x):
         if x >= 5:
             raise ZeroDivisionError("boom")
         return Outcome(True)
-    monkeypatch.setitem(spaces.SPACES, "demo.crash", AssumptionSpace("demo.crash", "s", st.integers(0, 100), check))
+    demo = claim("demo.crash", title="t", statement="s", register=False,
+                 space=AssumptionSpace("s", st.integers(0, 100), check))(lambda cfg: None)
     out = falsify(demo, RunConfig(seed=2), max_examples=50)
     assert out.counterexample is None and "raised ZeroDivisionError: boom on (minimal example) 5" in out.error
     code, text, _ = (lambda o: (2 if o.error else 0, format_outcome(o), ""))(out)

@@ -5,6 +5,7 @@ import pytest
 
 from numerics.sweeps import fit_power_law
 from proofs import evidence as ev
+from proofs.figures import width_sweep_series
 from proofs import figures as F
 from theory.registry import approximation_label, theory_names
 
@@ -132,12 +133,12 @@ def test_builders_fail_where_the_series_is_made():
 def test_width_sweep_to_series_is_in_the_schema():
     fit = fit_power_law([64, 128, 256], [0.2, 0.14, 0.1])
     s = ev.WidthSweep("isotropy error of kfac", [64, 128, 256], [0.2, 0.14, 0.1], fit, {"alpha": [1.0, 1.1, 1.2]})
-    series = s.to_series()
+    series = width_sweep_series(s)
     assert F.check_series(series) == series
     (curve,) = series["curves"]
     assert curve["label"] == "isotropy error of kfac" and curve["y"] == [0.2, 0.14, 0.1]
     assert curve["fit"]["slope"] == fit.slope and series["data"] == {"alpha": [1.0, 1.1, 1.2]}
-    assert "data" not in ev.WidthSweep("q", [1, 2], [1, 0.5], None).to_series()
+    assert "data" not in width_sweep_series(ev.WidthSweep("q", [1, 2], [1, 0.5], None))
 
 
 def test_evidence_loss_curve_and_spectrum_series_are_in_the_schema():

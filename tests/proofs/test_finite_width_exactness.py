@@ -35,8 +35,11 @@ def test_seed_8_with_a_single_draw_is_conditional_with_the_assumption_named(monk
 # ---------------------------------------------------------------------------------------------
 # the falsifier finds the relu rank failure and the verifier's check fires (never SILENT)
 # ---------------------------------------------------------------------------------------------
-from proofs.assumption_spaces import KFAC_RANK_ASSUMPTION, SPACES  # noqa: E402
-from proofs.falsify import falsify, format_outcome  # noqa: E402
+from proofs.falsify import falsify, format_outcome, spaces  # noqa: E402
+from theory.assumptions import KFAC_RANK  # noqa: E402
+
+KFAC_RANK_ASSUMPTION = KFAC_RANK.name
+SPACES = spaces()
 
 
 def _search(claim_id, seed=0):
@@ -57,6 +60,7 @@ def test_falsifier_finds_relu_rank_failure_at_width_3n_and_the_check_fires():
     assert all(w >= 3 * n for w in widths[1:-1])                 # every dimension condition holds
     assert ex.numbers["error"] > 1e-3                               # a real failure of N(L-1)+1
     assert ex.numbers["flagged"].startswith("numerics: layer") and "rank(Delta_" in ex.numbers["flagged"]
+    assert any(f.violates(KFAC_RANK) and f.code == "rank_deficient" for f in ex.flags)  # the typed flag
     text = format_outcome(out)
     assert "SILENT" not in text and "verifier flagged: numerics: layer" in text
     again = _search("ngd.finite_width_exactness")                  # deterministic for a seed

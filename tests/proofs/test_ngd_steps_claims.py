@@ -26,7 +26,7 @@ def test_claims_are_well_formed():
     for cid in IDS:
         c = get_claim(cid)
         assert c.title and c.statement and c.assumptions and c.expected == "verified", cid
-        assert "paper.md" in c.reference and "2010.00879" in c.reference, cid
+        assert "2010.00879" in c.reference and "paper.md" not in c.reference, cid
         assert c.module == "proofs.claims.ngd_steps", cid
 
 
@@ -138,25 +138,23 @@ def test_d_kfac_input_factor_without_bias_is_caught(monkeypatch):
     assert any(n.startswith("rho -> 0+") for n in failing) and any(n.startswith("rho = ") for n in failing)
 
 
-def test_e_kfac_test_points_not_forster_mapped_is_caught(monkeypatch):
-    from numerics.approximations.kfac import KFACApproximation
+def test_e_forster_test_points_not_mapped_is_caught(monkeypatch):
+    """Forster is a transform of the data: if the fitted map is not applied to the test points, the
+    operator at those points differs from the dense reference at the mapped points (rho > 0 and rho -> 0+)."""
+    from numerics.forster import ForsterResult, _normalise_rows
 
-    monkeypatch.setattr(KFACApproximation, "_map_inputs", lambda self, X2: X2)
-    result = _assert_caught("ngd.steps.forster_test_points", "Theta_G(x', X)")
-    assert len([c for c in result.details["checks"] if c["verdict"] == "refuted"]) == 2  # rho > 0 and rho -> 0+
+    monkeypatch.setattr(ForsterResult, "transform", lambda self, X2: _normalise_rows(np.asarray(X2, float), "X2"))
+    result = _assert_caught("ngd.steps.forster_test_points")
+    failing = [c["name"] for c in result.details["checks"] if c["verdict"] == "refuted"]
+    assert len([n for n in failing if "Theta_G(x', X) at mapped test points" in n]) == 2, failing  # both rho
 
 
-def test_e_train_ngd_test_points_not_forster_mapped_is_caught(monkeypatch):
-    from numerics import training
+def test_e_train_ngd_ignoring_the_radial_isotropic_position_is_caught(monkeypatch):
+    """train_ngd must read the Forster position off the data for its default learning rate."""
+    import numerics.forster
 
-    original = training._forster_inputs
-
-    def unmapped_test(X, X_test, options):
-        X_mapped, _, record = original(X, X_test, options)
-        return X_mapped, X_test, record
-
-    monkeypatch.setattr(training, "_forster_inputs", unmapped_test)
-    _assert_caught("ngd.steps.forster_test_points", "train_ngd(forster=True): test loss")
+    monkeypatch.setattr(numerics.forster, "in_radial_isotropic_position", lambda X, tol=None: False)
+    _assert_caught("ngd.steps.forster_test_points", "train_ngd")
 
 
 def test_f_default_learning_rate_not_one_over_alpha_is_caught(monkeypatch):

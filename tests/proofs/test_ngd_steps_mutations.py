@@ -59,7 +59,7 @@ def locate(alternatives):
 
 
 def _targets():
-    from numerics import training
+    from numerics import forster, training
     from numerics.approximations import block_diagonal, exact, kfac, pattern, unit_wise
 
     BD = block_diagonal.BlockDiagonalApproximation
@@ -80,18 +80,19 @@ def _targets():
             KF, "_prepare", "thin_gram(Z, self.rank_rtol, keep_all)",
             "thin_gram(Z[:, :Z.shape[1] - int(self.net.has_bias)], self.rank_rtol, keep_all)",
             "ngd.steps.kfac_bias"),
-        "e_kfac_test_points_not_mapped": (KF, "_map_inputs",
-                                          'return self.forster.transform(self.net.check_inputs(X2, "X2"))',
-                                          'return self.net.check_inputs(X2, "X2")', "ngd.steps.forster_test_points"),
-        "e_train_ngd_test_points_not_mapped": (training, "_forster_inputs",
-                                               "(None if X_test is None else res.transform(X_test))",
-                                               "X_test", "ngd.steps.forster_test_points"),
+        "e_forster_test_points_not_mapped": (forster.ForsterResult, "transform",
+                                             'return _normalise_rows(X2 @ self.linear_map, "X2 @ T")',
+                                             'return _normalise_rows(X2, "X2 @ T")', "ngd.steps.forster_test_points"),
+        "e_forster_test_points_not_normalised": (forster.ForsterResult, "transform",
+                                                 'return _normalise_rows(X2 @ self.linear_map, "X2 @ T")',
+                                                 "return X2 @ self.linear_map", "ngd.steps.forster_test_points"),
         "f_default_lr_one": (training, "train_ngd", "learning_rate = 1.0 / alpha", "learning_rate = 1.0",
                              "ngd.steps.default_learning_rate"),
         "f_default_lr_two_over_alpha": (training, "train_ngd", "learning_rate = 1.0 / alpha",
                                         "learning_rate = 2.0 / alpha", "ngd.steps.default_learning_rate"),
-        "f_theory_alpha_ignores_forster": (training, "theory_alpha", 'kwargs["forster"] = bool(options["forster"])',
-                                           "pass", "ngd.steps.default_learning_rate"),
+        "f_theory_alpha_ignores_forster": (training, "theory_alpha",
+                                           'kwargs["forster"] = in_radial_isotropic_position(X)', "pass",
+                                           "ngd.steps.default_learning_rate"),
         "g_unit_wise_output_major_dual": (UW, "direction", 'np.einsum("nci,inc->ni", D, v.reshape(-1, n, c))',
                                           'np.einsum("nci,inc->ni", D, v.reshape(-1, c, n).transpose(0, 2, 1))',
                                           "ngd.steps.damped"),

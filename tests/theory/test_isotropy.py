@@ -65,7 +65,7 @@ def test_unit_wise():
     assert sp.expand(isotropy_constant("unit_wise", depth=L, widths=M, activation="relu") - (M * (L - 1) / 2 + 1)) == 0
     with pytest.raises(NotIsotropic, match="C = 2"):
         isotropy_constant("unit_wise", depth=3, widths=[20, 64, 64, 2], n_outputs=2)
-    with pytest.raises(ValueError, match="depth=4 disagrees"):
+    with pytest.raises(ValueError, match="depth=4 contradicts widths"):
         isotropy_constant("unit_wise", depth=4, widths=[20, 64, 64, 1])
 
 

@@ -8,7 +8,7 @@ for one lucky instance.  Each lemma also has a *numeric* check for large float64
 a tolerance ``c * eps * condition`` whose constant ``c`` is justified in that function's docstring
 from a standard rounding-error bound.
 
-Lemmas (paper section 5 of ``shared/paper.md``):
+Lemmas (the identities behind Karakida & Osawa 2020, arXiv:2010.00879; proofs derived here):
 
 * :func:`push_through_lemma` -- ``(rho I + A B)^{-1} A = A (rho I + B A)^{-1}``;
 * :func:`pinv_limit_lemma` -- ``lim_{rho->0+} (J^T J + rho I)^{-1} J^T = J^+`` (``= J^T (J J^T)^{-1}``
@@ -37,7 +37,7 @@ from theory.validation import check_positive_int
 
 # the catalogue is split by lemma; every name (and the private helpers the tests use) is re-exported here
 from theory.lemmas._common import (  # noqa: F401
-    EPS, MAX_CONDITION, RANK_GAP, NumericCheck, _generic_matrix, _generic_vector, _expands_to_zero, _cancels_to_zero, _finish, _finite_real, _condition, _require_conditioned, _rel_fro, penrose_symbolic, damped_pseudo_inverse, numerical_pinv, penrose_residuals)
+    EPS, ILL_CONDITIONED, RANK_GAP, NumericCheck, _generic_matrix, _generic_vector, _expands_to_zero, _cancels_to_zero, _finish, _finite_real, _condition, _require_conditioned, _rel_fro, penrose_symbolic, damped_pseudo_inverse, numerical_pinv, penrose_residuals)
 from theory.lemmas.push_through import (  # noqa: F401
     push_through_lemma, push_through_check)
 from theory.lemmas.pinv_limit import (  # noqa: F401
@@ -52,7 +52,7 @@ from theory.lemmas.telescoping import (  # noqa: F401
     _telescoped, ntk_telescoping_lemma, _check_kernel_lists, ntk_by_recursion, ntk_by_layer_sum, ntk_telescoping_check)
 
 __all__ = [
-    "NumericCheck", "EPS", "MAX_CONDITION",
+    "NumericCheck", "EPS", "ILL_CONDITIONED",
     "push_through_lemma", "pinv_limit_lemma", "kronecker_pinv_lemma", "khatri_rao_gram_lemma",
     "pinv_product_lemma", "ntk_telescoping_lemma", "all_lemmas",
     "push_through_check", "damped_pseudo_inverse", "pinv_limit_errors", "pinv_limit_first_order",

@@ -11,13 +11,16 @@ import scipy.linalg
 import sympy as sp
 
 from theory.derivation import Derivation
+from theory.tolerances import EPS, ILL_CONDITIONED
 from theory.validation import check_matrix
 
-EPS = float(np.finfo(np.float64).eps)
+__all__ = [
+    "NumericCheck", "EPS", "ILL_CONDITIONED", "RANK_GAP", "penrose_symbolic", "damped_pseudo_inverse",
+    "numerical_pinv", "penrose_residuals"
+]
 
-#: Numeric checks refuse matrices whose condition number exceeds this: ``eps * 1e10 ~ 2e-6``
-#: relative error per operation would leave too few digits for a 1e-9-level identity check.
-MAX_CONDITION = 1e10
+# Numeric checks refuse matrices whose condition number exceeds ILL_CONDITIONED (theory.tolerances):
+# ``eps * 1e10 ~ 2e-6`` relative error per operation would leave too few digits for an identity check.
 
 #: A numerical rank is accepted only if the smallest kept singular value exceeds the rank cutoff
 #: ``max(shape) * eps * s_max`` by this factor (a clear gap between "zero" and "non-zero").
@@ -98,9 +101,9 @@ def _condition(M: np.ndarray) -> float:
 
 
 def _require_conditioned(name: str, cond: float, what: str) -> None:
-    if not cond <= MAX_CONDITION:
+    if not cond <= ILL_CONDITIONED:
         raise ValueError(f"{name} is singular or ill-conditioned (condition number {cond:.3g} > "
-                         f"{MAX_CONDITION:.0e}): {what}")
+                         f"{ILL_CONDITIONED:.0e}): {what}")
 
 
 def _rel_fro(X: np.ndarray, Y: np.ndarray) -> float:

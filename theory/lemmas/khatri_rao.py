@@ -12,6 +12,8 @@ from theory.validation import check_matrix, check_positive_int
 from theory.lemmas._common import (
     EPS, NumericCheck, _generic_matrix, _generic_vector, _expands_to_zero, _finish)
 
+__all__ = ["khatri_rao_gram_lemma", "khatri_rao_gram", "khatri_rao_gram_check", "explicit_layer_jacobian"]
+
 
 # --------------------------------------------------------------------------------------------
 # 4. Khatri-Rao Gram identity

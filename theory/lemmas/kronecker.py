@@ -10,6 +10,8 @@ from theory.lemmas._common import (
     EPS, NumericCheck, _generic_matrix, _generic_vector, _expands_to_zero, _finish,
     _require_conditioned, _rel_fro, penrose_symbolic, numerical_pinv)
 
+__all__ = ["kronecker_pinv_lemma", "kronecker_pinv_check", "kronecker_quadratic_form_check"]
+
 
 # --------------------------------------------------------------------------------------------
 # 3. Kronecker pseudo-inverse and quadratic form

@@ -14,6 +14,8 @@ from theory.lemmas._common import (
     EPS, NumericCheck, _generic_matrix, _generic_vector, _expands_to_zero, _cancels_to_zero,
     _finish, _require_conditioned, _rel_fro, penrose_symbolic, damped_pseudo_inverse, numerical_pinv)
 
+__all__ = ["pinv_limit_lemma", "pinv_limit_errors", "pinv_limit_first_order", "right_inverse_check"]
+
 
 # --------------------------------------------------------------------------------------------
 # 2. Pseudo-inverse limit

@@ -12,6 +12,11 @@ from theory.lemmas._common import (
     EPS, NumericCheck, _generic_matrix, _generic_vector, _cancels_to_zero, _finish,
     _require_conditioned, _rel_fro, penrose_symbolic, numerical_pinv)
 
+__all__ = [
+    "pinv_product_lemma", "pinv_product_check", "triple_product_pinv_gap",
+    "orthonormal_conjugation_pinv_check", "COUNTEREXAMPLE"
+]
+
 
 # --------------------------------------------------------------------------------------------
 # 5. Pseudo-inverse of a product; counterexample; orthonormal conjugation

@@ -11,6 +11,8 @@ from theory.lemmas._common import (
     EPS, NumericCheck, _generic_matrix, _expands_to_zero, _finish, _finite_real, _condition,
     _require_conditioned, _rel_fro)
 
+__all__ = ["push_through_lemma", "push_through_check"]
+
 
 # --------------------------------------------------------------------------------------------
 # 1. Push-through identity

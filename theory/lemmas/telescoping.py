@@ -13,6 +13,8 @@ from theory.validation import check_positive_int
 
 from theory.lemmas._common import EPS, NumericCheck, _finish
 
+__all__ = ["ntk_telescoping_lemma", "ntk_telescoping_check", "ntk_by_recursion", "ntk_by_layer_sum"]
+
 
 # --------------------------------------------------------------------------------------------
 # 6. Layer-wise NTK telescoping
