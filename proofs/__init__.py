@@ -14,7 +14,7 @@ import order).
 __distribution__ = "ngd-verifier"  # read by theory._guard: keep this line before any import
 
 try:
-    from theory._guard import check_siblings as _check_siblings
+    from theory._guard import check_siblings as _check_siblings, lazy_exports as _lazy_exports
 except ImportError as _err:
     if type(_err).__name__ == "ForeignPackageError":
         raise
@@ -48,16 +48,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'proofs' has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = _lazy_exports('proofs', _LAZY)

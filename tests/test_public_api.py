@@ -13,18 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("theory", "numerics", "proofs")
 
-#: Modules owned by other work in progress that did not declare ``__all__`` yet when this test was
-#: written; skipped only while they still lack it (delete this set once they declare one).
-
-
-def _modules():
-    names = []
-    for package in PACKAGES:
-        pkg = importlib.import_module(package)
-        names.append(package)
-        names += [info.name for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}.")
-                  if info.name.rsplit(".", 1)[-1] != "__main__"]
-    return sorted(names)
+from tests.test_doctests import _modules  # noqa: E402  -- the same module list the doctests walk
 
 
 @pytest.mark.parametrize("name", _modules())

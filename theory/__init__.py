@@ -10,7 +10,7 @@ The public names below are imported on first use, so ``import theory`` stays lig
 """
 __distribution__ = "ngd-verifier"  # read by theory._guard: keep this line before any import
 
-from theory._guard import check_siblings as _check_siblings
+from theory._guard import check_siblings as _check_siblings, lazy_exports as _lazy_exports
 
 _check_siblings("theory")
 
@@ -30,15 +30,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'theory' has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports('theory', _LAZY)

@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from typing import Optional
 
-__all__ = ["DISTRIBUTION", "PACKAGES", "MARKER", "ForeignPackageError", "problem", "check_siblings"]
+__all__ = ["DISTRIBUTION", "PACKAGES", "MARKER", "ForeignPackageError", "problem", "check_siblings", "lazy_exports"]
 
 #: The distribution name in setup.cfg, and the value of each package's ``__distribution__``.
 DISTRIBUTION = "ngd-verifier"
@@ -88,3 +88,22 @@ def check_siblings(importer: str) -> None:
                 f"ngd-verifier (`python -m pip install --force-reinstall -e .` in its checkout), best in a "
                 f"fresh virtual environment (`python -m venv .venv`).")
         _verified.add(name)
+
+
+def lazy_exports(package: str, table: dict):
+    """``(__getattr__, __dir__)`` for a package whose public names (``table``: name -> defining module)
+    are imported on first access and cached in the package namespace (keeps ``import package`` light)."""
+    import importlib
+
+    def __getattr__(name):
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__():
+        return sorted(set(vars(sys.modules[package])) | set(table))
+
+    return __getattr__, __dir__
