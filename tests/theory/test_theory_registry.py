@@ -63,3 +63,18 @@ def test_options_of_other_approximations_are_rejected():
         isotropy_constant("kfac", depth=2, n_samples=3, bandwidth=1)
     with pytest.raises(ValueError, match="approximation='nonsense'"):
         isotropy_result("nonsense", depth=2)
+
+
+def test_kfac_on_a_deep_linear_net_has_alpha_L_as_measured():
+    """Linear nets: the backward signals are the same for every sample, so each layer contributes
+    P_Z (x) P_D = I and alpha = L, not N (L - 1) + 1 (found by the EKFAC derivation)."""
+    from numerics import MLP, function_space_operator
+
+    X = np.random.default_rng(0).standard_normal((6, 10))
+    for L in (2, 3, 4):
+        widths = [10] + [40] * (L - 1) + [1]
+        alpha = isotropy_constant("kfac", n_samples=6, widths=widths, activation="linear")
+        assert alpha == L
+        T = function_space_operator(MLP(widths, activation="linear", seed=1), X, approximation="kfac")
+        assert np.abs(T - float(alpha) * np.eye(6)).max() < 1e-9 * L
+    assert isotropy_constant("kfac", n_samples=6, widths=[10, 40, 40, 1], activation="relu") == 13

@@ -8,6 +8,9 @@ Forster first layer, is in :mod:`theory.kfac_theory`).
 """
 from __future__ import annotations
 
+import sympy as sp
+
+from theory.activations import get_activation
 from theory.kfac_theory import kfac_isotropy, kfac_test_kernel_from_analytic
 from theory.registry import register_theory
 
@@ -30,5 +33,20 @@ def kfac_isotropy_of(setting):
     input_dim = setting.input_dim
     if input_dim is None and isinstance(setting.widths, (list, tuple)):
         input_dim = setting.widths[0]
-    return kfac_isotropy(L, setting.n_samples, input_dim, setting.widths, setting.n_outputs,
-                         bool(setting.option("forster", False)), setting.bias)
+    result = kfac_isotropy(L, setting.n_samples, input_dim, setting.widths, setting.n_outputs,
+                           bool(setting.option("forster", False)), setting.bias)
+    if get_activation(setting.activation).name == "linear":
+        # deep linear net: the backward signals do not depend on the input, Delta_l = 1_N (x) D_l with
+        # D_l (C x M_l) the same for every sample, so P_Delta = (1 1^T / N) (x) P_D and every layer
+        # contributes N P_Delta o (P_Z (x) 1 1^T) = P_Z (x) P_D = I (Z_l of rank N, D_l of rank C):
+        # alpha = L, not N (L - 1) + 1 (measured: 2, 3, 4 at L = 2, 3, 4, N = 6)
+        value = sp.sympify(L)
+        if value.is_number:
+            result.derivation.add_step("linear net: each of the L layers contributes P_Z (x) P_D = I",
+                                       sp.Add(*[sp.Integer(1)] * int(value)), value,
+                                       "Delta_l = 1_N (x) D_l: the backward factor projects on constant vectors")
+            result.derivation.check()
+        result = type(result)(result.approximation, value, result.conditions + [
+            "linear activation: Delta_l identical across samples (rank C per layer)"], result.derivation, True,
+            list(result.notes) + ["deep linear network: every layer contributes I, alpha = L"])
+    return result
