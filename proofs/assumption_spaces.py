@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from theory.tolerances import EXACT_TOL, ILL_CONDITIONED
+from theory.tolerances import EXACT_TOL, ILL_CONDITIONED, round_off_tolerance
 from hypothesis import strategies as st
 
 from proofs.strategies import KernelCase, MatrixCase, Scenario, scenarios
@@ -457,13 +457,12 @@ def dynamics_check(s: Scenario) -> Outcome:
     largest residual, round-off of 3 dual solves), ``L_1/L_0 = (1 - eta alpha)^2``, and the residual decays
     iff ``0 < eta < 2/alpha``."""
     from theory import dynamics
-    from numerics.approximations import get_approximation
-
     from numerics.factors import empirical_ntk
+    from numerics.training import ngd_step
 
     m = measure(s)
     if m.operator is None:
-        return Outcome(False, None, None, None, 1e-9, m.flags)
+        return Outcome(False, None, None, None, EXACT_TOL, m.flags)
     alpha = predicted_alpha(s.approximation, s.depth)
     eta = s.learning_rate / alpha
     net, X, Y = m.approximation.net, m.approximation.X, s.build_targets()
@@ -473,8 +472,7 @@ def dynamics_check(s: Scenario) -> Outcome:
     r0, f0_test = net.forward(X) - Y, net.forward(X_test)
     steps, residuals, dev_test = 3, [r0], 0.0
     for t in range(1, steps + 1):
-        approx = get_approximation(s.approximation)(net, X, damping=s.damping, **s.options())
-        net.apply_update(approx.direction(residuals[-1]), eta)
+        ngd_step(net, X, Y, s.approximation, eta, s.damping, **s.options())
         residuals.append(net.forward(X) - Y)
         pred_test = dynamics.predicted_test_outputs(f0_test, op_test, r0, eta, alpha, t)
         dev_test = max(dev_test, float(np.linalg.norm(net.forward(X_test) - pred_test)))
@@ -496,7 +494,7 @@ def dynamics_check(s: Scenario) -> Outcome:
     # ~cond(Theta) eps, times a modest constant (1e3: N <= 10, 3 steps, J(x') applied to the solution).
     # Square Gaussian inputs (M_0 = N) reach cond ~1e8 (measured 6e7 at N = 9: deviation 3e-7 = 20 cond eps)
     cond = float(np.linalg.cond(empirical_ntk(net_at_start.factors(X))))
-    tol = max(1e-9, 1e3 * np.finfo(float).eps * cond) * max(1.0, abs(1.0 - eta * alpha) ** steps)
+    tol = round_off_tolerance(max(cond, 1.0)) * max(1.0, abs(1.0 - eta * alpha) ** steps)
     flags = list(m.flags)
     if cond > ILL_CONDITIONED:  # beyond this the round-off allowance would make the check toothless
         flags.append(Flag("ill_conditioned", f"numerics: Theta = J J^T ill-conditioned (condition number {cond:.3g} "
@@ -539,15 +537,15 @@ def closed_form_check(k: KernelCase) -> Outcome:
     from theory.dual import closed_form_error, dual_kernel
 
     if not dual_kernel(k.activation).closed_form:
-        return Outcome(False, None, None, None, 1e-9, [Flag("no_closed_form", f"theory: {k.activation} has no "
+        return Outcome(False, None, None, None, EXACT_TOL, [Flag("no_closed_form", f"theory: {k.activation} has no "
                                                             "closed-form dual kernel", CLOSED_FORM_DUAL)])
     X = k.build_inputs()
     S = k.sigma_w2 * X[:2] @ X[:2].T / k.input_dim + k.sigma_b2
     if S[0, 0] <= 0 or S[1, 1] <= 0:
-        return Outcome(False, None, None, None, 1e-9, [Flag("zero_variance", "theory: zero variance (input 0 and "
+        return Outcome(False, None, None, None, EXACT_TOL, [Flag("zero_variance", "theory: zero variance (input 0 and "
                                                             "sigma_b2 = 0)", NONZERO_VARIANCE)])
     errs = [closed_form_error(k.activation, which, S[0, 0], S[0, 1], S[1, 1]) for which in ("value", "derivative")]
-    return Outcome(max(errs) <= 1e-9, max(errs), 0.0, max(errs), 1e-9, [],
+    return Outcome(max(errs) <= EXACT_TOL, max(errs), 0.0, max(errs), EXACT_TOL, [],
                    {"value_error": errs[0], "derivative_error": errs[1], "q11": S[0, 0], "q12": S[0, 1],
                     "q22": S[1, 1]})
 
