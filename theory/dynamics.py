@@ -120,7 +120,8 @@ def isotropic_residual_derivation(check: bool = True) -> Derivation:
     ratio = sp.simplify(loss_t / loss_start)
     d.add_step("train loss", r"\|r_t\|^2/(2N)", ratio * sp.Symbol(r"\|r_0\|^2/(2N)"),
                "every component shrinks by the same factor, the squared norm by its square",
-               checker=lambda: _zero(loss_t - ratio * loss_start) and not ratio.has(*vec0))
+               checker=lambda: _zero(loss_t - ratio * loss_start) and not ratio.has(*vec0),
+               display=r"\frac{\|r_t\|^2}{2N} = " + sp.latex(ratio) + r"\, \frac{\|r_0\|^2}{2N}")
     d.conclusion = {"residual": residual, "loss": ratio * loss0}
     return _finish(d, check)
 

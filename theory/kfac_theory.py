@@ -153,10 +153,11 @@ def kfac_derivation(seed: int = 0) -> Derivation:
                "so J_l (B^+ (x) A^+) J_l^T is a Hadamard product of Gram forms")
     rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))  # None would be unseeded
     Delta, Z = rng.standard_normal((4, 2, 11)), rng.standard_normal((4, 6))
-    d.add_step("J_l (B (x) A)^+ J_l^T / N = N P_Delta o (P_Z (x) 11^T)", "dense", "Hadamard form",
+    d.add_step("J_l (B (x) A)^+ J_l^T / N = N P_Delta o (P_Z (x) 11^T)", r"J_l (B \otimes A)^{+} J_l^\top / N",
+               r"N P_\Delta \circ (P_Z \otimes \mathbf 1 \mathbf 1^\top)",
                "B^+ = N (Delta^T Delta)^+, A^+ = N (Z^T Z)^+; random N=4, C=2 instance",
                checker=lambda: np.abs(kfac_layer_operator_dense(Delta, Z) - kfac_layer_operator(Delta, Z)).max() < 1e-9)
-    d.add_step("hidden layer: full-rank factors give N I", "N P_Delta o P_Z", "N I",
+    d.add_step("hidden layer: full-rank factors give N I", r"N P_\Delta \circ P_Z", "N I",
                "both projections are I; random instance M_l = 11 >= NC = 8, m = 6 >= N = 4",
                checker=lambda: np.abs(kfac_layer_operator(Delta, Z) - 4 * np.eye(8)).max() < 1e-9)
     # output layer, exact rationals: N = 3, C = 2

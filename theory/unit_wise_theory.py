@@ -141,12 +141,14 @@ def unit_wise_derivation(activation="relu") -> Derivation:
                sp.diag(1, 0, 1), "range(diag(delta) Z) = range(diag(delta)) when Z Z^T is invertible")
     M, g, k = sp.symbols("M gamma k", positive=True)
     d.add_step("gamma = P(phi'(u) != 0) derived from phi'", gamma, act.active_fraction(),
-               f"phi' = {act.derivative_expr}")
+               f"$\\phi'(u) = {sp.latex(act.derivative_expr)}$", display=sp.Eq(sp.Symbol(r"\gamma"), gamma))
     d.add_step("indicator moments: E[b^2] - E[b]^2 = gamma(1-gamma)", g - g ** 2, g * (1 - g), "b in {0, 1}: b^2 = b")
     import sympy.stats as stats
     K = stats.Binomial("K", 4, g)
     d.add_step("binomial count (M = 4 units): mean and variance", sp.Matrix([stats.E(K), stats.variance(K)]),
                sp.Matrix([4 * g, 4 * g * (1 - g)]), "sum of independent Bernoulli(gamma)",
+               display=r"\begin{bmatrix}\mathbb{E}[K] \\ \operatorname{Var}[K]\end{bmatrix} = "
+                       + sp.latex(sp.Matrix([4 * g, 4 * g * (1 - g)])),
                checker=lambda: sp.expand(sp.Matrix([stats.E(K), stats.variance(K)]) - sp.Matrix([4 * g, 4 * g * (1 - g)]))
                == sp.zeros(2, 1))
     Lm1 = sp.Symbol("L_h", positive=True)  # number of hidden layers L - 1
@@ -187,7 +189,8 @@ def multi_output_derivation() -> Derivation:
     def not_multiple_of_identity():
         return abs(frame[0, 1]) > 1e-6 or abs(frame[0, 0] - frame[1, 1]) > 1e-6
     d.add_step("sum of rank-one projections over units is not a multiple of I_C (generic directions)",
-               "sum_i P_{delta_i} + I_C", "a I_C", "a multiple of I_C only for a tight frame of directions; "
+               "sum_i P_{delta_i} + I_C", "a I_C", display=r"\sum_i P_{\delta_i} + I_C \neq a\, I_C",
+               justification="a multiple of I_C only for a tight frame of directions; "
                "trace = #active units + C, so the mean diagonal is gamma sum M_l / C + 1, not gamma sum M_l + 1; "
                "off-diagonal entries are O(sqrt(M)) (random directions), i.e. relative O(M^-1/2)",
                checker=not_multiple_of_identity)

@@ -290,7 +290,7 @@ def damped(cfg: RunConfig) -> ClaimResult:
 @claim("ngd.steps.kfac_bias",
        title="K-FAC with biases: the input factor carries the bias coordinate (A = E[z z^T], z = [h; sigma_b])",
        statement=r"G_l = B_l \otimes A_{l-1},\ A_{l-1} = \tfrac1N\sum_n z_n z_n^\top,\ "
-                 r"z_n = [\sigma_w h_{l-1}(x_n)/\sqrt{M_{l-1}};\ \sigma_b];\quad"
+                 r"z_n = [\sigma_w h_{l-1}(x_n)/\sqrt{M_{l-1}};\ \sigma_b];\quad "
                  r"M_0 + 1 = N:\ J G^{+} J^\top/N = (N(L-1)+1)\,I",
        assumptions=[WITH_BIAS, TANH, "small nets (explicit Kronecker factors), float64", HIDDEN_WIDTH, INPUT_WIDTH,
                     KFAC_RANK],

@@ -33,7 +33,8 @@ from numerics.sweeps import PowerLawFit
 from proofs.claim import Claim, ClaimResult
 
 __all__ = ["Pair", "to_jsonable", "dumps_strict", "atomic_write_bytes", "atomic_write_text", "fmt", "slug",
-           "statement_kind", "flat_details", "fit_row", "check_reason", "env_rows", "CONTROL"]
+           "statement_kind", "flat_details", "fit_row", "check_reason", "env_rows", "CONTROL", "VERDICT_WORDS",
+           "verdict_sentence", "what_failed", "tidy_key"]
 
 Pair = Tuple[Claim, ClaimResult]
 
@@ -171,6 +172,19 @@ def statement_kind(statement: str) -> str:
 
 
 # ----------------------------------------------------------------------------- rows shared by the writers
+_LONG_FLOAT = re.compile(r"\d+\.\d{7,}")
+
+
+def tidy_key(key: Any) -> str:
+    """A details key as printed: float round-off in names shortened (``eta_2.0999999999999996`` ->
+    ``eta_2.1``).
+
+    >>> tidy_key("linearised_growth_eta_2.0999999999999996_over_alpha")
+    'linearised_growth_eta_2.1_over_alpha'
+    """
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.6g}", str(key))
+
+
 def flat_details(details: Mapping, skip=("checks", "assumptions_checked")) -> List[Tuple[str, Any]]:
     """``(key, value)`` rows of a claim's details, one level of nesting flattened, at most 60."""
     rows: List[Tuple[str, Any]] = []
@@ -178,10 +192,59 @@ def flat_details(details: Mapping, skip=("checks", "assumptions_checked")) -> Li
         if key in skip:
             continue
         if isinstance(value, Mapping) and value and len(value) <= 12:
-            rows += [(f"{key}.{k}", v) for k, v in value.items()]
+            rows += [(tidy_key(f"{key}.{k}"), v) for k, v in value.items()]
         else:
-            rows.append((str(key), value))
+            rows.append((tidy_key(key), value))
     return rows[:60]
+
+
+#: Each verdict in words (the first sentence of a claim's page).
+VERDICT_WORDS = {
+    "verified": "the evidence supports the statement: every derivation step holds and every measurement agrees "
+                "with the prediction within its stated tolerance",
+    "refuted": "the evidence contradicts the statement",
+    "conditional": "the statement holds only where its assumptions hold; here an assumption fails, and the "
+                   "failure is shown",
+    "inconclusive": "the evidence decides neither way (a sweep could not separate the statement from its "
+                    "alternative within its budget)",
+}
+
+
+def verdict_sentence(claim: Claim, result: ClaimResult) -> str:
+    """``"Verified: the evidence supports ... As expected."`` -- the verdict in words and how it
+    relates to the verdict the claim expects.
+
+    >>> from proofs.claim import claim as make
+    >>> c = make("d.x", title="t", statement="s", expected="refuted", register=False)(lambda cfg: None)
+    >>> verdict_sentence(c, ClaimResult("refuted")).split(". ")[1][:62]
+    'This is the expected verdict: the registry lists the statement'
+    """
+    text = f"{result.verdict.capitalize()}: {VERDICT_WORDS.get(result.verdict, result.verdict)}."
+    if result.verdict != claim.expected:
+        return text + f" This differs from the expected verdict ({claim.expected})."
+    if claim.expected == "refuted":
+        return text + (" This is the expected verdict: the registry lists the statement as false (a coefficient the "
+                       "literature disagrees on, or a deliberately false control).")
+    if claim.expected == "conditional":
+        return text + " This is the expected verdict: the claim is run where its assumption fails."
+    return text + " As expected."
+
+
+def what_failed(result: ClaimResult) -> List[str]:
+    """What failed, in words: the failed assumption, then every sub-verdict that is not verified
+    (its name, verdict and reason); an empty list when nothing failed."""
+    out = []
+    if result.failed_assumption:
+        out.append(f"Assumption: {result.failed_assumption}")
+    checks = result.details.get("checks") if isinstance(result.details, Mapping) else None
+    for c in checks or []:
+        if isinstance(c, Mapping) and c.get("verdict") not in (None, "verified"):
+            role = " (control)" if c.get("role") == "control" else ""
+            out.append(f"{c.get('name')}{role}: {c.get('verdict')} -- {check_reason(c)}")
+    if result.derivation is not None:
+        out += [f"Derivation step '{s.name}': {s.status}" + (f" ({s.detail})" if s.detail else "")
+                for s in result.derivation.failed_steps()]
+    return out
 
 
 def fit_row(name: str, fit: Any) -> List[Any]:

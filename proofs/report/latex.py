@@ -4,6 +4,13 @@ graphicx, booktabs, longtable, geometry, hyperref) with the same content as ``re
 Text is escaped (:func:`tex_escape`), math kept (:func:`tex_math`, :func:`tex_mixed`), common
 Unicode mapped to commands and the rest transliterated, so the file is pure ASCII.
 
+It fits the page: statements and derivation steps are broken into lines by
+:func:`theory.derivation.fit_lines` (``gathered`` / ``aligned`` displays), matrices too large to
+print are summarised, table columns are fractions of the line width, and underscores in text
+allow a line break.  Each claim starts on its own page with its verdict in words, the statement,
+the assumptions and what failed (:func:`proofs.report.common.verdict_sentence`,
+:func:`proofs.report.common.what_failed`).
+
 >>> tex_escape("a_b & 50% ≥ α")
 'a\\\\_b \\\\& 50\\\\% $\\\\ge$ $\\\\alpha$'
 >>> tex_mixed(r"rank $J_l$ = N_C")
@@ -17,7 +24,9 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 from proofs.claim import Claim, ClaimResult
 from proofs.conventions import CONVENTIONS, SECTION_TITLES
-from proofs.report.common import Pair, check_reason, env_rows, fit_row, flat_details, fmt, statement_kind
+from proofs.report.common import (Pair, check_reason, env_rows, fit_row, flat_details, fmt, statement_kind,
+                                  verdict_sentence, what_failed)
+from theory.derivation import display_formula
 
 __all__ = ["latex_report", "tex_escape", "tex_math", "tex_mixed"]
 
@@ -62,6 +71,8 @@ def tex_escape(text: Any) -> str:
     for ch in str(text):
         if _is_control(ch):
             out.append("?")
+        elif ch == "/":
+            out.append(r"/\allowbreak{}")  # paths and lists such as Dense/Relu/Erf may end a line here
         elif ch in _TEX_SPECIAL:
             out.append(_TEX_SPECIAL[ch])
         elif ch in _UNICODE_TEX:
@@ -84,16 +95,25 @@ def tex_mixed(text: str) -> str:
 def _tex_statement(statement: str) -> str:
     kind = statement_kind(statement)
     if kind == "math":
-        return "\\[ " + tex_math(statement.strip()) + " \\]"
+        return display_formula(tex_math(statement.strip()))
     return tex_mixed(statement.strip()) if kind == "mixed" else tex_escape(statement.strip())
 
 
 def _tex_cell(value: Any) -> str:
-    return tex_escape(fmt(value) if not isinstance(value, str) else " ".join(value.split()))
+    text = tex_escape(fmt(value) if not isinstance(value, str) else " ".join(value.split()))
+    # identifiers (ForsterResult.transform, proofs.verdicts.sweep) may end a line of a narrow column at a dot
+    return re.sub(r"(?<=[A-Za-z)])\.(?=[A-Za-z])", r".\\allowbreak{}", text)
 
 
-def _tex_table(header: Sequence[str], rows: Sequence[Sequence[Any]], spec: str) -> List[str]:
-    lines = [r"\begin{longtable}{" + spec + "}", r"\toprule",
+def _columns(fractions: Sequence[float]) -> str:
+    """A longtable column spec of ragged-right paragraph columns whose widths (column padding
+    included) are the given fractions of the line width -- fractions summing to 1 fill it exactly."""
+    cols = [r">{\raggedright\arraybackslash}p{\dimexpr %.3f\linewidth-2\tabcolsep\relax}" % f for f in fractions]
+    return "@{}" + "".join(cols) + "@{}"
+
+
+def _tex_table(header: Sequence[str], rows: Sequence[Sequence[Any]], fractions: Sequence[float]) -> List[str]:
+    lines = [r"\begin{longtable}{" + _columns(fractions) + "}", r"\toprule",
              " & ".join(r"\textbf{" + tex_escape(h) + "}" for h in header) + r" \\", r"\midrule", r"\endhead"]
     lines += [" & ".join(_tex_cell(v) for v in row) + r" \\" for row in rows]
     lines += [r"\bottomrule", r"\end{longtable}"]
@@ -101,40 +121,37 @@ def _tex_table(header: Sequence[str], rows: Sequence[Sequence[Any]], spec: str) 
 
 
 def _tex_derivation(derivation) -> List[str]:
-    out = [r"\textbf{Derivation: " + tex_mixed(derivation.title) + "}"]
-    if derivation.statement:
-        out.append(r"\[ " + tex_math(derivation.statement) + r" \]")
-    if derivation.assumptions:
-        out.append(r"\textit{Assumptions:} " + tex_mixed("; ".join(derivation.assumptions)) + ".")
-    if derivation.steps:
-        out.append(r"\begin{enumerate}")
-        for s in derivation.steps:
-            out.append(r"\item \textbf{" + tex_escape(s.name) + "} (" + tex_escape(s.status) + r"): \( "
-                       + tex_math(s.latex()) + r" \). " + tex_mixed(s.justification)
-                       + (r" \textit{" + tex_escape(s.detail) + "}" if s.detail else ""))
-        out.append(r"\end{enumerate}")
-    return out
+    return [derivation.to_latex(text=tex_mixed, heading=r"\subsection*{Derivation: %s}")]
+
+
+PREAMBLE = [r"\documentclass[10pt,a4paper]{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
+            r"\usepackage{lmodern}", r"\usepackage[margin=2cm]{geometry}", r"\usepackage{amsmath,amssymb}",
+            r"\usepackage{graphicx}", r"\usepackage{booktabs}", r"\usepackage{longtable}", r"\usepackage{array}",
+            r"\usepackage[hidelinks]{hyperref}", r"\setlength{\parindent}{0pt}", r"\setlength{\parskip}{4pt}",
+            r"\setlength{\emergencystretch}{3em}",
+            # an underscore in text (identifiers such as ngd.unit_wise.relu_one_step) may end a line
+            r"\makeatletter\DeclareRobustCommand{\_}{\ifmmode\nfss@text{\textunderscore}\else"
+            r"\textunderscore\allowbreak\fi}\makeatother"]
 
 
 def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List[Dict[str, str]]]) -> str:
     """A standalone LaTeX document with the same content as
     :func:`proofs.report.markdown.markdown_report`."""
     summary = doc["summary"]
-    out = [r"\documentclass[10pt]{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
-           r"\usepackage{lmodern}", r"\usepackage[margin=2cm]{geometry}", r"\usepackage{amsmath,amssymb}",
-           r"\usepackage{graphicx}", r"\usepackage{booktabs}", r"\usepackage{longtable}", r"\usepackage{array}",
-           r"\usepackage[hidelinks]{hyperref}", r"\setlength{\parindent}{0pt}", r"\setlength{\parskip}{4pt}",
-           r"\title{ngd-verifier report}", r"\date{" + tex_escape(doc.get("environment", {}).get("timestamp", "")) + "}",
-           r"\begin{document}", r"\maketitle",
-           tex_escape("Verification of Karakida & Osawa (NeurIPS 2020): each claim is derived symbolically, measured "
-                      "on finite-width networks, and given a verdict computed from the evidence."),
-           r"\section*{Run}", r"{\small"]
-    out += _tex_table(["", "value"], env_rows(doc), r">{\raggedright}p{3.5cm}>{\raggedright\arraybackslash}p{12.5cm}")
+    out = PREAMBLE + [
+        r"\title{ngd-verifier report}", r"\date{" + tex_escape(doc.get("environment", {}).get("timestamp", "")) + "}",
+        r"\begin{document}", r"\maketitle",
+        tex_escape("Verification of Karakida & Osawa (NeurIPS 2020), Understanding Approximate Fisher Information "
+                   "for Fast Convergence of Natural Gradient Descent in Wide Neural Networks: each claim is derived "
+                   "symbolically, measured on finite-width networks, and given a verdict computed from the evidence. "
+                   "Each claim has its own section, starting on a new page with its verdict in words."),
+        r"\tableofcontents", r"\clearpage", r"\section*{Run}", r"{\small"]
+    out += _tex_table(["", "value"], env_rows(doc), [0.22, 0.78])
     out += ["}", r"\section*{Conventions}", r"{\small\raggedright", r"\begin{itemize}"]
     for key, entries in CONVENTIONS.items():
         out.append(r"\item \textbf{" + tex_escape(SECTION_TITLES[key]) + "}")
         out.append(r"\begin{itemize}")
-        out += [r"\item " + tex_escape(name.replace("_", " ")) + r": \texttt{" + tex_escape(text) + "}"
+        out += [r"\item \textit{" + tex_escape(name.replace("_", " ")) + ":} " + tex_escape(text)
                 for name, text in entries.items()]
         out.append(r"\end{itemize}")
     out += [r"\end{itemize}", r"\par}"]
@@ -142,74 +159,93 @@ def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List
     verdict_line = ("every verdict is the one its claim expects" if summary["all_as_expected"]
                     else f"verdicts differing from the expected one: {', '.join(summary['unexpected'])}")
     out += [r"\section*{Summary}", tex_escape(f"{summary['claims']} claims: {counts}; {verdict_line}. "
-                                             f"Total check time {summary['seconds']:.1f} s."), r"{\scriptsize"]
+                                             f"Total check time {summary['seconds']:.1f} s."), r"{\footnotesize"]
     out += _tex_table(["claim", "verdict", "expected", "predicted", "measured", "error", "width"],
                       [[c.id, r.verdict, c.expected, r.predicted, r.measured, r.error, r.width] for c, r in pairs],
-                      r">{\raggedright}p{4.6cm}p{1.5cm}p{1.5cm}>{\raggedright}p{2.6cm}>{\raggedright}p{2.6cm}p{1.2cm}"
-                      r">{\raggedright\arraybackslash}p{1cm}")
+                      [0.29, 0.11, 0.11, 0.15, 0.15, 0.11, 0.08])
     out.append("}")
     overview = [f for f in figures.get("__overview__", []) if "path" in f]
     if overview:
-        out.append(r"\section*{Overview figures}")
+        out += [r"\clearpage", r"\section{Overview figures}"]
         for fig in overview:
             out += [r"\begin{figure}[htbp]\centering",
-                    r"\includegraphics[width=0.8\linewidth]{" + fig["path"] + "}",
+                    r"\includegraphics[width=\linewidth,height=0.8\textheight,keepaspectratio]{" + fig["path"] + "}",
                     r"\caption{" + tex_mixed(fig["caption"]) + "}", r"\end{figure}"]
-        out.append(r"\clearpage")
-    out += [r"\section*{Claims}"]
     for claim, result in pairs:
         out += _tex_claim(claim, result, figures.get(claim.id, []))
     from proofs.verdicts import rules_text
 
     rules = "".join(ch if 32 <= ord(ch) < 127 or ch == "\n" else "?" for ch in rules_text())
-    out += [r"\clearpage", r"\section*{Appendix: verdict rules}",
+    out += [r"\clearpage", r"\section*{Appendix: verdict rules}", r"\addcontentsline{toc}{section}{Appendix: verdict rules}",
             r"How every verdict above was computed (\texttt{proofs/verdicts.py}, the same text as its documentation):",
-            r"{\footnotesize", r"\begin{verbatim}", rules, r"\end{verbatim}", "}"]
+            r"{\footnotesize", r"\begin{verbatim}", _wrap_verbatim(rules, 104), r"\end{verbatim}", "}"]
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
 
+def _wrap_verbatim(text: str, width: int) -> str:
+    """Verbatim lines wrapped at ``width`` characters (continuations keep the indentation + 2)."""
+    import textwrap
+
+    lines = []
+    for line in text.splitlines():
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()))
+        lines += textwrap.wrap(line, width, subsequent_indent=indent + "  ", break_long_words=True,
+                               break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) -> List[str]:
-    out = [r"\subsection*{" + tex_escape(claim.id) + ": " + tex_mixed(claim.title) + "}",
-           r"\textbf{Verdict: " + tex_escape(result.verdict) + "} (expected: " + tex_escape(claim.expected) + ")"
-           + (r" \textbf{--- differs from the expected verdict}" if result.verdict != claim.expected else "")
-           + tex_escape(f". Checked in {result.seconds:.2f} s.")
-           + (" Reference: " + tex_mixed(claim.reference) + "." if claim.reference else "")]
-    out.append("")
-    if result.failed_assumption:
-        out += [r"\textbf{Failed assumption:} " + tex_mixed(result.failed_assumption), ""]
-    out += [r"\textbf{Statement.} " + _tex_statement(claim.statement), ""]
+    title = tex_mixed(claim.title)
+    out = [r"\clearpage", r"\section{\texorpdfstring{" + title + "}{" + claim.id.replace("_", r"\_") + "}}",
+           r"\texttt{" + tex_escape(claim.id) + "}" + tex_escape(f" -- checked in {result.seconds:.2f} s")
+           + (". Reference: " + tex_mixed(claim.reference) + "." if claim.reference else "."), "",
+           r"\textbf{Verdict: " + tex_escape(result.verdict) + r".} " + tex_escape(_capital(verdict_sentence(claim, result)
+                                                                                       .split(": ", 1)[1]))
+           + (r" \textbf{(differs from the expected verdict)}" if result.verdict != claim.expected else ""), ""]
+    out += [r"\subsection*{Statement}", _tex_statement(claim.statement), ""]
     if claim.assumptions:
-        out += [r"\textbf{Assumptions.}", r"\begin{itemize}"] + [r"\item " + tex_mixed(a) for a in claim.assumptions]
-        out += [r"\end{itemize}", ""]
+        out += [r"\subsection*{Assumptions}", r"\begin{itemize}"] + [r"\item " + tex_mixed(a) for a in claim.assumptions]
+        out += [r"\end{itemize}"]
+    failed = what_failed(result)
+    out += [r"\subsection*{What failed}"]
+    if failed:
+        out += [r"\begin{itemize}"] + [r"\item " + tex_escape(f) for f in failed] + [r"\end{itemize}"]
+    else:
+        out += ["Nothing: every check and every derivation step held.", ""]
     if result.derivation is not None:
         out += _tex_derivation(result.derivation) + [""]
-    out += [r"\textbf{Evidence.}", r"{\small"]
+    out += [r"\subsection*{Evidence}", r"{\small"]
     out += _tex_table(["quantity", "value"], [["predicted", result.predicted], ["measured", result.measured],
                                                ["error", result.error], ["tolerance", result.tolerance],
-                                               ["width", result.width]],
-                      r"p{3cm}>{\raggedright\arraybackslash}p{13cm}")
+                                               ["width", result.width]], [0.2, 0.8])
     checks = result.details.get("checks") if isinstance(result.details, Mapping) else None
     if checks:
         out += _tex_table(["check", "verdict", "relaxed assumption", "reason"],
                           [[c.get("name"), c.get("verdict"), c.get("assumption"), check_reason(c)] for c in checks],
-                          r">{\raggedright}p{3cm}p{1.6cm}>{\raggedright}p{2.8cm}>{\raggedright\arraybackslash}p{8.4cm}")
+                          [0.22, 0.11, 0.17, 0.50])
     if result.sweeps:
         out += _tex_table(["sweep", "widths", "errors", "slope", "stderr", "prefactor"],
                           [fit_row(name, f) for name, f in result.sweeps.items()],
-                          r">{\raggedright}p{2.6cm}>{\raggedright}p{4cm}>{\raggedright}p{4cm}p{1.4cm}p{1.4cm}"
-                          r">{\raggedright\arraybackslash}p{1.6cm}")
+                          [0.2, 0.22, 0.22, 0.11, 0.11, 0.14])
     rows = flat_details(result.details or {})
     if rows:
-        out += _tex_table(["key", "value"], rows, r">{\raggedright}p{5cm}>{\raggedright\arraybackslash}p{11cm}")
+        out += _tex_table(["key", "value"], rows, [0.36, 0.64])
     out.append("}")
     for fig in figs:
         if "path" in fig:
-            out += [r"\begin{figure}[htbp]\centering", r"\includegraphics[width=0.72\linewidth]{" + fig["path"] + "}",
+            out += [r"\begin{figure}[htbp]\centering",
+                    r"\includegraphics[width=0.8\linewidth,height=0.6\textheight,keepaspectratio]{" + fig["path"] + "}",
                     r"\caption{" + tex_mixed(fig["caption"]) + "}", r"\end{figure}"]
         else:
             out.append(r"\textit{" + tex_escape(f"Figure {fig['name']} could not be drawn: {fig['error']}") + "}")
     if result.notes:
         out.append(r"\textbf{Notes.} " + tex_escape(" ".join(result.notes.split())))
-    out.append(r"\clearpage" if figs else "")
     return out

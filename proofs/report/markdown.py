@@ -1,8 +1,10 @@
 """``report.md``: the derivation report as GitHub Markdown with ``$...$`` / ``$$...$$`` math.
 
-Run table, conventions, summary table, overview figures, then per claim its verdict, statement,
-assumptions, derivation, evidence, checks, width sweeps, details, figures and notes; an appendix
-with the verdict rules.  Every number is taken from the results of this run.
+Run table, conventions, summary table, overview figures, then per claim (a section of its own,
+after a rule) its verdict in words, statement, assumptions, what failed, derivation (each step
+shows the equation it checks, broken into lines like the LaTeX report), evidence, checks, width
+sweeps, details, figures and notes; an appendix with the verdict rules.  Every number is taken
+from the results of this run.
 
 >>> md_table(["a", "b"], [[1, "x | y"]])
 ['| a | b |', '|---|---|', '| 1 | x \\\\| y |']
@@ -13,7 +15,9 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 from proofs.claim import Claim, ClaimResult
 from proofs.conventions import conventions_markdown
-from proofs.report.common import Pair, check_reason, env_rows, fit_row, flat_details, fmt, slug, statement_kind
+from proofs.report.common import (Pair, check_reason, env_rows, fit_row, flat_details, fmt, slug, statement_kind,
+                                  verdict_sentence, what_failed)
+from theory.derivation import display_formula
 
 __all__ = ["markdown_report", "md_table"]
 
@@ -25,7 +29,7 @@ def _md_cell(value: Any) -> str:
 def _md_statement(statement: str) -> str:
     kind = statement_kind(statement)
     if kind == "math":
-        return f"$$\n{statement.strip()}\n$$"
+        return display_formula(statement.strip(), markdown=True)
     return statement.strip()
 
 
@@ -73,14 +77,20 @@ def markdown_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, L
 
 def _md_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) -> List[str]:
     mark = "" if result.verdict == claim.expected else " — **differs from the expected verdict**"
-    out = [f'<a id="{slug(claim.id).lower()}"></a>', f"### `{claim.id}`: {claim.title}", "",
-           f"**Verdict: {result.verdict}** (expected: {claim.expected}){mark}. "
-           f"Checked in {result.seconds:.2f} s." + (f" Reference: {claim.reference}." if claim.reference else ""), ""]
-    if result.failed_assumption:
-        out += [f"**Failed assumption:** {result.failed_assumption}", ""]
+    words = verdict_sentence(claim, result).split(": ", 1)[1]
+    words = words[:1].upper() + words[1:]
+    out = ["---", "", f'<a id="{slug(claim.id).lower()}"></a>', f"### {claim.title}", "",
+           f"`{claim.id}` — checked in {result.seconds:.2f} s." + (f" Reference: {claim.reference}." if claim.reference
+                                                                  else ""), "",
+           f"**Verdict: {result.verdict}.** {words}{mark}", ""]
     out += ["**Statement.**", "", _md_statement(claim.statement), ""]
     if claim.assumptions:
         out += ["**Assumptions.**", ""] + [f"- {a}" for a in claim.assumptions] + [""]
+    failed = what_failed(result)
+    if failed:
+        out += ["**What failed.**", ""] + [f"- {f}" for f in failed] + [""]
+    else:
+        out += ["**What failed.** Nothing: every check and every derivation step held.", ""]
     if result.derivation is not None:
         out += ["**Derivation.**", "", result.derivation.to_markdown(), ""]
     out += ["**Evidence.**", ""]

@@ -96,9 +96,9 @@ def test_markdown_has_header_math_evidence_and_figures(report):
     out, _, _ = report
     md = (out / "report.md").read_text()
     for needle in ["## Conventions", "NTK parameterisation", "| seed | 11 |", "numpy", "## Summary",
-                   "$$\n(a+b)^2 = a^2 + 2ab + b^2\n$$",            # math statement as a display
+                   "$$ (a+b)^2 = a^2 + 2ab + b^2 $$",               # math statement as a display
                    "The error is 5% at width $M$.",                 # mixed statement kept as text
-                   "**Failed assumption:** M_0 >= N (here M_0 = 64 < N = 100)",
+                   "**What failed.**", "- Assumption: M_0 >= N (here M_0 = 64 < N = 100)",
                    "![", "(figures/demo-numeric-1--loss.png)", "| isotropy_error |",
                    "Figure `broken` could not be drawn", "differs from the expected verdict",
                    "1 verified, 0 refuted, 1 conditional, 0 inconclusive"]:
@@ -114,7 +114,7 @@ def test_latex_is_escaped_and_balanced(report):
     assert r"Binomial\_theorem" in tex and r"K-FAC \& friends" in tex
     assert r"50\% of the work \& more\_than $x_1$" in tex       # text escaped, inline math kept
     assert r"\[ (a+b)^2 = a^2 + 2ab + b^2 \]" in tex
-    assert r"\includegraphics[width=0.72\linewidth]{figures/demo-numeric-1--loss.png}" in tex
+    assert r"keepaspectratio]{figures/demo-numeric-1--loss.png}" in tex
     body = tex.split(r"\begin{document}")[1].split(r"\end{document}")[0]
     assert body.count(r"\begin{") == body.count(r"\end{")  # environments balanced
     assert "\\_" not in tex.split("\\[ (a+b)")[1].split("\\]")[0]  # math is not escaped
