@@ -102,6 +102,8 @@ class ClaimResult:
     #: the :class:`theory.assumptions.Assumption` objects that failed (``failed_assumption`` is their text
     #: or the check's own sentence; the JSON keeps that string)
     failed_assumptions: List[Any] = field(default_factory=list)
+    #: what ``error`` measures, in a few words (the verify table's legend); "" = the claim's ``error_meaning``
+    error_meaning: str = ""
 
     def __post_init__(self):
         check_choice("verdict", self.verdict, VERDICTS)
@@ -162,6 +164,9 @@ class Claim:
     #: the counterexample search space (``ngd-verify falsify``): a :class:`proofs.assumption_spaces.AssumptionSpace`
     space: Any = None
     module: str = ""  # the module that defined the check (the registry orders claims by it)
+    #: what the result's ``error`` measures, in a few words, e.g. "|fitted slope + 1/2| of the NTK sweep"
+    #: (the verify table's legend; a result's own ``error_meaning`` takes precedence)
+    error_meaning: str = ""
 
     def __post_init__(self):
         from theory.assumptions import as_assumption
@@ -278,12 +283,13 @@ REGISTRY: Dict[str, Claim] = {}
 
 
 def claim(id: str, *, title: str, statement: str, assumptions=(), expected: str = "verified",
-          reference: str = "", tags=(), register: bool = True, setting=None, space=None):
+          reference: str = "", tags=(), register: bool = True, setting=None, space=None, error_meaning: str = ""):
     """Decorator turning ``check(config) -> ClaimResult`` into a registered :class:`Claim`.
 
     ``assumptions``: :class:`theory.assumptions.Assumption` objects (``Relaxed`` for one the claim
     deliberately drops); ``setting``: the facts they are checked on (see :attr:`Claim.setting`);
-    ``space``: the counterexample search space (:meth:`Claim.set_space`, :mod:`proofs.falsify`).
+    ``space``: the counterexample search space (:meth:`Claim.set_space`, :mod:`proofs.falsify`);
+    ``error_meaning``: what the result's ``error`` measures (:attr:`Claim.error_meaning`).
     """
 
     if isinstance(assumptions, (str, bytes)):
@@ -292,7 +298,7 @@ def claim(id: str, *, title: str, statement: str, assumptions=(), expected: str 
     def wrap(fn: Callable[[RunConfig], ClaimResult]) -> Claim:
         c = Claim(id=id, title=title, statement=statement, check=fn, assumptions=list(assumptions),
                   expected=expected, reference=reference, tags=tuple(tags), setting=setting, space=space,
-                  module=getattr(fn, "__module__", "") or "")
+                  module=getattr(fn, "__module__", "") or "", error_meaning=error_meaning)
         if register:
             if id in REGISTRY:
                 raise ValueError(f"claim id {id!r} is registered twice")

@@ -16,7 +16,9 @@ outside the assumptions: it is rejected and counted, not reported as a counterex
 ``database`` (a directory) keeps the minimal counterexamples as JSON (one file per claim and
 relaxation); they are replayed first on the next run, whatever its seed, and reported if they still
 fail.  (Hypothesis' own example database is not used here: it is disabled for seeded runs, and
-``falsify`` runs are seeded.)  A claim without a space cannot be falsified: :func:`falsify` raises
+``falsify`` runs are seeded; hypothesis' storage directory -- where it would create ``.hypothesis/``
+-- points into a temporary directory during the search, so nothing is left behind unless asked.)
+A claim without a space cannot be falsified: :func:`falsify` raises
 ``ValueError`` naming the claims that have one.
 
 >>> from hypothesis import strategies as st
@@ -31,8 +33,11 @@ True
 """
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -80,6 +85,39 @@ def falsifiable(claims) -> List[str]:
     return sorted(c.id for c in claims if c.space is not None)
 
 
+def suggestions(claim_id: str, claims) -> str:
+    """The one-line message for a ``falsify`` CLAIM_ID that is not one claim's id: for a topic prefix
+    or a glob (``ngd.kfac``, ``*.alpha``), *every* claim it selects that has a search space; for an
+    unknown id, the closest ids among the claims with a space (all of them when none is close).
+
+    >>> from proofs.claim import claim, ClaimResult
+    >>> from proofs.assumption_spaces import AssumptionSpace, Outcome
+    >>> from hypothesis import strategies as st
+    >>> space = lambda: AssumptionSpace("s", st.just(0), lambda x: Outcome(True))
+    >>> cs = [claim(i, title="t", statement="s", register=False, space=space() if i != "t.c" else None)(
+    ...       lambda cfg: ClaimResult("verified")) for i in ("t.a", "t.b", "t.c", "u.d")]
+    >>> suggestions("t", cs)
+    "'t' selects 3 claims, falsify takes one claim id; those with a search space: t.a, t.b"
+    """
+    import difflib
+
+    from proofs.registry import _matches
+
+    claims = list(claims)
+    names = falsifiable(claims)
+    selected = [c for c in claims if _matches(str(claim_id), c.id)]
+    if selected:
+        with_space = falsifiable(selected)
+        return (f"{claim_id!r} selects {len(selected)} claim{'s' if len(selected) != 1 else ''}, falsify takes one "
+                f"claim id; " + (f"those with a search space: {', '.join(with_space)}" if with_space else
+                                 f"none of them has a search space; claims with one: {', '.join(names) or 'none'}"))
+    close = difflib.get_close_matches(str(claim_id), names, n=5, cutoff=0.5)
+    topic = str(claim_id).rsplit(".", 1)[0]
+    near = sorted(set(close) | {n for n in names if n.startswith(topic + ".")}) if "." in str(claim_id) else close
+    return (f"unknown claim id {claim_id!r}; claims with a search space: "
+            + (", ".join(near) if near else ", ".join(names) or "none"))
+
+
 def spaces(claims=None) -> Dict[str, Any]:
     """``{claim id: AssumptionSpace}`` of the claims that have one (default: every registered claim)."""
     if claims is None:
@@ -122,10 +160,39 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
     search and the shrinking: past it, examples not yet evaluated count as passing, evaluated ones
     keep their cached verdict (so the minimal example found so far is still reported).
     """
+    _check_max_examples(max_examples)
+    with _private_hypothesis_storage():
+        return _falsify_hypothesis(claim_id, space, config, max_examples, relax, max_seconds, database)
+
+
+@contextmanager
+def _private_hypothesis_storage():
+    """Point hypothesis' storage (its example database, the ``constants`` cache it writes while
+    generating) into a temporary directory removed afterwards, so that a search leaves no
+    ``.hypothesis/`` in the current directory.  Counterexamples are kept only where asked
+    (``database``, a directory of JSON files).  Left alone when ``HYPOTHESIS_STORAGE_DIRECTORY`` is
+    set (the user chose where hypothesis writes)."""
+    import hypothesis.configuration as configuration
+
+    setter = getattr(configuration, "set_hypothesis_home_dir", None)
+    key = "__hypothesis_home_directory"
+    if setter is None or os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") or key not in vars(configuration):
+        yield
+        return
+    previous = vars(configuration)[key]
+    with tempfile.TemporaryDirectory(prefix="ngd-verify-hypothesis-") as home:
+        setter(home)
+        try:
+            yield
+        finally:
+            setter(previous)
+
+
+def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: int,
+                        relax: Optional[Sequence[str]], max_seconds: float, database) -> FalsifyOutcome:
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample, Unsatisfiable
 
-    _check_max_examples(max_examples)
     if isinstance(relax, str) or hasattr(relax, "name"):
         relax = [relax]
     names = [getattr(r, "name", r) for r in relax] if relax else ["none"]  # Assumption objects or their names
@@ -303,6 +370,10 @@ def format_outcome(outcome: FalsifyOutcome) -> str:
     return _format_hypothesis(outcome)
 
 
+def _examples(n: int) -> str:
+    return f"{n} example" + ("" if n == 1 else "s")
+
+
 def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     relaxing = ", ".join(outcome.relaxations)
     head = f"falsify {outcome.claim_id} (relaxing: {relaxing}; hypothesis search, seed {outcome.seed})"
@@ -310,15 +381,16 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     rejected = (f"; {outcome.rejected} example(s) rejected because the verifier flagged an assumption, e.g. "
                 f"{outcome.rejected_reason[:200]}" if outcome.rejected else "")
     if outcome.counterexample is None and outcome.error is not None:
-        return f"{head}: stopped after {outcome.draws} examples: {outcome.error}"
+        return f"{head}: stopped after {_examples(outcome.draws)}: {outcome.error}"
     if outcome.counterexample is None:
-        return (f"{head}: no counterexample in {outcome.draws} examples{budget} "
+        return (f"{head}: no counterexample in {_examples(outcome.draws)}{budget} "
                 f"({outcome.seconds:.1f} s){rejected}")
     ex = outcome.counterexample
     numbers = dict(ex.numbers)
     flagged = numbers.pop("flagged", "")
     data = numbers.pop("data", None)
-    lines = [f"{head}: minimal counterexample (shrunk) after {outcome.draws} examples, {outcome.seconds:.1f} s{budget}",
+    lines = [f"{head}: minimal counterexample (shrunk) after {_examples(outcome.draws)}, "
+             f"{outcome.seconds:.1f} s{budget}",
              f"  relaxed assumption: {ex.relaxed or 'none: the statement fails within its own assumptions'}",
              f"  example: {ex.description}"]
     if data:
@@ -334,6 +406,7 @@ __all__ = [
     "Example",
     "FalsifyOutcome",
     "falsifiable",
+    "suggestions",
     "spaces",
     "falsify",
     "falsify_hypothesis",

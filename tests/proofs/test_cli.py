@@ -102,7 +102,7 @@ def test_list_shows_id_statement_assumptions():
     code, out, _ = run(["list"])
     assert code == 0
     assert "demo.true  [expects verified]  a true claim" in out
-    assert "assumptions: A1; A2" in out and r"statement: \alpha = 2" in out
+    assert "assumptions: A1; A2" in out and "statement: alpha = 2" in out  # plain text, not LaTeX
     assert "falsify: hypothesis search; --relax 'none', 'x <= 5'" in out  # demo.false has a space
 
 
@@ -119,7 +119,7 @@ def test_verify_exit_1_when_some_verdict_differs_and_says_why():
     code, out, _ = run(["verify"])
     assert code == 1
     assert "other.crash: inconclusive: check raised RuntimeError: numerics blew up" in out
-    assert "1 verdict(s) differ from the expected: other.crash" in out
+    assert "1 verdict differs from the expected: other.crash" in out
 
 
 def test_verify_passes_seed_and_mode(tmp_path):
@@ -131,8 +131,8 @@ def test_verify_passes_seed_and_mode(tmp_path):
 
 def test_verify_json_schema_and_strictness(tmp_path):
     path = tmp_path / "results.json"
-    code, out, _ = run(["verify", "--seed", "3", "--json", str(path)])
-    assert code == 1 and str(path) in out
+    code, out, err = run(["verify", "--seed", "3", "--json", str(path)])
+    assert code == 1 and f"results written to {path}" in err and str(path) not in out
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
@@ -156,7 +156,6 @@ def test_verify_json_schema_and_strictness(tmp_path):
     (["verify", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
     (["verify", "--quick", "--full"], ["not allowed with"]),
     (["bogus"], ["invalid choice: 'bogus'"]),
-    ([], ["required"]),
     (["report"], ["--out"]),
     (["falsify"], ["CLAIM_ID"]),
     (["falsify", "demo.false", "--max-examples", "0"], ["--max-examples", "expected an integer >= 1"]),
@@ -172,8 +171,10 @@ def test_bad_usage_exits_2_with_one_line(argv, needles):
 
 
 def test_json_path_problems_are_caught_before_running(tmp_path):
-    code, out, err = run(["verify", "--json", str(tmp_path / "missing" / "r.json")])
-    assert_one_line_error(code, err, "does not exist")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out, err = run(["verify", "--json", str(blocker / "sub" / "r.json")])
+    assert_one_line_error(code, err, "--json", "exists and is not a directory")
     assert out == ""  # nothing was run
     code, _, err = run(["verify", "--json", str(tmp_path)])
     assert_one_line_error(code, err, "is a directory")
@@ -205,25 +206,35 @@ def test_bad_falsify_database_is_one_line_before_searching(tmp_path):
         assert out == ""
 
 
-def test_library_value_and_type_errors_become_exit_2(monkeypatch):
+def assert_internal_error(code, err, *needles):
+    assert code == 3
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ngd-verify: internal error:"), err
+    assert "(a bug; rerun with --debug for the traceback)" in lines[0] and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_library_value_and_type_errors_after_validation_are_internal_errors_exit_3(monkeypatch):
+    """A ValueError/TypeError raised inside a run is a bug, not bad usage: exit 3, one line."""
     def boom(*a, **k):
         raise ValueError("depth=0 is not allowed: expected an integer >= 1\n(second line)")
     monkeypatch.setattr(cli, "run_claims", boom)
     code, _, err = run(["verify"])
-    assert_one_line_error(code, err, "depth=0 is not allowed")
+    assert_internal_error(code, err, "ValueError: depth=0 is not allowed")
 
     def bad_type(*a, **k):
         raise TypeError("widths must be a list")
     monkeypatch.setattr(cli, "run_claims", bad_type)
-    assert_one_line_error(*run(["verify"])[::2], "widths must be a list")
+    assert_internal_error(*run(["verify"])[::2], "TypeError: widths must be a list")
 
 
-def test_broken_claim_module_exits_2(monkeypatch):
+def test_broken_claim_module_is_an_internal_error_exit_3(monkeypatch):
     def broken(*a, **k):
         raise ClaimModuleError("proofs.claims.kernels", ImportError("no module named theory.kernels"))
     monkeypatch.setattr("proofs.registry.load_claims", broken)
     code, _, err = run(["list"], claims=None)
-    assert_one_line_error(code, err, "proofs.claims.kernels failed to import")
+    assert_internal_error(code, err, "proofs.claims.kernels failed to import")
 
 
 def test_help_exits_0():
@@ -252,7 +263,7 @@ def test_check_that_raises_is_reported_not_passed():
     space = AssumptionSpace("s", st.integers(0, 3), raising)
     claims = {"d.x": claim("d.x", title="t", statement="s", register=False, space=space)(_true_claim)}
     code, out, _ = run(["falsify", "d.x"], claims=claims)
-    assert code == 2 and "raised LinAlgError: singular matrix" in out
+    assert code == 3 and "raised LinAlgError: singular matrix" in out  # the check's bug, not the user's input
 
 
 # ----------------------------------------------------------------------------- the real registry
