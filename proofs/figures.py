@@ -5,11 +5,15 @@ The figure-series schema
 ``ClaimResult.series`` maps a series name to ONE figure, a :class:`FigureSeries` dict::
 
     {"kind": one of SERIES_KINDS,
-     "curves": [Curve, ...],                  # non-empty; labels unique within the series
+     "curves": [Curve, ...],                  # non-empty; labels unique within the series (or group)
      "title"?, "caption"?, "xlabel"?, "ylabel"?: str,
-     "logy"?: bool,                           # loss_curves only (default True)
+     "logy"?: bool,                           # loss_curves (default True) and xy (default False)
+     "logx"?: bool,                           # xy only (default False)
      "normalise"?: bool,                      # spectrum only: divide each curve by its mean
-     "expected_slope"?: float,                # width_sweep only: shown in the legend
+     "expected_slope"?: float,                # width_sweep only: a reference line of that slope
+     "autofit"?: bool,                        # width_sweep only: fit a power law when no fit is given
+                                              # (default True; False when the data is no power law)
+     "vlines"?: [{"x": float, "label": str}], # eta_scan and xy: marked x positions (e.g. singular depths)
      "data"?: {str: value}}                   # numbers for readers of results.json, never drawn
 
 and every curve is a :class:`Curve` dict::
@@ -21,7 +25,10 @@ and every curve is a :class:`Curve` dict::
      "split"?: "train" | "test",              # required for loss_curves
      "width"?: int,                           # the network width the curve was measured at
      "fit"?: {"slope", "slope_stderr", "prefactor"},   # width_sweep only
-     "alpha"?: float}                         # spectrum only: predicted isotropy constant
+     "alpha"?: float,                         # spectrum only: predicted isotropy constant
+     "replicates"?: [[numbers], ...],         # per x, every initialisation's
+                                              # value (drawn as dots: the spread behind y)
+     "group"?: str}                           # width_sweep only: the panel of a small-multiples figure
 
 What the kinds mean (x / y):
 
@@ -31,6 +38,15 @@ What the kinds mean (x / y):
 ``spectrum``     eigenvalue index / eigenvalue of Theta_G (drawn sorted, descending; log y when all
                  positive), ``alpha`` as a dashed line.
 ``eta_scan``     eta/eta* / loss after one step (log y), a vertical line at eta = eta*.
+``xy``           any x / y (linear axes unless ``logx``/``logy``): e.g. alpha against depth, or
+                 measured against predicted.
+
+Drawing rules every kind follows: a predicted curve has the colour of the measured curve it
+predicts (:func:`colour_key`); a predicted value of exactly 0 on a log axis (one-step convergence)
+is drawn as a dashed line down to the axis floor and marked there with a downward triangle (the
+caption says so, :func:`explanations`); curves at round-off level (below :data:`ROUNDOFF`, exact
+identities) next to ordinary errors get their own panel instead of stretching the axis; log axes
+label at most three ticks per decade, width axes the measured widths.
 
 Colours pair a predicted curve with the measured one it predicts: the key is
 ``(approximation, split)`` when the curve names its approximation.  The printed name of an
@@ -62,9 +78,10 @@ from numerics.sweeps import PowerLawFit, fit_power_law
 
 __all__ = ["SERIES_KINDS", "ROLES", "SPLITS", "Fit", "Curve", "FigureSeries", "check_series", "figure_series",
            "sweep_curve", "sweep_series", "loss_curves", "spectrum_curve", "eta_curves", "series_from_fits",
-           "colour_key", "render_png", "caption_of", "legend_columns", "ALPHA_LINE_RTOL", "approximation_label"]
+           "colour_key", "render_png", "caption_of", "legend_columns", "ALPHA_LINE_RTOL", "approximation_label",
+           "xy_curve", "explanations", "describe", "ROUNDOFF", "ZERO_MARK"]
 
-SERIES_KINDS = ("loss_curves", "width_sweep", "spectrum", "eta_scan")
+SERIES_KINDS = ("loss_curves", "width_sweep", "spectrum", "eta_scan", "xy")
 ROLES = ("measured", "predicted")
 SPLITS = ("train", "test")
 
@@ -89,6 +106,8 @@ class Curve(TypedDict, total=False):
     width: int
     fit: Fit
     alpha: float
+    replicates: List[List[float]]
+    group: str
 
 
 class FigureSeries(TypedDict, total=False):
@@ -101,17 +120,22 @@ class FigureSeries(TypedDict, total=False):
     xlabel: str
     ylabel: str
     logy: bool
+    logx: bool
     normalise: bool
     expected_slope: float
+    autofit: bool
+    vlines: List[Dict[str, Any]]
     data: Dict[str, Any]
 
 
 #: Optional top-level fields: the kinds that may have them and their type check.
 _TEXT = ("title", "caption", "xlabel", "ylabel")
-_SERIES_OPTIONS = {"logy": ("loss_curves",), "normalise": ("spectrum",), "expected_slope": ("width_sweep",)}
+_SERIES_OPTIONS = {"logy": ("loss_curves", "xy"), "logx": ("xy",), "normalise": ("spectrum",),
+                   "expected_slope": ("width_sweep",), "autofit": ("width_sweep",), "vlines": ("eta_scan", "xy")}
 #: Optional curve fields and the kinds that may have them (None: every kind).
 _CURVE_OPTIONS = {"role": None, "approximation": None, "split": None, "width": None, "fit": ("width_sweep",),
-                  "alpha": ("spectrum",)}
+                  "alpha": ("spectrum",), "replicates": ("width_sweep", "eta_scan", "xy", "loss_curves"),
+                  "group": ("width_sweep",)}
 
 
 class _Check:
@@ -201,6 +225,17 @@ def _check_curve(check: _Check, kind: str, i: int, curve: Any) -> Curve:
                       "prefactor": check.number(f"{where}.fit.prefactor", fit["prefactor"])}
     if curve.get("alpha") is not None:
         out["alpha"] = check.number(f"{where}.alpha", curve["alpha"])
+    replicates = curve.get("replicates")
+    if replicates is not None:
+        if isinstance(replicates, (str, bytes, Mapping)) or not hasattr(replicates, "__len__") or \
+                len(replicates) != len(x):
+            check.fail(f"{where}.replicates", f"must be a list of {len(x)} lists (one per x), got {replicates!r:.80}")
+        out["replicates"] = [check.floats(f"{where}.replicates[{i}]", rep) for i, rep in enumerate(replicates)]
+    group = curve.get("group")
+    if group is not None:
+        if not isinstance(group, str) or not group.strip():
+            check.fail(f"{where}.group", f"must be a non-empty string, got {group!r}")
+        out["group"] = group
     if kind == "width_sweep" and not all(math.isfinite(v) and v > 0 for v in x):
         check.fail(f"{where}.x", f"must hold positive widths, got {x}")
     return out
@@ -214,7 +249,7 @@ def check_series(series: Any, name: Any = "series") -> FigureSeries:
     >>> check_series({"kind": "histogram", "curves": []}, name="h")
     Traceback (most recent call last):
     ...
-    ValueError: series 'h': field kind is 'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan
+    ValueError: series 'h': field kind is 'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan, xy
     """
     check = _Check(name)
     if not isinstance(series, Mapping):
@@ -230,24 +265,34 @@ def check_series(series: Any, name: Any = "series") -> FigureSeries:
     if not isinstance(curves, (list, tuple)) or not curves:
         check.fail("curves", f"must be a non-empty list of curves, got {curves!r:.80}")
     out: FigureSeries = {"kind": kind, "curves": [_check_curve(check, kind, i, c) for i, c in enumerate(curves)]}
-    seen: Dict[str, int] = {}
+    seen: Dict[tuple, int] = {}
     for i, c in enumerate(out["curves"]):
-        if c["label"] in seen:
-            check.fail(f"curves[{i}].label", f"{c['label']!r} repeats curves[{seen[c['label']]}].label; "
-                                             "labels must be unique within a series")
-        seen[c["label"]] = i
+        key = (c.get("group"), c["label"])
+        if key in seen:
+            check.fail(f"curves[{i}].label", f"{c['label']!r} repeats curves[{seen[key]}].label; "
+                                             "labels must be unique within a series (within a group)")
+        seen[key] = i
     for key in _TEXT:
         if series.get(key) is not None:
             if not isinstance(series[key], str):
                 check.fail(key, f"must be a string, got {type(series[key]).__name__}")
             out[key] = series[key]
-    for key in ("logy", "normalise"):
+    for key in ("logy", "logx", "normalise", "autofit"):
         if key in series:
             if not isinstance(series[key], (bool, np.bool_)):
                 check.fail(key, f"must be True or False, got {series[key]!r}")
             out[key] = bool(series[key])
     if series.get("expected_slope") is not None:
         out["expected_slope"] = check.number("expected_slope", series["expected_slope"])
+    if series.get("vlines") is not None:
+        marks = series["vlines"]
+        if not isinstance(marks, (list, tuple)):
+            check.fail("vlines", f"must be a list of {{'x', 'label'}} dicts, got {type(marks).__name__}")
+        out["vlines"] = []
+        for i, mark in enumerate(marks):
+            if not isinstance(mark, Mapping) or not isinstance(mark.get("label"), str):
+                check.fail(f"vlines[{i}]", f"must be a dict with 'x' (a number) and 'label' (a string), got {mark!r:.80}")
+            out["vlines"].append({"x": check.number(f"vlines[{i}].x", mark.get("x")), "label": mark["label"]})
     if "data" in series:
         if not isinstance(series["data"], Mapping):
             check.fail("data", f"must be a dict of named values, got {type(series['data']).__name__}")
@@ -297,31 +342,39 @@ def sweep_curve(label: Optional[str], widths: Sequence, errors: Sequence, fit: A
 def sweep_series(quantity: str, widths: Sequence, errors: Sequence, fit: Any = None, *, name: Any = None,
                  replicates: Optional[Sequence[Sequence[float]]] = None, **options) -> FigureSeries:
     """A one-curve ``width_sweep`` series: ``quantity`` (the curve's label and the y label) vs width;
-    ``replicates`` (per width, the errors of every initialisation) go to ``data``.
+    ``replicates`` (per width, the errors of every initialisation) go to the curve and are drawn as
+    dots around it.
 
     >>> s = sweep_series("isotropy error", [64, 128], [0.2, 0.14], replicates=[[0.2], [0.1, 0.18]])
-    >>> s["ylabel"], s["data"]["replicates"]
+    >>> s["ylabel"], s["curves"][0]["replicates"]
     ('isotropy error', [[0.2], [0.1, 0.18]])
     """
-    data = dict(options.pop("data", None) or {})
-    if replicates is not None:
-        data["replicates"] = [[float(v) for v in rep] for rep in replicates]
     options.setdefault("xlabel", "width M")
     options.setdefault("ylabel", quantity)
-    return figure_series("width_sweep", [sweep_curve(quantity, widths, errors, fit)], name=name or quantity,
-                         data=data or None, **options)
+    curve = sweep_curve(quantity, widths, errors, fit)
+    if replicates is not None:
+        curve["replicates"] = [[float(v) for v in rep] for rep in replicates]
+    return figure_series("width_sweep", [curve], name=name or quantity, **options)
 
 
 def width_sweep_series(sweep, name: Any = None, **options) -> FigureSeries:
     """The figure series of a :class:`numerics.measure.WidthSweep`: its means vs width with the fit,
-    labelled by its quantity; its extra per-width columns go to ``data``.
+    labelled by its quantity, every initialisation's error as ``replicates`` (when there are several
+    per width); its extra per-width columns go to ``data``.
 
     >>> from numerics.measure import WidthSweep
     >>> width_sweep_series(WidthSweep("q", [1, 2], [1.0, 0.5], None, {"alpha": [3, 4]}))["data"]
     {'alpha': [3.0, 4.0]}
     """
     data = {k: list(map(float, v)) for k, v in sweep.extra.items()} or None
-    return sweep_series(sweep.quantity, sweep.widths, sweep.errors, sweep.fit, name=name, data=data, **options)
+    try:
+        replicates = [list(map(float, r)) for r in sweep.replicates]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        replicates = None
+    if replicates is not None and (len(replicates) != len(sweep.widths) or all(len(r) <= 1 for r in replicates)):
+        replicates = None  # one value per width: nothing to spread
+    return sweep_series(sweep.quantity, sweep.widths, sweep.errors, sweep.fit, name=name, data=data,
+                        replicates=replicates, **options)
 
 
 def loss_curves(approximation: str, steps: Sequence, measured: Mapping[str, Sequence],
@@ -377,109 +430,297 @@ def eta_curves(approximation: str, ratios: Sequence, measured: Sequence,
     return curves
 
 
+def xy_curve(label: Optional[str], x: Sequence, y: Sequence, *, role: str = "measured",
+             approximation: Optional[str] = None, replicates: Optional[Sequence[Sequence[float]]] = None) -> Curve:
+    """A curve of an ``xy`` (or ``eta_scan``) series; ``label=None`` prints the approximation's name.
+
+    >>> xy_curve(None, [2, 3], [1, 1], approximation="block_tridiagonal", role="predicted")["label"]
+    'block tri-diagonal'
+    """
+    if label is None and approximation is None:
+        raise ValueError("xy_curve needs a label or approximation=; got neither")
+    curve: Curve = {"label": approximation_label(approximation) if label is None else label, "x": list(x),
+                    "y": [float(v) for v in y], "role": role}
+    if approximation is not None:
+        curve["approximation"] = approximation
+    if replicates is not None:
+        curve["replicates"] = [[float(v) for v in rep] for rep in replicates]
+    return curve
+
+
 def series_from_fits(fits: Mapping[str, PowerLawFit], title: str = "") -> FigureSeries:
     """A ``width_sweep`` series drawing the fitted sweeps of a ClaimResult (``result.sweeps``)."""
     return figure_series("width_sweep", [sweep_curve(name, f.widths, f.errors, f) for name, f in fits.items()],
                          name=title or "sweeps", title=title or None)
 
 
+# ----------------------------------------------------------------------------- drawing
+#: Curves whose every value is below this are at round-off level (the residual of an exact identity):
+#: next to ordinary errors they get their own panel instead of stretching the log axis.
+ROUNDOFF = 1e-9
+#: The marker of a predicted 0 at the floor of a log axis (and its printed form in captions).
+ZERO_MARK = "v"
+#: A predicted value below this fraction of the largest value of its axis counts as 0 (a stand-in
+#: such as 1e-300 for an exact 0).
+_ZERO_RANGE = 1e-18
+#: Normalised spectra: an alpha/mean within this of 1 is drawn as the one shared isotropic line.
+ALPHA_LINE_RTOL = 1e-6
+_MARKERS = "osD^v<>p"
+
+
 def colour_key(curve: Mapping) -> Any:
     """The key a curve's colour is chosen by: a predicted curve shares the colour of the measured
     curve it predicts.  ``(approximation, split)`` when the curve names its approximation, else the
-    label without its ``predicted`` / ``M=`` parts.
+    label without its ``predicted`` / ``measured`` / ``derived`` words and ``M=`` part.
 
     >>> colour_key({"label": "K-FAC train M=512", "approximation": "kfac", "split": "train"})
     ('kfac', 'train')
-    >>> colour_key({"label": "NTK predicted"})
-    'NTK'
+    >>> colour_key({"label": "NTK predicted"}), colour_key({"label": "C=2 derived"}) == colour_key({"label": "C=2 measured"})
+    ('NTK', True)
     """
     if curve.get("approximation"):
         return curve["approximation"], curve.get("split")
-    return str(curve["label"]).replace(" predicted", "").replace("predicted", "").split(" M=")[0].strip()
+    label = str(curve["label"]).split(" M=")[0]
+    return " ".join(w for w in label.split() if w.strip("()") not in ("predicted", "measured", "derived")).strip()
 
 
-def _fit_of(curve: Mapping, w: np.ndarray, e: np.ndarray) -> Optional[Dict[str, float]]:
+def _palette(curves: Sequence[Mapping]) -> Dict[Any, tuple]:
+    """``{colour key: (colour, marker)}``: tab10 colours in order of first appearance; after ten
+    keys the colours repeat with the next marker."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"].colors
+    palette: Dict[Any, tuple] = {}
+    for c in curves:
+        key = colour_key(c)
+        if key not in palette:
+            n = len(palette)
+            palette[key] = (colours[n % 10], _MARKERS[(n // 10) % len(_MARKERS)])
+    return palette
+
+
+def _values(curves: Sequence[Mapping]) -> np.ndarray:
+    vals = [np.asarray(c["y"], dtype=float) for c in curves]
+    vals += [np.asarray(v, dtype=float) for c in curves for v in c.get("replicates") or []]
+    return np.concatenate(vals) if vals else np.zeros(0)
+
+
+def _top(curves: Sequence[Mapping]) -> float:
+    v = _values(curves)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(v.max()) if v.size else 1.0
+
+
+def _zeros(curve: Mapping, top: float) -> np.ndarray:
+    """Where a predicted curve is 0 for a log axis (exactly 0, or a stand-in far below everything)."""
+    y = np.asarray(curve["y"], dtype=float)
+    if curve.get("role") != "predicted":
+        return np.zeros(y.shape, dtype=bool)
+    return np.isfinite(y) & ((y <= 0) | (y < top * _ZERO_RANGE))
+
+
+def has_zero_predictions(series: Mapping) -> bool:
+    """True when a log-axis series has a predicted value of 0 (drawn at the axis floor)."""
+    if not _log_y(series):
+        return False
+    top = _top(series["curves"])
+    return any(_zeros(c, top).any() for c in series["curves"])
+
+
+def _log_y(series: Mapping) -> bool:
+    kind = series["kind"]
+    if kind in ("loss_curves",):
+        return bool(series.get("logy", True))
+    if kind == "xy":
+        return bool(series.get("logy", False))
+    if kind == "spectrum":
+        return all(np.all(np.asarray(c["y"], dtype=float) > 0) for c in series["curves"])
+    return True  # width_sweep, eta_scan
+
+
+def _positive(y: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(y) & (y > 0) & ~zero, y, np.nan)
+
+
+def _log_ticks(lo: float, hi: float) -> List[float]:
+    """Between 2 and 6 ticks in ``[lo, hi]``: powers of ten when the range is long, else 1-2-5 (or
+    finer) multiples of them."""
+    import math as _m
+
+    decades = _m.log10(hi / lo)
+    choices = [(1,)] if decades >= 2 else []
+    choices += [(1, 2, 5), (1, 2, 3, 5, 7), tuple(range(1, 10))]
+    ticks: List[float] = []
+    for subs in choices:
+        ticks = [m * 10.0 ** e for e in range(_m.floor(_m.log10(lo)) - 1, _m.ceil(_m.log10(hi)) + 1) for m in subs
+                 if lo * (1 - 1e-9) <= m * 10.0 ** e <= hi * (1 + 1e-9)]
+        if len(ticks) >= 2:
+            break
+    step = max(1, -(-len(ticks) // 6))
+    return ticks[::step]
+
+
+def _tick_label(value: float, _pos=None) -> str:
+    """``0.5``, ``20``, ``$5\\times10^{-7}$``: plain between 1e-3 and 1e4, else scientific."""
+    if value <= 0:
+        return ""
+    if 1e-3 <= value < 1e4:
+        return f"{value:g}"
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    mantissa = value / 10.0 ** exponent
+    return (f"$10^{{{exponent}}}$" if abs(mantissa - 1) < 1e-9
+            else f"${mantissa:g}\\times10^{{{exponent}}}$")
+
+
+def _tidy_log(axis, lo: float, hi: float, set_limits: bool = True) -> None:
+    """Log-axis limits with a margin (at least a factor 2.6, so a flat curve still gets ticks), 2..6
+    labelled ticks (:func:`_log_ticks`) and unlabelled minor ticks: labels never run into each other."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    if not (lo > 0 and np.isfinite(lo) and np.isfinite(hi)):
+        return
+    hi = max(hi, lo)
+    if set_limits:
+        lo, hi = lo / 1.5, hi * 1.8
+        if hi / lo < 2.6:
+            centre = np.sqrt(lo * hi)
+            lo, hi = centre / 1.62, centre * 1.62
+        axis.axes.set_ylim(lo, hi) if axis.axis_name == "y" else axis.axes.set_xlim(lo, hi)
+    axis.set_major_locator(FixedLocator(_log_ticks(lo, hi)))
+    axis.set_major_formatter(FuncFormatter(_tick_label))
+    axis.set_minor_locator(LogLocator(base=10, subs="auto"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _width_ticks(axis, widths: Sequence[float]) -> None:
+    """Major ticks at the measured widths (at most 8, thinned evenly), labelled as integers."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ws = sorted({float(w) for w in widths if w > 0})
+    step = max(1, -(-len(ws) // 8))
+    axis.set_major_locator(FixedLocator(ws[::step]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v < 1e6 else f"{v:.0e}"))
+    axis.set_minor_locator(NullLocator())
+
+
+def _finish_log_y(ax, curves: Sequence[Mapping], palette: Mapping) -> None:
+    """Log y: the floor a decade-fraction below the smallest drawn value, a predicted 0 drawn as a
+    dashed line to that floor and marked there, tidy tick labels."""
+    top = _top(curves)
+    v = _values(curves)
+    zero_any = any(_zeros(c, top).any() for c in curves)
+    keep = np.isfinite(v) & (v > 0) & (v >= top * _ZERO_RANGE)
+    lo = float(v[keep].min()) if keep.any() else top / 10
+    floor = lo / (6.0 if zero_any else 1.6)
+    ax.set_yscale("log")
+    if top * 1.6 / floor < 2.6:
+        floor = top * 1.6 / 2.6
+    ax.set_ylim(bottom=floor, top=top * 1.6)
+    for c in curves:
+        zero = _zeros(c, top)
+        if not zero.any():
+            continue
+        colour = palette.get(colour_key(c), ("k", "o"))[0]
+        x, y = np.asarray(c["x"], dtype=float), np.asarray(c["y"], dtype=float)
+        ax.plot(x, np.where(zero, floor, y), ls="--", lw=1.2, color=colour, label="_nolegend_")
+        ax.plot(x[zero], np.full(int(zero.sum()), floor), ls="none", marker=ZERO_MARK, ms=7, color=colour,
+                clip_on=False, zorder=5, label="_nolegend_")
+    if zero_any:
+        ax.plot([], [], ls="none", marker=ZERO_MARK, color="0.3", label="predicted 0 (drawn at the axis floor)")
+    _tidy_log(ax.yaxis, floor, top * 1.6, set_limits=False)
+
+
+def _replicate_dots(ax, curve: Mapping, colour, logx: bool = True) -> None:
+    reps = curve.get("replicates")
+    if not reps:
+        return
+    for x, values in zip(curve["x"], reps):
+        values = np.asarray(values, dtype=float)
+        n = values.size
+        offsets = (np.arange(n) - (n - 1) / 2) * (0.012 if n > 1 else 0.0)
+        xs = x * np.power(10.0, offsets) if logx else x + offsets * 2
+        ax.plot(xs, np.where(values > 0, values, np.nan), ls="none", marker=".", ms=4, alpha=0.45, color=colour,
+                label="_nolegend_")
+
+
+def _paired_keys(curves: Sequence[Mapping]) -> set:
+    """Colour keys with both a measured and a predicted curve."""
+    roles: Dict[Any, set] = {}
+    for c in curves:
+        roles.setdefault(colour_key(c), set()).add(c["role"])
+    return {k for k, r in roles.items() if r == {"measured", "predicted"}}
+
+
+def _fit_of(curve: Mapping, w: np.ndarray, e: np.ndarray, autofit: bool = True) -> Optional[Dict[str, float]]:
     if curve.get("fit") is not None:
         return dict(curve["fit"])
-    if w.size >= 3 and np.all(e > 0) and np.all(np.isfinite(e)) and np.unique(w).size > 1:
+    if _is_roundoff(curve):
+        return None  # the slope of round-off noise means nothing
+    if autofit and w.size >= 3 and np.all(e > 0) and np.all(np.isfinite(e)) and np.unique(w).size > 1:
         f = fit_power_law(w, e)
         return {"slope": f.slope, "slope_stderr": f.slope_stderr, "prefactor": f.prefactor}
     return None
 
 
-def _log_safe(values: np.ndarray, dynamic_range: float = 1e-18) -> np.ndarray:
-    """Values for a log axis: non-positive values and values below ``dynamic_range`` times the
-    largest (e.g. a predicted loss of exactly 0 stored as 1e-300) become gaps (NaN), so the axis
-    does not span hundreds of decades."""
-    v = np.asarray(values, dtype=float)
-    top = np.nanmax(np.where(np.isfinite(v), v, np.nan)) if np.any(np.isfinite(v)) else np.nan
-    keep = np.isfinite(v) & (v > 0) & (v >= (top * dynamic_range if np.isfinite(top) else 0))
-    return np.where(keep, v, np.nan)
-
-
-def _mark_exact_zeros(ax, curves: Sequence[Curve], palette) -> None:
-    """A predicted loss of exactly 0 (one-step convergence at eta = 1/alpha) has no place on a log
-    axis: draw the dashed prediction down to the axis floor and mark the zero steps with a
-    downward triangle there, so the prediction stays visible next to the measured curve."""
-    floor = ax.get_ylim()[0]
-    for c in curves:
-        if c["role"] != "predicted":
-            continue
-        steps, ys = np.asarray(c["x"], dtype=float), np.asarray(c["y"], dtype=float)
-        zero = np.isfinite(ys) & (ys <= 0)
-        if not zero.any():
-            continue
-        colour = palette.get(colour_key(c), ("k", "o"))[0]
-        shown = np.where(zero, floor, ys)
-        ax.plot(steps, shown, ls="--", lw=1.2, color=colour)
-        ax.plot(steps[zero], np.full(int(zero.sum()), floor), ls="none", marker="v", ms=6, color=colour,
-                clip_on=False)
-    ax.set_ylim(bottom=floor)
-
-
-#: Normalised spectra: an alpha/mean within this of 1 is drawn as the one shared isotropic line.
-ALPHA_LINE_RTOL = 1e-6
-
-
 def _draw(ax, series: FigureSeries) -> None:
-    colours = iter(__import__("matplotlib").rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     kind, curves = series["kind"], series["curves"]
+    palette = _palette(curves)
+    replicated = any(c.get("replicates") for c in curves)
     if kind == "loss_curves":
-        palette: Dict[Any, tuple] = {}
         logy = series.get("logy", True)
+        top = _top(curves)
         for c in curves:
+            colour, marker = palette[colour_key(c)]
             dashed = c["role"] == "predicted"
-            key = colour_key(c)
-            if key not in palette:
-                # colours repeat after 10 keys: the marker changes with each round of colours
-                palette[key] = (next(colours), "osD^v"[(len(palette) // 10) % 5])
-            colour, marker = palette[key]
+            _replicate_dots(ax, c, colour, logx=False)
             ys = np.asarray(c["y"], dtype=float)
-            ax.plot(np.asarray(c["x"], dtype=float), _log_safe(ys) if logy else ys, ls="--" if dashed else "-",
-                    marker=None if dashed else marker, lw=1.2 if dashed else 1.6, ms=3, label=c["label"],
-                    color=colour)
+            ax.plot(np.asarray(c["x"], dtype=float), _positive(ys, _zeros(c, top)) if logy else ys,
+                    ls="--" if dashed else "-", marker=None if dashed else marker, lw=1.2 if dashed else 1.6, ms=4,
+                    label=c["label"], color=colour)
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(series.get("xlabel", "step t"))
         ax.set_ylabel(series.get("ylabel", "train loss"))
+        if replicated:
+            ax.plot([], [], ls="none", marker=".", color="0.4", alpha=0.6, label="dots: every initialisation")
         if logy:
-            ax.set_yscale("log")
-            _mark_exact_zeros(ax, curves, palette)
+            _finish_log_y(ax, curves, palette)
     elif kind == "width_sweep":
-        for i, c in enumerate(curves):
+        autofit = series.get("autofit", True)
+        first = None
+        for c in curves:
             w, e = np.asarray(c["x"], dtype=float), np.asarray(c["y"], dtype=float)
-            colour, marker = next(colours), "osD^v"[(i // 10) % 5]  # colours repeat after 10: vary the marker
-            fit = _fit_of(c, w, e)
+            colour, marker = palette[colour_key(c)]
+            _replicate_dots(ax, c, colour)
+            fit = _fit_of(c, w, e, autofit)
             text = f" (slope {fit['slope']:.3f} ± {fit['slope_stderr']:.3f})" if fit is not None else ""
-            ax.plot(w, _log_safe(e), marker, ls="--" if c["role"] == "predicted" else "none", color=colour,
-                    label=c["label"] + text)
-            if fit is not None:
+            predicted = c["role"] == "predicted"
+            ax.plot(w, np.where(e > 0, e, np.nan), marker=None if predicted else marker, ms=6 if replicated else 5,
+                    ls="--" if predicted else ("-" if replicated and fit is None else "none"),
+                    lw=1.3 if predicted else 1, color=colour, label=c["label"] + text, zorder=3 if predicted else 4)
+            if fit is not None and not predicted:  # a predicted curve is its own line
                 grid = np.geomspace(w.min(), w.max(), 50)
                 ax.plot(grid, fit["prefactor"] * grid ** fit["slope"], "-", color=colour, lw=1, label="_nolegend_")
-        if series.get("expected_slope") is not None:
-            ax.plot([], [], " ", label=f"expected slope {series['expected_slope']}")
+            if first is None and np.all(e > 0):
+                first = (w, e)
+        if series.get("expected_slope") is not None and first is not None:
+            w, e = first
+            s = series["expected_slope"]
+            grid = np.geomspace(w.min(), w.max(), 20)
+            ax.plot(grid, e[0] * (grid / w[0]) ** s, ":", color="0.4", lw=1.2,
+                    label=f"stated rate: slope {s:g} (through the first point)")
+        if replicated:
+            ax.plot([], [], ls="none", marker=".", color="0.4", alpha=0.6, label="dots: every initialisation")
         ax.set_xscale("log")
+        v = _values(curves)
+        v = v[np.isfinite(v) & (v > 0)]
+        if v.size:
+            lo, hi = float(v.min()), float(v.max())
+            ax.set_ylim(lo / 2, hi * 2)  # a flat curve (round-off) must not give identical limits
         ax.set_yscale("log")
+        if v.size:
+            _tidy_log(ax.yaxis, lo, hi)
+        _width_ticks(ax.xaxis, [x for c in curves for x in c["x"]])
         ax.set_xlabel(series.get("xlabel", "width M"))
         ax.set_ylabel(series.get("ylabel", "error"))
     elif kind == "spectrum":
@@ -491,35 +732,66 @@ def _draw(ax, series: FigureSeries) -> None:
             eig = [v / m if m != 0 else v for v, m in zip(eig, means)]
             alphas = [a / m if a is not None and m else None for a, m in zip(alphas, means)]
         positive = all(np.all(v > 0) for v in eig)
+        name = "alpha / mean" if normalise else "alpha"
         if normalise and any(abs(a - 1.0) <= ALPHA_LINE_RTOL for a in alphas if a is not None):
             # normalised: every isotropic prediction is the same line alpha/mean = 1; draw it once
             ax.axhline(1.0, color="grey", ls="--", lw=1, label="alpha / mean = 1 (isotropic prediction)")
-        for i, (c, vals, alpha) in enumerate(zip(curves, eig, alphas)):
-            colour, marker = next(colours), ".osD^v"[(i // 10) % 6]  # colours repeat after 10: vary the marker
+        paired = _paired_keys(curves)
+        for c, vals, alpha in zip(curves, eig, alphas):
+            colour, marker = palette[colour_key(c)]
             vals = np.sort(vals)[::-1]
-            ax.plot(np.arange(1, vals.size + 1), vals, "--" if c["role"] == "predicted" else "-", marker=marker,
-                    color=colour, ms=4, label=c["label"])
+            predicted = c["role"] == "predicted"
+            style = "--" if predicted else ("none" if colour_key(c) in paired else "-")  # the prediction stays visible
+            ax.plot(np.arange(1, vals.size + 1), vals, ls=style, marker=None if predicted else marker,
+                    color=colour, ms=4.5, lw=1.4 if predicted else 1.5, label=c["label"], zorder=3 if predicted else 4)
             if alpha is not None and not (normalise and abs(alpha - 1.0) <= ALPHA_LINE_RTOL):
-                ax.axhline(alpha, color=colour, ls="--", lw=1, label=f"{c['label']}: alpha = {alpha:.4g}")
+                ax.axhline(alpha, color=colour, ls=":", lw=1, label=f"{c['label']}: {name} = {alpha:.4g}")
         if positive:
             ax.set_yscale("log")
-        ax.set_xlabel(series.get("xlabel", "eigenvalue index"))
+            v = np.concatenate(eig)
+            _tidy_log(ax.yaxis, float(v.min()), float(v.max()))
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(series.get("xlabel", "eigenvalue index (sorted, largest first)"))
         ax.set_ylabel(series.get("ylabel", r"eigenvalue of $\Theta_G$" + (" / mean" if normalise else "")))
-    elif kind == "eta_scan":
-        palette = {}
+    elif kind in ("eta_scan", "xy"):
+        logy = _log_y(series)
+        logx = series.get("logx", False)
+        top = _top(curves)
+        paired = _paired_keys(curves)
         for c in curves:
-            key = colour_key(c)
-            if key not in palette:
-                palette[key] = next(colours)
-            x = np.asarray(c["x"], dtype=float)
+            colour, marker = palette[colour_key(c)]
+            x, y = np.asarray(c["x"], dtype=float), np.asarray(c["y"], dtype=float)
+            _replicate_dots(ax, c, colour, logx=logx)
+            shown = _positive(y, _zeros(c, top)) if logy else y
             if c["role"] == "predicted":
-                ax.plot(x, _log_safe(c["y"]), "--", color=palette[key], lw=1, label=c["label"])
-            else:
-                ax.plot(x, _log_safe(c["y"]), "o-", ms=3, color=palette[key], label=c["label"])
-        ax.axvline(1.0, color="grey", ls=":", lw=1)
-        ax.set_yscale("log")
-        ax.set_xlabel(series.get("xlabel", r"$\eta / \eta^*$"))
-        ax.set_ylabel(series.get("ylabel", "loss after one step"))
+                ax.plot(x, shown, "--", color=colour, lw=1.3, label=c["label"], zorder=3)
+            else:  # markers only when the dashed prediction in the same colour gives the shape
+                ax.plot(x, shown, marker=marker, ls="-" if x.size > 1 and colour_key(c) not in paired else "none",
+                        ms=5.5, lw=1.3, color=colour, label=c["label"], zorder=4)
+        if kind == "eta_scan":
+            ax.axvline(1.0, color="grey", ls=":", lw=1, label="_nolegend_")
+        seen = set()
+        for mark in series.get("vlines") or []:
+            ax.axvline(mark["x"], color="0.35", ls="-.", lw=1,
+                       label=mark["label"] if mark["label"] not in seen else "_nolegend_")
+            seen.add(mark["label"])
+        if replicated:
+            ax.plot([], [], ls="none", marker=".", color="0.4", alpha=0.6, label="dots: every initialisation")
+        if logx:
+            ax.set_xscale("log")
+        from matplotlib.ticker import MaxNLocator
+        xs = np.concatenate([np.asarray(c["x"], dtype=float) for c in curves])
+        ys = np.concatenate([np.asarray(c["y"], dtype=float) for c in curves])
+        if kind == "xy" and not logx and np.allclose(xs, np.round(xs)):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if kind == "xy" and not logy and np.allclose(ys, np.round(ys), atol=1e-9):
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if logy:
+            _finish_log_y(ax, curves, palette)
+        default_x, default_y = ((r"$\eta / \eta^*$", "loss after one step") if kind == "eta_scan" else ("x", "y"))
+        ax.set_xlabel(series.get("xlabel", default_x))
+        ax.set_ylabel(series.get("ylabel", default_y))
 
 
 def legend_columns(labels: Sequence[str], width_chars: int = 100) -> int:
@@ -533,36 +805,160 @@ def legend_columns(labels: Sequence[str], width_chars: int = 100) -> int:
     return int(max(1, min(3, width_chars // max(longest, 1))))
 
 
-def render_png(series: Mapping, title: str = "", name: Any = None) -> bytes:
-    """Draw one series (schema above) and return the PNG bytes; ``ValueError`` (naming the series
-    ``name``, default ``title``, and the field) for a series that breaks the schema."""
-    series = check_series(series, name if name is not None else (title or "series"))
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # object API: no global pyplot state, thread/test safe
+def _is_roundoff(curve: Mapping) -> bool:
+    y = np.abs(np.asarray(curve["y"], dtype=float))
+    y = y[np.isfinite(y)]
+    return bool(y.size) and bool(np.all(y < ROUNDOFF))
 
-    fig = Figure(figsize=(6.4, 4.2), dpi=110)
-    ax = fig.add_subplot(1, 1, 1)
-    _draw(ax, series)
-    ax.set_title(series.get("title") or title, fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
+
+ROUNDOFF_PANEL = "exact identities (round-off level)"
+
+
+def panels(series: Mapping) -> List[tuple]:
+    """``[(panel title, series)]``: one panel, except for width sweeps whose curves name a
+    ``group`` (one panel per group: small multiples) or mix round-off curves with ordinary errors
+    (those go to a panel of their own, :data:`ROUNDOFF_PANEL`)."""
+    series = check_series(series)
+    if series["kind"] != "width_sweep":
+        return [("", series)]
+    groups: Dict[str, list] = {}
+    roundoff = []
+    ordinary = [c for c in series["curves"] if not _is_roundoff(c)]
+    for c in series["curves"]:
+        if ordinary and _is_roundoff(c):
+            roundoff.append(dict(c, label=f"{c['group']}: {c['label']}" if c.get("group") else c["label"]))
+        else:
+            groups.setdefault(c.get("group", ""), []).append(c)
+    out = [(title, dict(series, curves=curves)) for title, curves in groups.items()]
+    if roundoff:
+        out.append((ROUNDOFF_PANEL, dict(series, curves=roundoff, expected_slope=None)))
+    return out
+
+
+def _wrap(text: str, width: int) -> str:
+    """Each line of ``text`` wrapped at ``width`` characters."""
+    import textwrap
+
+    return "\n".join(line for part in str(text or "").split("\n") for line in (textwrap.wrap(part, width) or [""]))
+
+
+def _legend(fig, ax, single: bool, fontsize: float = 7) -> None:
     handles, labels = ax.get_legend_handles_labels()
-    if len(labels) > 8:
+    if not labels:
+        return
+    if single and len(labels) > 8:
         # a crowded legend goes below the axes in as many columns as its longest label allows (7 pt text
         # is ~0.055 in per character: 3 columns of <= 32 characters fit 6.4 in), and the figure grows
         # by one legend row (0.16 in) per row
         ncol = legend_columns(labels)
         rows = -(-len(labels) // ncol)
-        fig.set_size_inches(6.4, 4.2 + 0.16 * rows)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=ncol, frameon=False)
-    elif labels:
-        ax.legend(fontsize=7, loc="best")
+        fig.set_size_inches(fig.get_size_inches()[0], fig.get_size_inches()[1] + 0.16 * rows)
+        ax.legend(fontsize=fontsize, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=ncol, frameon=False)
+    elif single:
+        ax.legend(fontsize=fontsize, loc="best", framealpha=0.85)
+    else:  # a panel of small multiples: labels wrapped to the panel's width
+        ax.legend(handles, [_wrap(label, 52) for label in labels], fontsize=fontsize, loc="best", framealpha=0.85)
+
+
+def render_png(series: Mapping, title: str = "", name: Any = None) -> bytes:
+    """Draw one series (schema above) and return the PNG bytes; ``ValueError`` (naming the series
+    ``name``, default ``title``, and the field) for a series that breaks the schema.  Width sweeps
+    with groups or round-off curves become several panels (:func:`panels`)."""
+    series = check_series(series, name if name is not None else (title or "series"))
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # object API: no global pyplot state, thread/test safe
+
+    parts = panels(series)
+    heading = series.get("title") or title
+    if len(parts) == 1:
+        fig = Figure(figsize=(6.4, 4.2), dpi=110)
+        ax = fig.add_subplot(1, 1, 1)
+        _draw(ax, parts[0][1])
+        ax.set_title(_wrap(heading, 78), fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        _legend(fig, ax, single=True)
+    elif len(parts) == 2 and parts[1][0] == ROUNDOFF_PANEL and not parts[0][0]:
+        fig = Figure(figsize=(6.4, 5.4), dpi=110)
+        axes = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1.4]})
+        for ax, (panel, sub) in zip(axes, parts):
+            _draw(ax, sub)
+            ax.grid(True, which="major", alpha=0.3)
+            _legend(fig, ax, single=False, fontsize=6.5)
+            if panel:
+                ax.set_title(panel, fontsize=8)
+        axes[0].set_xlabel("")
+        axes[0].set_title(_wrap(heading, 78), fontsize=10)
+    else:
+        ncols = 3 if len(parts) > 4 else 2
+        nrows = -(-len(parts) // ncols)
+        fig = Figure(figsize=(3.4 * ncols, 2.6 * nrows + 0.5), dpi=110)
+        axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+        for ax, (panel, sub) in zip(axes, parts):
+            _draw(ax, sub)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.set_title(_wrap(panel, 44), fontsize=7.5)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.label.set_size(7.5)
+            ax.yaxis.label.set_size(7.5)
+            _legend(fig, ax, single=False, fontsize=5.5)
+        for ax in axes[len(parts):]:
+            ax.set_visible(False)
+        if heading:
+            fig.suptitle(_wrap(heading, 110), fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
 
 
+def describe(series: Mapping) -> str:
+    """What a series shows, in words (when it has no title): the curves' approximations and the
+    axes, e.g. ``"K-FAC: train and test loss per step, measured and predicted"``.
+
+    >>> describe(figure_series("loss_curves", loss_curves("kfac", [0, 1], {"train": [1, .1]}, {"train": [1, 0]})))
+    'K-FAC: train loss per step, measured (solid) and predicted (dashed)'
+    """
+    series = check_series(series)
+    kind, curves = series["kind"], series["curves"]
+    names = list(dict.fromkeys(approximation_label(c["approximation"]) for c in curves if c.get("approximation")))
+    who = ", ".join(names) + ": " if names else ""
+    roles = {c["role"] for c in curves}
+    both = " measured (solid) and predicted (dashed)" if roles == {"measured", "predicted"} else ""
+    if kind == "loss_curves":
+        splits = " and ".join(s for s in SPLITS if any(c.get("split") == s for c in curves))
+        return f"{who}{splits} loss per step," + both if both else f"{who}{splits} loss per step"
+    if kind == "width_sweep":
+        quantity = series.get("ylabel") or ", ".join(c["label"] for c in curves)
+        return f"{who}{quantity} against width (log-log, fitted slopes)"
+    if kind == "spectrum":
+        return f"{who}eigenvalues of Theta_G" + (" divided by their mean" if series.get("normalise") else "")
+    if kind == "eta_scan":
+        return f"{who}loss after one step against eta / eta*" + ("," + both if both else "")
+    return f"{who}{series.get('ylabel', 'y')} against {series.get('xlabel', 'x')}" + ("," + both if both else "")
+
+
+def explanations(series: Mapping) -> List[str]:
+    """Sentences a caption needs to read the figure: predicted zeros at the axis floor, round-off
+    panels, replicate dots, normalisation."""
+    series = check_series(series)
+    out = []
+    if has_zero_predictions(series):
+        out.append("A predicted value of exactly 0 (convergence in one step) has no place on a log axis: its dashed "
+                   "line runs down to the axis floor, where a downward triangle marks it.")
+    if any(title == ROUNDOFF_PANEL for title, _ in panels(series)):
+        out.append("Curves at round-off level (exact identities, below 1e-9) are in a panel of their own.")
+    if any(c.get("replicates") for c in series["curves"]):
+        out.append("Small dots are the individual initialisations, large markers their median or mean.")
+    if series["kind"] == "spectrum" and series.get("normalise"):
+        out.append("Each spectrum is divided by its mean, so an isotropic operator is the flat line at 1 and the "
+                   "alpha lines show alpha / mean.")
+    return out
+
+
 def caption_of(series: Mapping[str, Any], default: str) -> str:
-    """The caption of a figure: the series' ``caption``, else its ``title``, else ``default``."""
-    return str(series.get("caption") or series.get("title") or default)
+    """The caption of a figure: the series' ``caption``, else its ``title``, else ``default``; then
+    the :func:`explanations` it needs."""
+    text = str(series.get("caption") or series.get("title") or default).rstrip()
+    extra = explanations(series) if isinstance(series, Mapping) and series.get("kind") in SERIES_KINDS else []
+    return " ".join([text if text.endswith(".") else text + "."] + extra)

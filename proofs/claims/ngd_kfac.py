@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from proofs import evidence as ev
 from proofs.figures import width_sweep_series
+from proofs import figures as F
 from proofs import verdicts as V
 from theory.tolerances import EXACT_TOL
 from proofs.assumption_spaces import (AssumptionSpace, authors_kfac_alpha, dead_unit_scenarios, isotropy_check,
@@ -200,6 +201,17 @@ def alpha_authors(cfg: RunConfig) -> ClaimResult:
                  "predicted_residual_factor": factor, "measured_residual_factor": rel,
                  "control_residual_factor": rel_c,
                  "median_loss_ratio_at_authors_eta": step["loss_ratio"], "isotropy_error": err},
+        series={"kfac_authors_eta_one_step": F.figure_series("xy", [
+            F.xy_curve(f"real step, width {width} (median of {inits})", [definition / claimed, 1.0], [rel, rel_c],
+                       approximation="kfac"),
+            F.xy_curve(f"|1 - eta alpha|, alpha = N(L-1)+1 = {definition:g}", list(np.linspace(0.0, 2.0, 41)),
+                       [abs(1.0 - x) for x in np.linspace(0.0, 2.0, 41)], role="predicted", approximation="kfac")],
+            name="kfac_authors_eta_one_step", xlabel="eta / eta*,  eta* = 1/(N(L-1)+1)",
+            ylabel="||r_1|| / ||r_0|| after one step",
+            title=f"measured alpha = {alpha_hat:.4g} = N(L-1)+1, not N L = {claimed} (N = {n}, L = {L}): "
+                  "one real step at each eta",
+            logy=True, vlines=[{"x": definition / claimed, "label": f"authors' eta = 1/(N L) = 1/{claimed}"},
+                               {"x": 1.0, "label": f"eta* = 1/(N(L-1)+1) = 1/{definition:g}"}])},
         notes=f"measured alpha {alpha_hat:.6g} vs N(L-1)+1 = {definition:g} (theory.kfac_theory) and the authors' "
               f"N L = {claimed}; a real step at "
               f"eta = 1/(NL) leaves ||r_1||/||r_0|| = {rel:.4f} vs (N-1)/(NL) = {factor:.4f}")

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from proofs import evidence as ev
 from proofs.figures import width_sweep_series
+from proofs import figures as F
 from proofs.adaptive import Budget
 from proofs import verdicts as V
 from theory.tolerances import EXACT_TOL
@@ -179,7 +180,18 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
         details={"settings": s, "spent": sweep.spent, "depths": depths, "alpha_by_depth": {"predicted": predicted, "measured": measured},
                  "table_L4": sweep.table()},
         series={"loss_curve_block_tridiagonal_L4": sweep.curve_series(),
-                "block_tridiagonal_linearisation_vs_width": width_sweep_series(lin)},
+                "block_tridiagonal_linearisation_vs_width": width_sweep_series(lin),
+                "block_tridiagonal_alpha_vs_depth": F.figure_series("xy", [
+                    F.xy_curve(f"measured alpha (width 48)", depths, [measured[L] for L in depths],
+                               approximation="block_tridiagonal"),
+                    F.xy_curve("ceil(L/3) (derived)", depths, [predicted[L] for L in depths], role="predicted",
+                               approximation="block_tridiagonal")],
+                    name="block_tridiagonal_alpha_vs_depth", xlabel="depth L", ylabel="alpha = 1^T T^+ 1",
+                    title="alpha against depth L: measured at finite width and ceil(L/3)",
+                    caption="Block tri-diagonal NGD: alpha measured at every depth (width 48) against the derived "
+                            "ceil(L/3); at the marked depths L = 2 (mod 3) T is singular and alpha is 1^T T^+ 1 "
+                            "with the pseudo-inverse, (L+1)/3",
+                    vlines=[{"x": L, "label": "T singular (L = 2 mod 3)"} for L in depths if L % 3 == 2])},
         notes="predicted/measured = alpha at L = 5 (T singular, pseudo-inverse); error = max |measured alpha - "
               "ceil(L/3)| / ceil(L/3) over all depths (width 48)")
 

@@ -70,7 +70,7 @@ def write_report(pairs: Sequence[Pair], cfg: RunConfig, out_dir, environment: Op
     paths = {
         "json": write_json(out / "results.json", doc),
         "markdown": atomic_write_text(out / "report.md", _CONTROL.sub("?", markdown_report(doc, pairs, figures))),
-        "latex": atomic_write_text(out / "report.tex", _CONTROL.sub("?", latex_report(doc, pairs, figures))),
+        "latex": atomic_write_text(out / "report.tex", _CONTROL.sub("?", latex_report(doc, pairs, figures, out))),
         "figures": [out / f["path"] for figs in figures.values() for f in figs if "path" in f],
     }
     if pdf:

@@ -39,7 +39,8 @@ _UNICODE_TEX = {"–": "--", "—": "---", "±": r"$\pm$", "×": r"$\times$", "�
                 "θ": r"$\theta$", "Θ": r"$\Theta$", "ρ": r"$\rho$", "σ": r"$\sigma$", "Σ": r"$\Sigma$",
                 "λ": r"$\lambda$", "δ": r"$\delta$", "Δ": r"$\Delta$", "φ": r"$\phi$", "⊗": r"$\otimes$",
                 "∘": r"$\circ$", "√": r"$\surd$", "…": r"\ldots{}", "’": "'", "“": "``", "”": "''", "§": r"\S{}",
-                "²": r"$^2$", "⁺": r"$^+$", "ᵀ": r"$^T$"}
+                "²": r"$^2$", "⁺": r"$^+$", "ᵀ": r"$^T$",
+                "▼": r"$\blacktriangledown$"}
 
 
 def _is_control(ch: str) -> bool:
@@ -134,9 +135,34 @@ PREAMBLE = [r"\documentclass[10pt,a4paper]{article}", r"\usepackage[utf8]{inpute
             r"\textunderscore\allowbreak\fi}\makeatother"]
 
 
-def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List[Dict[str, str]]]) -> str:
+def _png_size(path) -> tuple:
+    """(width, height) in pixels of a PNG file (its IHDR chunk); (0, 0) when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    except OSError:
+        return 0, 0
+
+
+def _tex_figure(fig: Mapping[str, str], out_dir, size: str) -> List[str]:
+    """A figure float; a wide grid of panels (more than 9 in wide and landscape) is turned by 90
+    degrees so that it is printed at nearly its own size."""
+    width, height = _png_size(out_dir / fig["path"]) if out_dir is not None else (0, 0)
+    if width > 990 and width > 1.2 * height:
+        size = r"angle=90,height=0.85\textheight,width=\linewidth,keepaspectratio"
+    return [r"\begin{figure}[htbp]\centering", r"\includegraphics[" + size + "]{" + fig["path"] + "}",
+            r"\caption{" + tex_mixed(fig["caption"]) + "}", r"\end{figure}"]
+
+
+def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List[Dict[str, str]]],
+                 out_dir=None) -> str:
     """A standalone LaTeX document with the same content as
-    :func:`proofs.report.markdown.markdown_report`."""
+    :func:`proofs.report.markdown.markdown_report` (``out_dir``: where the figures are, to turn wide
+    ones)."""
+    from pathlib import Path
+
+    out_dir = Path(out_dir) if out_dir is not None else None
     summary = doc["summary"]
     out = PREAMBLE + [
         r"\title{ngd-verifier report}", r"\date{" + tex_escape(doc.get("environment", {}).get("timestamp", "")) + "}",
@@ -168,11 +194,9 @@ def latex_report(doc: Mapping, pairs: Sequence[Pair], figures: Mapping[str, List
     if overview:
         out += [r"\clearpage", r"\section{Overview figures}"]
         for fig in overview:
-            out += [r"\begin{figure}[htbp]\centering",
-                    r"\includegraphics[width=\linewidth,height=0.8\textheight,keepaspectratio]{" + fig["path"] + "}",
-                    r"\caption{" + tex_mixed(fig["caption"]) + "}", r"\end{figure}"]
+            out += _tex_figure(fig, out_dir, r"width=\linewidth,height=0.8\textheight,keepaspectratio")
     for claim, result in pairs:
-        out += _tex_claim(claim, result, figures.get(claim.id, []))
+        out += _tex_claim(claim, result, figures.get(claim.id, []), out_dir)
     from proofs.verdicts import rules_text
 
     rules = "".join(ch if 32 <= ord(ch) < 127 or ch == "\n" else "?" for ch in rules_text())
@@ -202,7 +226,7 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) -> List[str]:
+def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]], out_dir=None) -> List[str]:
     title = tex_mixed(claim.title)
     out = [r"\clearpage", r"\section{\texorpdfstring{" + title + "}{" + claim.id.replace("_", r"\_") + "}}",
            r"\texttt{" + tex_escape(claim.id) + "}" + tex_escape(f" -- checked in {result.seconds:.2f} s")
@@ -241,9 +265,7 @@ def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]]) ->
     out.append("}")
     for fig in figs:
         if "path" in fig:
-            out += [r"\begin{figure}[htbp]\centering",
-                    r"\includegraphics[width=0.8\linewidth,height=0.6\textheight,keepaspectratio]{" + fig["path"] + "}",
-                    r"\caption{" + tex_mixed(fig["caption"]) + "}", r"\end{figure}"]
+            out += _tex_figure(fig, out_dir, r"width=0.8\linewidth,height=0.6\textheight,keepaspectratio")
         else:
             out.append(r"\textit{" + tex_escape(f"Figure {fig['name']} could not be drawn: {fig['error']}") + "}")
     if result.notes:

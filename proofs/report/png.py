@@ -3,8 +3,12 @@ series of one kind over all claims.
 
 Every series is a :class:`proofs.figures.FigureSeries` (one schema, checked by
 :func:`proofs.figures.check_series`); a series that breaks it is reported in place of its figure
-(name and error), it does not stop the report.  The overview groups loss curves by their
-``approximation`` and ``split`` fields -- labels are printed, never parsed.
+(name and error), it does not stop the report.  A figure's title is its claim's title and what it
+shows (the series' own title, or :func:`proofs.figures.describe`); its caption adds what the reader
+needs (:func:`proofs.figures.explanations`: predicted zeros at the axis floor, round-off panels,
+initialisation dots, normalisation).  The overview groups loss curves by their ``approximation``
+and ``split`` fields -- labels are printed, never parsed -- and draws the width sweeps of all
+claims as small multiples, one panel per claim, exact identities (round-off) in a panel of their own.
 
 >>> sorted(OVERVIEW_TITLES)
 ['eta_scan', 'loss_curves-test', 'loss_curves-train', 'spectrum', 'width_sweep']
@@ -20,18 +24,40 @@ from proofs.report.common import Pair, atomic_write_bytes, slug
 __all__ = ["draw_figures", "overview_series", "draw_overview", "OVERVIEW_TITLES", "OVERVIEW_SHORT"]
 
 OVERVIEW_TITLES = {
-    "loss_curves-train": "Train loss vs step for every approximation at its eta = 1/alpha: measured (solid) against "
-                         "the infinite-width prediction (dashed; a predicted 0 is off the log axis)",
-    "loss_curves-test": "Test loss vs step for every approximation at its eta = 1/alpha: measured (solid) against "
-                        "the infinite-width prediction (dashed)",
-    "width_sweep": "Errors vs width on log-log axes with fitted slopes, all claims",
-    "spectrum": "Spectra of Theta_G per approximation",
+    "loss_curves-train": "Train loss relative to step 0 for every approximation at its eta = 1/alpha (each from the "
+                         "first claim that shows it): measured (solid) against the infinite-width prediction (dashed)",
+    "loss_curves-test": "Test loss relative to step 0 for every approximation at its eta = 1/alpha: measured (solid) "
+                        "against the infinite-width prediction (dashed)",
+    "width_sweep": "Errors against width on log-log axes with fitted slopes: one panel per topic (its own y "
+                   "scale; quantities that are not power laws, e.g. loss ratios, in a panel of their own); errors at "
+                   "round-off level (exact identities) in the last panel",
+    "spectrum": "Spectra of Theta_G per approximation, each divided by its mean (isotropic: the flat line at 1)",
     "eta_scan": "One-step loss vs eta/eta*, every approximation",
 }
 
 
-OVERVIEW_SHORT = {"width_sweep": "errors vs width, all claims", "spectrum": "spectra of Theta_G / mean",
-                  "eta_scan": "one-step loss vs eta/eta*"}
+OVERVIEW_SHORT = {"width_sweep": "Every width sweep: errors against width M, one panel per topic",
+                  "spectrum": "Spectra of Theta_G divided by their mean, per approximation",
+                  "eta_scan": "One-step loss ratio against eta / eta*, per approximation"}
+
+
+def figure_title(claim_title: str, series: Mapping) -> str:
+    """A figure's title: the claim's title (shortened to 150 characters) over what the figure shows."""
+    import textwrap
+
+    from proofs.figures import describe
+
+    what = series.get("title") or describe(series)
+    return textwrap.shorten(str(claim_title), 150, placeholder=" ...") + "\n" + str(what)
+
+
+def figure_caption(claim_title: str, series: Mapping) -> str:
+    """A figure's caption: the series' caption or "claim title: what is shown", then the
+    explanations the reader needs (:func:`proofs.figures.caption_of`)."""
+    from proofs.figures import caption_of, describe
+
+    own = str(series.get("caption") or series.get("title") or describe(series))
+    return caption_of(dict(series, caption=f"{claim_title}. {own[:1].upper()}{own[1:]}"), own)
 
 
 def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[str, str]]]:
@@ -40,7 +66,7 @@ def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[st
     Returns ``{claim id: [{"name", "path" (relative to out_dir), "caption"} or {"name", "error"}]}``;
     a series that breaks the schema is reported with its error, it does not stop the report.
     """
-    from proofs.figures import caption_of, render_png, series_from_fits
+    from proofs.figures import check_series, render_png, series_from_fits
 
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -50,18 +76,32 @@ def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[st
         series = dict(result.series or {})
         fits = {k: f for k, f in (result.sweeps or {}).items() if isinstance(f, PowerLawFit)}
         if fits and not any(isinstance(s, Mapping) and s.get("kind") == "width_sweep" for s in series.values()):
-            series["sweeps"] = series_from_fits(fits, title=f"{claim.id}: width sweeps")
+            series["sweeps"] = series_from_fits(fits)
         for name, s in series.items():
             rel = f"figures/{slug(claim.id)}--{slug(name)}.png"
             try:
-                png = render_png(s, title=f"{claim.id}: {name}", name=f"{claim.id}: {name}")
+                s = check_series(s, f"{claim.id}: {name}")
+                png = render_png({k: v for k, v in s.items() if k != "title"}, title=figure_title(claim.title, s),
+                                 name=f"{claim.id}: {name}")
             except Exception as exc:  # noqa: BLE001 -- one bad figure is reported, it must not stop the report
                 entries.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             atomic_write_bytes(out_dir / rel, png)
-            entries.append({"name": name, "path": rel, "caption": caption_of(s, f"{claim.title}: {name}")})
+            entries.append({"name": name, "path": rel, "caption": figure_caption(claim.title, s)})
         figures[claim.id] = entries
     return figures
+
+
+def _relative(curve: Mapping) -> dict:
+    """A loss curve divided by its value at step 0 (the overview compares runs of different tasks;
+    a curve that starts at 0 or below is kept as it is)."""
+    first = float(curve["y"][0])
+    if not first > 0:
+        return dict(curve)
+    out = _curve(curve, y=[v / first for v in curve["y"]])
+    if curve.get("replicates"):
+        out["replicates"] = [[v / first for v in rep] for rep in curve["replicates"]]
+    return out
 
 
 def _curve(curve: Mapping, **changes: Any) -> dict:
@@ -76,13 +116,15 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
 
     Loss curves go to ``loss_curves-train`` / ``loss_curves-test`` by their ``split``; each
     approximation is shown once, from the first series that has it (its measured and predicted
-    curves; every claim's own figure shows all of its curves).  Width-sweep curves are labelled
-    ``"<claim id>: <label>"``; spectrum and eta-scan labels get the claim id only when they clash.
-    Series that break the schema are left out (their own figure reports the error).
+    curves; every claim's own figure shows all of its curves).  Width-sweep curves keep their label
+    and get their claim's (shortened) title as ``group``: one panel per claim.  Spectra: measured
+    curves only, normalised by their mean; spectrum and eta-scan labels get the claim id only when
+    they clash.  Series that break the schema are left out (their own figure reports the error).
     """
     from proofs.figures import check_series
 
     merged: Dict[str, dict] = {}
+    seen_spectra: set = set()
     sources: Dict[str, set] = {}  # overview name -> the (claim, series) pairs that fed it
     owners: Dict[tuple, tuple] = {}  # (split, approximation or label) -> the (claim, series) shown for it
     for claim, result in pairs:
@@ -96,22 +138,36 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                 for c in s["curves"]:
                     split = c["split"]
                     sub = merged.setdefault(f"loss_curves-{split}", {
-                        "kind": kind, "title": f"{split} loss vs step, every approximation at eta = 1/alpha",
-                        "caption": OVERVIEW_TITLES[f"loss_curves-{split}"], "ylabel": f"{split} loss", "curves": []})
+                        "kind": kind, "title": f"{split} loss relative to step 0, every approximation at eta = 1/alpha",
+                        "caption": OVERVIEW_TITLES[f"loss_curves-{split}"], "ylabel": f"{split} loss L_t / L_0",
+                        "curves": []})
                     owner = owners.setdefault((split, c.get("approximation") or c["label"]), (claim.id, name))
                     if owner != (claim.id, name) or any(c["label"] == o["label"] for o in sub["curves"]):
                         continue
-                    sub["curves"].append(c)
+                    sub["curves"].append(_relative(c))
                     sources.setdefault(f"loss_curves-{split}", set()).add((claim.id, name))
                 continue
+            if kind not in OVERVIEW_SHORT:
+                continue  # e.g. xy: quantities of one claim, nothing to merge
             sources.setdefault(kind, set()).add((claim.id, name))
             m = merged.setdefault(kind, {"kind": kind, "title": OVERVIEW_SHORT[kind], "caption": OVERVIEW_TITLES[kind],
                                          "curves": []})
             taken = {c["label"] for c in m["curves"]}
             for c in s["curves"]:
                 if kind == "width_sweep":
-                    m["curves"].append(_curve(c, label=f"{claim.id}: {c['label']}"))
+                    group = topic_title(claim.id)
+                    if s.get("autofit") is False:  # not a power-law error: its own panel
+                        group = f"{group}: {s.get('ylabel') or c['label']}"
+                    label = c["label"]
+                    if any(o.get("group") == group and o["label"] == label for o in m["curves"]):
+                        label = f"{label} [{claim.id.rsplit('.', 1)[-1]}]"
+                    m["curves"].append(_curve(c, group=group, label=label))
+                elif kind == "spectrum" and (c["role"] == "predicted" or not c.get("approximation")
+                                             or c["approximation"] in seen_spectra):
+                    continue  # one measured spectrum per approximation (damped or predicted ones: their claim's figure)
                 else:
+                    if kind == "spectrum":
+                        seen_spectra.add(c["approximation"])
                     m["curves"].append(c if c["label"] not in taken else _curve(c, label=f"{claim.id}: {c['label']}"))
             if kind == "width_sweep":
                 m["ylabel"] = "error"
@@ -120,9 +176,36 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
     return {f"overview-{kind}": m for kind, m in merged.items() if len(sources.get(kind, ())) >= 2}
 
 
+_TOPIC_TITLES = {"kernels": "kernels: empirical NTKs -> analytic NTKs", "sanity": "sanity checks and controls",
+                 "digits": "real digits", "exact": "exact NGD", "ekfac": "EKFAC"}
+
+
+def topic_title(claim_id: str) -> str:
+    """The panel of a claim in the overview of width sweeps: its topic (``ngd.kfac.forster`` ->
+    ``kfac``, ``kernels.empirical_ntk_limit`` -> ``kernels``) printed by the registry when it is an
+    approximation (``K-FAC``).
+
+    >>> topic_title("ngd.kfac.forster"), topic_title("kernels.empirical_ntk_limit"), topic_title("ngd.block_diagonal")
+    ('K-FAC', 'kernels: empirical NTKs -> analytic NTKs', 'block-diagonal')
+    >>> topic_title("ngd.cross_entropy.kfac_spread")
+    'cross entropy'
+    """
+    parts = str(claim_id).split(".")
+    topic = parts[1] if parts[0] == "ngd" and len(parts) > 1 else parts[0]
+    if topic in _TOPIC_TITLES:
+        return _TOPIC_TITLES[topic]
+    try:
+        from theory.registry import approximation_label
+
+        label = approximation_label(topic)
+    except (KeyError, ValueError):
+        label = topic
+    return label.replace("_", " ") if label == topic else label
+
+
 def draw_overview(pairs: Sequence[Pair], out_dir: Path) -> List[Dict[str, str]]:
     """Draw :func:`overview_series` into ``out_dir/figures``; entries as in :func:`draw_figures`."""
-    from proofs.figures import render_png
+    from proofs.figures import caption_of, render_png
 
     entries = []
     for name, s in overview_series(pairs).items():
@@ -134,5 +217,5 @@ def draw_overview(pairs: Sequence[Pair], out_dir: Path) -> List[Dict[str, str]]:
             continue
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / rel, png)
-        entries.append({"name": name, "path": rel, "caption": s["caption"]})
+        entries.append({"name": name, "path": rel, "caption": caption_of(s, s["caption"])})
     return entries

@@ -33,7 +33,7 @@ def test_builders_give_canonical_series_and_the_gate_is_idempotent():
     (curve,) = s["curves"]
     assert curve["x"] == [64.0, 128.0, 256.0] and curve["y"] == [0.2, 0.14, 0.1] and curve["role"] == "measured"
     assert curve["fit"] == {"slope": fit.slope, "slope_stderr": fit.slope_stderr, "prefactor": fit.prefactor}
-    assert s["data"]["replicates"] == [[0.2], [0.14], [0.1]]
+    assert curve["replicates"] == [[0.2], [0.14], [0.1]]
     assert F.check_series(s) == s and F.check_series(F.check_series(s)) == s
     # numpy inputs become plain floats (strict JSON in results.json)
     loss = F.figure_series("loss_curves", F.loss_curves("exact", np.arange(3), {"test": np.array([1.0, 0.5, 0.2])}))
@@ -81,7 +81,7 @@ def _with(**changes):
 
 @pytest.mark.parametrize("series, message", [
     ({"kind": "histogram", "curves": []},
-     "field kind is 'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan"),
+     "field kind is 'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan, xy"),
     ([1, 2], "must be a dict with 'kind' and 'curves', got list"),
     (_with(curves=[]), "field curves must be a non-empty list of curves"),
     (_with(curve={"y": ...}), r"field curves\[0\].y is missing"),
@@ -164,6 +164,9 @@ SERIES = {
                                              F.spectrum_curve([40.0, 30.0, 1.0], approximation="kfac")]),
     "eta_scan": F.figure_series("eta_scan", F.eta_curves("exact", [0.5, 1.0, 1.5], [0.25, 1e-6, 0.25],
                                                          [0.25, 1e-12, 0.25])),
+    "xy": F.figure_series("xy", [F.xy_curve(None, [2, 3, 4, 5], [1, 1, 2, 2], approximation="block_tridiagonal"),
+                                 F.xy_curve("ceil(L/3)", [2, 3, 4, 5], [1, 1, 2, 2], role="predicted")],
+                          vlines=[{"x": 2, "label": "T singular"}, {"x": 5, "label": "T singular"}]),
 }
 
 
@@ -194,8 +197,18 @@ def test_predicted_curves_share_the_colour_of_their_measured_curve():
 def test_a_predicted_zero_loss_is_marked_at_the_axis_floor():
     ax = _axes(SERIES["loss_curves"])
     floor = ax.get_ylim()[0]
-    marks = [line for line in ax.get_lines() if line.get_marker() == "v"]
+    marks = [line for line in ax.get_lines() if line.get_marker() == "v" and len(line.get_xdata())]
     assert len(marks) == 1 and np.allclose(marks[0].get_ydata(), floor) and list(marks[0].get_xdata()) == [1, 2, 3]
+    # the floor is below every measured value, and the legend explains the triangle
+    assert floor < 4e-9 and "predicted 0 (drawn at the axis floor)" in [line.get_label() for line in ax.get_lines()]
+    # the same for a stand-in such as 1e-300 (digits' predicted train loss) and for an eta scan's exact 0
+    stand_in = F.figure_series("loss_curves", F.loss_curves("exact", [0, 1], {"train": [0.5, 1e-4]},
+                                                            {"train": [0.5, 1e-300]}))
+    assert [len(line.get_xdata()) for line in _axes(stand_in).get_lines() if line.get_marker() == "v"] == [1, 0]
+    eta = F.figure_series("eta_scan", F.eta_curves("exact", [0.5, 1.0, 1.5], [0.25, 1e-6, 0.25], [0.25, 0.0, 0.25]))
+    assert [list(line.get_xdata()) for line in _axes(eta).get_lines() if line.get_marker() == "v"] == [[1.0], []]
+    assert F.has_zero_predictions(eta) and "downward triangle" in F.caption_of(eta, "eta scan")
+    assert not F.has_zero_predictions(SERIES["width_sweep"])
 
 
 def test_normalised_spectra_share_one_isotropic_line_and_keep_other_alphas():
@@ -204,7 +217,7 @@ def test_normalised_spectra_share_one_isotropic_line_and_keep_other_alphas():
     ax = _axes(s)
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels.count("alpha / mean = 1 (isotropic prediction)") == 1
-    kfac_alpha = _line(ax, f"{approximation_label('kfac')}: alpha = 2")  # 4 / mean 2
+    kfac_alpha = _line(ax, f"{approximation_label('kfac')}: alpha / mean = 2")  # 4 / mean 2, labelled as such
     assert kfac_alpha.get_ydata()[0] == pytest.approx(2.0, rel=1e-12)
     assert np.allclose(_line(ax, approximation_label("exact")).get_ydata(), [1.0, 1.0])
 
@@ -234,3 +247,61 @@ def test_crowded_legend_goes_below_in_columns_and_keeps_the_figure_compact():
     assert F.legend_columns([c["label"] for c in curves]) == 3
     assert height < 700, (width, height)
     assert width < 800, (width, height)      # the columns fit the 6.4 in (704 px) figure, no overflow sideways
+
+
+def test_roundoff_curves_get_their_own_panel_and_groups_become_small_multiples():
+    mixed = F.figure_series("width_sweep", [F.sweep_curve("diagonal Fisher", [64, 128, 256], [0.45, 0.44, 0.45]),
+                                            F.sweep_curve("exact NGD (control)", [64, 128, 256], [4e-16, 3e-16, 4e-16])])
+    assert [(title, [c["label"] for c in s["curves"]]) for title, s in F.panels(mixed)] == [
+        ("", ["diagonal Fisher"]), (F.ROUNDOFF_PANEL, ["exact NGD (control)"])]
+    assert "own" in F.caption_of(mixed, "x")
+    only_exact = F.figure_series("width_sweep", [F.sweep_curve("exact", [64, 128], [4e-16, 3e-16])])
+    assert len(F.panels(only_exact)) == 1  # nothing to separate it from
+    grouped = F.figure_series("width_sweep", [
+        dict(F.sweep_curve("isotropy error", [64, 128, 256], [0.2, 0.14, 0.1]), group="claim A"),
+        dict(F.sweep_curve("isotropy error", [64, 128, 256], [0.3, 0.2, 0.15]), group="claim B"),
+        dict(F.sweep_curve("exact control", [64, 128, 256], [1e-16, 1e-16, 1e-16]), group="claim B")])
+    assert [title for title, _ in F.panels(grouped)] == ["claim A", "claim B", F.ROUNDOFF_PANEL]
+    png = F.render_png(grouped, title="overview")
+    assert png.startswith(PNG_MAGIC) and _png_size(png)[0] > 700  # a grid, wider than one panel
+    with pytest.raises(ValueError, match="repeats"):  # within a group labels stay unique
+        F.check_series(dict(grouped, curves=grouped["curves"][:1] * 2))
+
+
+def test_replicates_are_drawn_as_dots_and_autofit_can_be_switched_off():
+    s = F.sweep_series("median L1/L0", [256, 1024], [6.0, 0.5], replicates=[[0.08, 6.0, 103.0], [0.2, 0.5, 3.0]],
+                       autofit=False)
+    ax = _axes(s)
+    dots = [line for line in ax.get_lines() if line.get_marker() == "." and len(line.get_xdata())]
+    assert sorted(len(d.get_xdata()) for d in dots) == [3, 3]
+    assert max(max(d.get_ydata()) for d in dots) == 103.0 and ax.get_ylim()[1] >= 103.0
+    assert "median L1/L0" in [line.get_label() for line in ax.get_lines()]  # no slope: no fit drawn
+    three = F.sweep_series("q", [64, 128, 256], [3.0, 0.1, 50.0], autofit=False)
+    assert [line.get_label() for line in _axes(three).get_lines() if not line.get_label().startswith("_")] == ["q"]
+
+
+def test_log_axes_label_at_most_three_ticks_per_decade_and_width_axes_the_widths():
+    ax = _axes(F.sweep_series("error", [256, 1024], [0.6, 0.5]))
+    ax.figure.canvas.draw()
+    xlabels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert xlabels == ["256", "1024"]
+    assert not [t for t in ax.get_xminorticklabels() + ax.get_yminorticklabels() if t.get_text()]
+    ylabels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert 1 <= len(ylabels) <= 4, ylabels
+
+
+def test_xy_series_draws_marks_and_matching_colours():
+    ax = _axes(SERIES["xy"])
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels.count("T singular") == 1 and labels.count("_nolegend_") >= 1  # one legend entry for both marks
+    measured = _line(ax, approximation_label("block_tridiagonal"))
+    assert measured.get_linestyle() == "-" and _line(ax, "ceil(L/3)").get_linestyle() == "--"
+    with pytest.raises(ValueError, match=r"field vlines\[0\] must be a dict"):
+        F.check_series(dict(SERIES["xy"], vlines=[3]))
+
+
+def test_describe_and_captions_say_what_is_shown():
+    assert F.describe(SERIES["width_sweep"]) == "error against width (log-log, fitted slopes)"
+    assert F.describe(SERIES["spectrum"]).startswith("block-diagonal, K-FAC: eigenvalues of Theta_G")
+    caption = F.caption_of(F.figure_series("spectrum", SERIES["spectrum"]["curves"], normalise=True), "spectra")
+    assert caption.startswith("spectra.") and "alpha / mean" in caption

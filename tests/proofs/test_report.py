@@ -190,7 +190,7 @@ def _with_series(series):
 
 
 def _claim_with(cid, series):
-    c = claim(cid, title="t", statement="s", register=False)(_with_series(series))
+    c = claim(cid, title=f"title of {cid}", statement="s", register=False)(_with_series(series))
     return c, c.run()
 
 
@@ -198,7 +198,7 @@ def test_malformed_series_is_reported_by_name_and_field_not_drawn(report):
     out, _, _ = report
     md = (out / "report.md").read_text()
     assert ("*Figure `broken` could not be drawn: ValueError: series 'demo.numeric_1: broken': field kind is "
-            "'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan*") in md
+            "'histogram'; allowed: loss_curves, width_sweep, spectrum, eta_scan, xy*") in md
 
 
 def test_overview_merges_series_of_the_same_kind_across_claims(tmp_path):
@@ -273,12 +273,23 @@ def test_overview_width_sweeps_spectra_and_eta_scans_label_by_claim():
     eta = F.figure_series("eta_scan", F.eta_curves("exact", [0.5, 1.0], [0.25, 1e-6], [0.25, 0.0]))
     merged = overview_series([_claim_with("o.a", {"w": sweep, "s": spec, "e": eta}),
                               _claim_with("o.b", {"w": sweep, "s": spec, "e": eta})])
-    assert [c["label"] for c in merged["overview-width_sweep"]["curves"]] == ["o.a: isotropy error",
-                                                                               "o.b: isotropy error"]
-    # spectrum / eta-scan labels get the claim id only when they clash; alpha stays with its curve
-    assert [c["label"] for c in merged["overview-spectrum"]["curves"]] == ["K-FAC", "o.b: K-FAC"]
-    assert [c["alpha"] for c in merged["overview-spectrum"]["curves"]] == [1.5, 1.5]
+    # width sweeps: small multiples, one panel (group) per topic of the claim id; a repeated label gets the
+    # claim's last id component
+    from proofs.figures import panels
+    assert [(c.get("group"), c["label"]) for c in merged["overview-width_sweep"]["curves"]] == [
+        ("o", "isotropy error"), ("o", "isotropy error [b]")]
+    assert [title for title, _ in panels(merged["overview-width_sweep"])] == ["o"]
+    # spectra: one measured spectrum per approximation, alpha stays with its curve; eta-scan labels get the
+    # claim id only when they clash
+    assert [c["label"] for c in merged["overview-spectrum"]["curves"]] == ["K-FAC"]
+    assert [c["alpha"] for c in merged["overview-spectrum"]["curves"]] == [1.5]
     assert merged["overview-spectrum"]["normalise"] is True
+    damped = F.figure_series("spectrum", [F.spectrum_curve([0.9, 0.5], label="rho = 0.1"),
+                                          dict(F.spectrum_curve([0.9, 0.5], label="rho = 0.1 predicted"),
+                                               role="predicted"),
+                                          F.spectrum_curve([3.0, 1.0], approximation="diagonal")])
+    again = overview_series([_claim_with("o.a", {"s": spec}), _claim_with("o.d", {"s": damped})])
+    assert [c["label"] for c in again["overview-spectrum"]["curves"]] == ["K-FAC", "diagonal Fisher"]
     assert [c["label"] for c in merged["overview-eta_scan"]["curves"]] == [
         "exact NGD", "exact NGD predicted", "o.b: exact NGD", "o.b: exact NGD predicted"]
     for s in merged.values():
