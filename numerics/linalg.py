@@ -50,12 +50,17 @@ class SingularSystemError(ValueError):
         2-norm (or estimated 1-norm) condition number, ``inf`` if exactly singular.
     assumption:
         One sentence naming the assumption that fails (e.g. ``"layer 3 Gram singular: ..."``).
+    flags:
+        The typed :class:`~theory.assumptions.Flag` s of the failure (empty unless the raiser diagnosed it:
+        the approximations put their :mod:`numerics.diagnosis` flag here, its code the named cause).
     """
 
     def __init__(self, message: str, condition_number: float, assumption: str):
         super().__init__(f"{message} (condition number {condition_number:.3g}); failed assumption: {assumption}")
         self.condition_number = float(condition_number)
         self.assumption = assumption
+        #: typed flags (theory.assumptions.Flag) of the failure; approximations set them from their diagnosis
+        self.flags: list = []
 
 
 def _square_matrix(name: str, A) -> np.ndarray:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy as _copy
 import numbers
-from typing import List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy.linalg import blas
@@ -32,9 +33,145 @@ from theory.validation import check_matrix, check_nonnegative, check_positive_in
 
 from .factors import JacobianFactors
 
-__all__ = ["MLP", "make_rng", "SeedLike"]
+__all__ = ["MLP", "make_rng", "SeedLike", "check_real_array", "activation_growth", "ActivationGrowth",
+           "MAX_PREACTIVATION_VARIANCE"]
+
+#: Largest pre-activation variance bound accepted (2^960 ~ 9.7e288): float64 overflows at 2^1024 ~ 1.8e308,
+#: and the Grams built from a pass sum squares of this size over N samples and L layers, times backward
+#: signals; the 2^64 ~ 1.8e19 headroom covers that for any practical N, L (measured: a relu net at
+#: |x|^2/M_0 = 1e304 still runs, 1e310 overflows in the first Gram).
+MAX_PREACTIVATION_VARIANCE = 2.0 ** 960
+
+#: dtype kinds accepted as real inputs: bool, signed/unsigned integers, floats.
+_REAL_KINDS = "biuf"
 
 SeedLike = Union[int, np.integer, np.random.Generator, None]
+
+
+def check_real_array(name: str, X):
+    """``X`` as an array if its dtype is real (bool, int, uint, float); TypeError naming the argument and
+    the dtype otherwise -- complex values are never silently cast to real (numpy would drop the imaginary
+    part with only a ComplexWarning), object and string arrays are never parsed.  Shape and finiteness are
+    checked afterwards (:func:`theory.validation.check_matrix`).
+
+    >>> check_real_array("X", np.array([[1 + 2j]]))
+    Traceback (most recent call last):
+    ...
+    TypeError: X has dtype complex128: expected real numbers (bool, int or float); complex inputs are not cast to real -- pass X.real (or stack real and imaginary parts as features) if that is what is meant
+    """
+    if isinstance(X, np.ndarray):
+        arr = X
+    else:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError):
+            return X          # ragged or exotic: check_matrix names it
+    kind = arr.dtype.kind
+    if kind in _REAL_KINDS:
+        return arr
+    if kind == "c":
+        raise TypeError(f"{name} has dtype {arr.dtype}: expected real numbers (bool, int or float); complex inputs "
+                        f"are not cast to real -- pass {name}.real (or stack real and imaginary parts as features) if "
+                        "that is what is meant")
+    what = {"O": "an object array (entries of arbitrary Python types)", "U": "a string array", "S": "a bytes array",
+            "M": "a datetime array", "m": "a timedelta array", "V": "a structured array"}.get(kind, "not numeric")
+    raise TypeError(f"{name} has dtype {arr.dtype}, {what}: expected a 2-D array of real numbers (bool, int or float)")
+
+
+def _log_max_row_norm2(X: np.ndarray) -> float:
+    """``log max_n |x_n|^2`` without overflow or a warning (rows scaled by their largest entry first);
+    ``-inf`` when every row is zero."""
+    if X.size == 0:
+        return -np.inf
+    peak = np.max(np.abs(X), axis=1)
+    live = peak > 0
+    if not live.any():
+        return -np.inf
+    scaled = X[live] / peak[live, None]                        # entries in [-1, 1]
+    return float(np.max(2.0 * np.log(peak[live]) + np.log(np.einsum("ij,ij->i", scaled, scaled))))
+
+
+def _exp10(log_value: float) -> str:
+    """``exp(log_value)`` printed as ``m.mme+XXX`` even beyond the float64 range."""
+    if not np.isfinite(log_value):
+        return "0" if log_value < 0 else "inf"
+    e10 = log_value / np.log(10.0)
+    exponent = int(np.floor(e10))
+    mantissa = 10.0 ** (e10 - exponent)
+    if mantissa >= 9.995:
+        mantissa, exponent = 1.0, exponent + 1
+    return f"{mantissa:.3g}e{exponent:+d}"
+
+
+@dataclass(frozen=True)
+class ActivationGrowth:
+    """How fast ``|phi(u)|`` can grow: ``|phi(u)| <= intercept + slope |u|`` (linear growth), or
+    ``|phi| <= sup`` (``bounded``); ``slope=None`` when it grows faster than linearly or the limits
+    could not be derived."""
+
+    slope: Optional[float]
+    intercept: float
+    bounded: bool
+    sup: float
+
+
+_GROWTH: Dict[Tuple[str, str], ActivationGrowth] = {}
+
+
+def activation_growth(activation) -> ActivationGrowth:
+    """The growth of ``phi`` from its SymPy expression (``theory.activations``), cached per activation.
+
+    The slope is ``max`` over the two half-lines of ``lim |phi(u)| / |u|`` (SymPy limits); ``phi`` is
+    bounded when both slopes are 0 and ``phi`` has finite limits (or bounded oscillation, ``sin``) at
+    both ends.  The intercept ``a = sup_u (|phi(u)| - s |u|)`` and the bound ``sup |phi|`` are
+    evaluated on a grid of 40001 points (``|u| <= 1e6``) with a 1 % margin: they matter only for small
+    variances, never near the overflow limit this bound is for.
+
+    >>> g = activation_growth(get_activation("relu")); (g.slope, g.intercept, g.bounded)
+    (1.0, 0.0, False)
+    >>> activation_growth(get_activation("tanh")).bounded
+    True
+    """
+    import sympy as sp
+
+    from theory.activations import u as _u
+
+    activation = get_activation(activation)
+    key = (activation.name, str(activation.expr))
+    if key in _GROWTH:
+        return _GROWTH[key]
+    t = sp.Symbol("t", positive=True)
+    slopes, ends = [], []
+    try:
+        for sign in (1, -1):
+            e = sp.piecewise_fold(activation.expr.subs(_u, sign * t))
+            slopes.append(sp.limit(sp.Abs(e) / t, t, sp.oo))
+            ends.append(sp.limit(e, t, sp.oo))
+        finite = all(sl.is_finite for sl in slopes)
+    except Exception:  # noqa: BLE001 -- SymPy cannot take the limit: unknown growth
+        finite = False
+    grid = np.concatenate([np.linspace(-50.0, 50.0, 20001), np.logspace(-3, 6, 10000), -np.logspace(-3, 6, 10000)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.abs(np.asarray(activation.phi(grid), dtype=float))
+    if not finite:
+        growth = ActivationGrowth(None, 0.0, False, float("inf"))
+    else:
+        slope = float(max(abs(float(sl)) for sl in slopes))
+
+        def end_bound(v):
+            if isinstance(v, sp.AccumBounds):
+                return max(abs(float(v.min)), abs(float(v.max)))
+            return abs(float(v)) if v.is_finite else float("inf")
+
+        top = max(end_bound(v) for v in ends)
+        if slope == 0 and np.isfinite(top):
+            growth = ActivationGrowth(0.0, 0.0, True, 1.01 * max(top, float(np.max(values))))
+        else:
+            slope = slope if slope > 0 else 1.0       # sublinear but unbounded: bounded by a linear function
+            excess = float(np.max(values - slope * np.abs(grid)))
+            growth = ActivationGrowth(slope, 1.01 * max(0.0, excess), False, float("inf"))
+    _GROWTH[key] = growth
+    return growth
 
 
 def make_rng(seed: SeedLike, name: str = "seed") -> np.random.Generator:
@@ -125,8 +262,93 @@ class MLP:
 
     # -- passes -----------------------------------------------------------------------------
     def check_inputs(self, X, name: str = "X") -> np.ndarray:
-        """Validate an input matrix: finite, 2-D, ``M_0`` columns."""
-        return check_matrix(name, X, ncols=self.widths[0])
+        """Validate an input matrix before any arithmetic: real (not complex, object, string: TypeError
+        naming the argument and its dtype, no numpy ComplexWarning), 2-D, ``M_0`` columns, finite, and of a
+        magnitude whose pre-activation variance bound stays below :data:`MAX_PREACTIVATION_VARIANCE` at
+        this depth (:meth:`variance_bound`; ValueError with the limit and the largest allowed
+        ``|x|^2 / M_0``), so the forward pass and every Gram after it cannot overflow."""
+        X = check_matrix(name, check_real_array(name, X), ncols=self.widths[0])
+        self.check_scale(X, name)
+        return X
+
+    def variance_bound(self, X) -> np.ndarray:
+        """``log`` of an upper bound on the pre-activation variance ``q_l`` of layers ``l = 1..L`` over the
+        rows of ``X`` (log domain: no overflow whatever the input).
+
+        ``q_1 = sigma_w2 max_n |x_n|^2 / M_0 + sigma_b2`` exactly (``u_1 = Wb_1 z_1`` with i.i.d. N(0, 1)
+        weights has variance ``|z_1|^2``); then ``q_{l+1} <= sigma_w2 E[phi(u)^2] + sigma_b2`` with
+        ``E[phi(u)^2] <= (a + s sqrt(q_l))^2`` for an activation of linear growth ``|phi(u)| <= a + s |u|``
+        (at most ``sigma_w2 s^2`` per layer for large ``q``) and ``<= sup phi^2`` for a bounded one (no
+        growth): :func:`activation_growth`.  An activation of faster growth gets ``q_1`` only.
+
+        >>> net = MLP([2, 8, 8, 1], activation="relu", sigma_w2=2.0, seed=0)
+        >>> np.exp(net.variance_bound(np.array([[3.0, 4.0]]))).round(6).tolist()   # 2*25/2 = 25, x2 per layer
+        [25.0, 50.0, 100.0]
+        """
+        X = np.asarray(X, dtype=float)
+        log_q1 = np.log(self.sigma_w2) - np.log(self.widths[0]) + _log_max_row_norm2(X)
+        if self.has_bias:
+            log_q1 = np.logaddexp(log_q1, np.log(self.sigma_b2))
+        out = [float(log_q1)]
+        growth = activation_growth(self.activation)
+        for _ in range(1, self.depth):
+            if growth.slope is None:
+                break
+            if growth.bounded:
+                log_phi2 = 2.0 * np.log(growth.sup) if growth.sup > 0 else -np.inf
+            else:
+                log_root = np.log(growth.slope) + 0.5 * out[-1]
+                if growth.intercept > 0:
+                    log_root = np.logaddexp(np.log(growth.intercept), log_root)
+                log_phi2 = 2.0 * log_root
+            log_q = np.log(self.sigma_w2) + log_phi2
+            if self.has_bias:
+                log_q = np.logaddexp(log_q, np.log(self.sigma_b2))
+            out.append(float(log_q))
+        return np.array(out)
+
+    def check_scale(self, X, name: str = "X") -> None:
+        """ValueError when the pre-activation variance bound of some layer exceeds
+        :data:`MAX_PREACTIVATION_VARIANCE` (the message names the layer, the bound, the limit and the
+        largest ``max_n |x_n|^2 / M_0`` allowed at this depth)."""
+        X = np.asarray(X, dtype=float)
+        logs = self.variance_bound(X)
+        limit = np.log(MAX_PREACTIVATION_VARIANCE)
+        if not np.all(logs <= limit):
+            l = int(np.argmax(logs > limit)) + 1
+            growth = activation_growth(self.activation)
+            how = (f"{self.activation.name} grows at most linearly with slope {growth.slope:g}, so the variance grows by "
+                   f"at most sigma_w2 slope^2 = {self.sigma_w2 * growth.slope ** 2:g} per layer" if not growth.bounded
+                   and growth.slope is not None else
+                   f"{self.activation.name} is bounded, so only the first layer's variance depends on the inputs"
+                   if growth.bounded else f"{self.activation.name} grows faster than linearly: only layer 1 is bounded")
+            allowed = self._largest_allowed_log_scale(limit)
+            raise ValueError(
+                f"{name} is too large for float64 at depth L = {self.depth}: max_n |x_n|^2 / M_0 = "
+                f"{_exp10(_log_max_row_norm2(X) - np.log(self.widths[0]))} gives a pre-activation variance bound "
+                f"{_exp10(logs[l - 1])} at layer {l} (q_1 = sigma_w2 |x|^2 / M_0 + sigma_b2 with sigma_w2 = "
+                f"{self.sigma_w2:g}, sigma_b2 = {self.sigma_b2:g}; {how}), above the limit "
+                f"{MAX_PREACTIVATION_VARIANCE:.3g} (float64 overflows at 1.8e308; Grams sum such squares over samples "
+                f"and layers); allowed: max_n |x_n|^2 / M_0 <= {_exp10(allowed)} for this network -- rescale the inputs")
+
+    def _largest_allowed_log_scale(self, limit: float) -> float:
+        """``log`` of the largest ``max_n |x_n|^2 / M_0`` whose variance bound stays below ``exp(limit)``
+        (bisection in the log domain: the bound is increasing in the input scale)."""
+        m0 = self.widths[0]
+
+        def ok(log_s):
+            x = np.zeros((1, m0))
+            # a row with |x|^2 / M_0 = exp(log_s): every entry exp(log_s / 2) (representable while log_s < 1418)
+            x[0, :] = np.exp(0.5 * log_s)
+            return bool(np.all(self.variance_bound(x) <= limit))
+
+        lo, hi = -50.0, 2 * np.log(np.finfo(float).max) - 1.0
+        if not ok(lo):
+            return -np.inf
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        return lo
 
     def _layer_input(self, h: np.ndarray, fan_in: int) -> np.ndarray:
         """``z = [sigma_w h / sqrt(fan_in), sigma_b]`` for every row of ``h``."""

@@ -36,7 +36,7 @@ Two properties (``tests/proofs/test_assumption_properties.py``):
 (True, 2.0, [])
 >>> out = isotropy_check(lambda s: 3.0)(Scenario("block_diagonal", (6, 16, 16, 3, 1), 4))
 >>> out.holds, sorted({(f.code, f.assumption.name) for f in out.flags})  # theory and numerics both flag it
-(False, [('layer_gram_singular', 'layer Jacobians of full row rank'), ('theory_not_isotropic', 'layer Jacobians of full row rank')])
+(False, [('theory_not_isotropic', 'layer Jacobians of full row rank'), ('too_few_parameters', 'layer Jacobians of full row rank')])
 """
 from __future__ import annotations
 

@@ -22,6 +22,9 @@ import numpy as np
 from theory.assumptions import Flag, failed_assumption_text
 from theory.validation import check_nonnegative
 
+from ..diagnosis import (DUPLICATE_RTOL, NEAR_DUPLICATE_RTOL, Diagnosis, closest_pair, duplicate_pairs,
+                         numerical_rank, zero_signal_samples)
+from ..diagnosis import diagnose_layer_gram as _diagnose_layer_gram
 from ..factors import JacobianFactors, layer_vjp
 from ..linalg import SingularSystemError
 from ..network import MLP
@@ -31,14 +34,7 @@ __all__ = [
     "numerical_rank", "zero_signal_samples", "diagnose_layer_gram", "DUPLICATE_RTOL", "NEAR_DUPLICATE_RTOL"
 ]
 
-#: Inputs closer than this (relative to the largest input norm) count as duplicates in diagnoses.
-DUPLICATE_RTOL = 1e-10
-
-#: Inputs closer than this relative distance are named "near-duplicates" when nothing structural
-#: (parameter count, zero rows, rank bounds, narrow layers) explains a singular Gram: a pair at
-#: distance d makes two Jacobian rows differ by O(d), i.e. a Gram eigenvalue O(d^2) relative, so
-#: d < 1e-6 gives condition numbers beyond ~1e12, the range where the solvers give up.
-NEAR_DUPLICATE_RTOL = 1e-6
+# DUPLICATE_RTOL, NEAR_DUPLICATE_RTOL and the diagnosis helpers live in numerics.diagnosis (re-exported here).
 
 
 _REGISTRY: Dict[str, type] = {}
@@ -152,20 +148,28 @@ class Approximation(ABC):
         self.diagnostics["flags"] = list(flags)
         self.diagnostics["failed_assumption"] = failed_assumption_text(flags)
 
-    def layer_gram_failure(self, message: str, condition_number: float, assumption: str,
+    def layer_gram_failure(self, message: str, condition_number: float, assumption,
                            code: str = "layer_gram_singular", violated=None):
         """Record the flag of a singular layer system and return the :class:`SingularSystemError` to
-        raise; the error carries the same flags (``err.flags``: the approximation object is lost)."""
+        raise; the error carries the same flags (``err.flags``: the approximation object is lost).
+
+        ``assumption`` is the sentence, or a :class:`numerics.diagnosis.Diagnosis` whose code (the named
+        cause, e.g. ``zero_input_row``) replaces ``code``; the flag keeps the approximation's assumption
+        ``violated``."""
         from theory.assumptions import FULL_ROW_RANK_JACOBIANS
 
+        if isinstance(assumption, Diagnosis):
+            code, assumption = assumption.code, assumption.message
         self.set_flags([Flag(code, assumption, violated or FULL_ROW_RANK_JACOBIANS)])
         err = SingularSystemError(message, condition_number, assumption)
         err.flags = list(self.diagnostics["flags"])
         return err
 
-    def layer_gram_assumption(self, l: int, condition_number: float) -> str:
-        """A sentence naming why the layer-``l`` Gram ``J_l J_l^T`` is (nearly) singular."""
-        return diagnose_layer_gram(self.factors, self.X, l, condition_number)
+    def layer_gram_assumption(self, l: int, condition_number: float) -> Diagnosis:
+        """Why the layer-``l`` Gram ``J_l J_l^T`` is (nearly) singular (:mod:`numerics.diagnosis`; ``str()``
+        is the sentence, ``.code`` the cause)."""
+        cut = 1.0 / float(getattr(self, "max_condition", 1e12))
+        return diagnose_layer_gram(self.factors, self.X, l, condition_number, net=self.net, cut=cut)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(N={self.n_samples}, C={self.n_outputs}, L={self.depth}, damping={self.damping})"
@@ -177,150 +181,12 @@ def reject_options(name: str, options: Dict[str, Any]) -> None:
         raise TypeError(f"approximation {name!r} got unexpected option(s): {', '.join(sorted(options))}")
 
 
-def _squared_distances(X: np.ndarray):
-    """Squared row norms and all pairwise squared distances ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (one GEMM)."""
-    sq = np.einsum("ij,ij->i", X, X)
-    return sq, sq[:, None] + sq[None, :] - 2.0 * (X @ X.T)
+def diagnose_layer_gram(factors: JacobianFactors, X: np.ndarray, l: int, condition_number: float,
+                        net: Optional[MLP] = None, cut: float = 1e-12):
+    """Why ``J_l J_l^T`` is singular, as a :class:`numerics.diagnosis.Diagnosis` (``str()`` is the sentence):
+    :func:`numerics.diagnosis.diagnose_layer_gram`, the one place the causes are named.  ``net`` is
+    needed for the activation facts (homogeneity, ``phi(0)``, patterns); ``cut`` is ``1 / max_condition``."""
+    if net is None:
+        raise TypeError("diagnose_layer_gram needs net= (the MLP the factors come from)")
+    return _diagnose_layer_gram(net, factors, X, l, condition_number, cut=cut)
 
-
-def duplicate_pairs(X: np.ndarray, rtol: float = DUPLICATE_RTOL) -> List[tuple]:
-    """Pairs ``(i, j)``, ``i < j``, of (numerically) identical rows of ``X`` (one GEMM).
-
-    >>> duplicate_pairs(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
-    [(0, 2)]
-    """
-    X = np.asarray(X, dtype=float)
-    sq, d2 = _squared_distances(X)
-    scale = max(float(sq.max()), np.finfo(float).tiny)
-    i, j = np.nonzero(np.triu(d2 <= rtol * scale, k=1))
-    return [(int(a), int(b)) for a, b in zip(i, j)]
-
-
-def closest_pair(X: np.ndarray):
-    """``(i, j, d)``: the two closest rows of ``X`` and their distance relative to the largest row norm
-    (one GEMM to find the pair -- reliable for distances above ~``sqrt(eps)`` -- then the distance
-    of that pair directly); ``None`` for fewer than two rows.
-
-    >>> i, j, d = closest_pair(np.array([[3.0, 4.0], [0.0, 5.0], [3.0, 4.005]]))
-    >>> i, j, round(d, 7)
-    (0, 2, 0.0009992)
-    """
-    X = np.asarray(X, dtype=float)
-    if X.shape[0] < 2:
-        return None
-    sq, d2 = _squared_distances(X)
-    d2[np.tril_indices_from(d2)] = np.inf
-    i, j = np.unravel_index(int(np.argmin(d2)), d2.shape)
-    scale = max(float(np.sqrt(sq.max())), np.finfo(float).tiny)
-    # the Gram formula loses ~sqrt(eps) of the distance to cancellation: recompute the winner directly
-    return int(i), int(j), float(np.linalg.norm(X[i] - X[j]) / scale)
-
-
-def numerical_rank(A: np.ndarray) -> int:
-    """Rank of ``A`` with numpy's default cut ``sigma > max(shape) eps sigma_max`` (0 for an empty/zero matrix).
-
-    >>> numerical_rank(np.array([[1.0, 2.0], [2.0, 4.0]]))
-    1
-    """
-    A = np.asarray(A, dtype=float)
-    return int(np.linalg.matrix_rank(A)) if A.size and np.any(A != 0) else 0
-
-
-def zero_signal_samples(factors: JacobianFactors, l: int) -> np.ndarray:
-    """Indices ``n`` whose layer-``l`` Jacobian rows ``kron(Delta_l[n, c, :], z_{l,n})`` all vanish.
-
-    For relu that happens when no unit of layer ``l`` passes a backward signal on ``x_n`` (all of
-    them inactive there, or only dead paths above), or when ``z_{l,n} = 0`` (the whole previous layer
-    inactive on ``x_n``).
-    """
-    n = factors.n_samples
-    delta_zero = np.all(factors.Delta[l - 1].reshape(n, -1) == 0.0, axis=1)
-    z_zero = np.all(factors.Z[l - 1] == 0.0, axis=1)
-    return np.flatnonzero(delta_zero | z_zero)
-
-
-def diagnose_layer_gram(factors: JacobianFactors, X: np.ndarray, l: int, condition_number: float) -> str:
-    """Explain a singular ``J_l J_l^T`` (called only on the failure path; costs SVDs).
-
-    Checks, in this order (each names its cause; the first that applies wins):
-
-    1. too few parameters, ``P_l = M_l (M_{l-1} + b) < N C``;
-    2. exactly duplicated inputs (identical rows of ``J_l``);
-    3. inputs on which layer ``l`` passes no signal (zero rows of ``J_l``: every unit inactive there);
-    4. the rank bound ``rank(J_l) <= min(N C, rank(Delta_l) rank(Z_l), sum_i min(a_i, rank Z_l))`` with
-       ``a_i`` the number of inputs on which unit ``i`` has a backward signal (dead units: ``a_i = 0``);
-    5. a narrow layer: ``rank(Delta_l) < N C`` (``M_l`` units) or ``rank(Z_l) < N`` (``M_{l-1} + b``
-       inputs): the rows ``kron(delta_n, z_n)`` come from spaces of dimension below ``N``, and with the
-       activation zero patterns (relu) they are dependent below the product bound of 4;
-    6. only when ``Delta_l`` and ``Z_l`` both have full row rank: near-duplicate inputs (the closest
-       pair is named with its distance) or else near-dependent activation patterns.
-    """
-    n, c = factors.n_samples, factors.n_outputs
-    nc = n * c
-    delta3 = factors.Delta[l - 1]
-    delta = delta3.reshape(nc, -1)
-    Z = factors.Z[l - 1]
-    width, fan_in = delta.shape[1], Z.shape[1]
-    P_l = width * fan_in
-    head = f"layer {l} Gram J_{l} J_{l}^T ({nc} x {nc}) is singular (condition number {condition_number:.3g})"
-    if P_l < nc:
-        return (f"{head}: layer {l} has P_{l} = M_{l} (M_{l - 1} + bias) = {width} x {fan_in} = {P_l} "
-                f"parameters < N C = {nc} (width too small for the batch)")
-    dups = duplicate_pairs(X)
-    if dups:
-        shown = ", ".join(f"{i}&{j}" for i, j in dups[:5])
-        return f"{head}: duplicate inputs (rows {shown} of X are equal), so rows of J_{l} coincide"
-    active = np.any(delta3 != 0.0, axis=1)                   # (N, M_l): unit i passes a signal on x_n
-    counts = active.sum(axis=0)
-    dead = int(np.sum(counts == 0))
-    # units of layer l-1 with zero output on every input are zero columns of Z_l (bias column excluded)
-    # (for l > 1, Delta_{l-1} has M_{l-1} columns, so Z_l's first M_{l-1} columns are the unit outputs)
-    prev_units = Z[:, :factors.Delta[l - 2].shape[2]] if l > 1 else Z
-    dead_prev = int(np.sum(np.all(prev_units == 0.0, axis=0))) if l > 1 else 0
-    dead_parts = []
-    if dead:
-        dead_parts.append(f"{dead} of {width} units of layer {l} are dead (zero backward signal on every input)")
-    if dead_prev:
-        dead_parts.append(f"{dead_prev} of {prev_units.shape[1]} units of layer {l - 1} are dead "
-                          "(zero output on every input)")
-    dead_text = "".join(f"; {part}" for part in dead_parts)
-    silent = zero_signal_samples(factors, l)
-    if silent.size:
-        shown = ", ".join(str(i) for i in silent[:8])
-        return (f"{head}: layer {l} passes no signal on {silent.size} input(s) (rows {shown} of J_{l} are zero: "
-                f"every one of its M_{l} = {width} units is inactive there, or the previous layer is){dead_text}")
-    rank_delta, rank_z = numerical_rank(delta), numerical_rank(Z)
-    narrow = []
-    if rank_delta < nc and l < factors.depth:  # (output layer: Delta_L rows are e_c by construction)
-        why = f"M_{l} = {width} units" if width < nc else "backward signals confined to a subspace"
-        narrow.append(f"rank(Delta_{l}) = {rank_delta} < N C = {nc} ({why})")
-    if rank_z < n:
-        if fan_in < n:
-            why = f"M_{l - 1} + bias = {fan_in} < N"
-        elif l == 1:
-            why = f"inputs linearly dependent (rank X = {numerical_rank(X)} < N = {n})"
-        else:
-            why = f"layer {l - 1} outputs linearly dependent"
-        narrow.append(f"rank(Z_{l}) = {rank_z} < N = {n} ({why})")
-    unit_bound = int(np.minimum(counts, rank_z).sum())
-    if min(rank_delta * rank_z, unit_bound) < nc:
-        which = (f"rank(Delta_{l}) x rank(Z_{l}) = {rank_delta} x {rank_z}" if rank_delta * rank_z <= unit_bound
-                 else f"sum over units of min(#inputs where the unit is active, rank(Z_{l})) = {unit_bound}")
-        causes = dead_parts + narrow
-        cause = "; ".join(causes) if causes else "too few units active on enough inputs"
-        return f"{head}: rank bound {which} < N C = {nc}: {cause}"
-    if narrow:
-        # the explicit J_l (N C x P_l) only when small (failure path, <= 32 MiB)
-        rank_j = (numerical_rank((delta[:, :, None] * np.repeat(Z, c, axis=0)[:, None, :]).reshape(nc, P_l))
-                  if P_l * nc <= 1 << 22 else None)
-        measured = f"; measured rank(J_{l}) = {rank_j}" if rank_j is not None else ""
-        return (f"{head}: layer {l} is narrower than the batch, " + " and ".join(narrow)
-                + f": the rows kron(delta_n, z_n) come from low-dimensional spaces and the activation zero "
-                  f"patterns make them dependent{measured}{dead_text}")
-    pair = closest_pair(X)
-    if pair is not None and pair[2] < NEAR_DUPLICATE_RTOL:
-        return (f"{head}: near-duplicate inputs (rows {pair[0]}&{pair[1]} of X at relative distance "
-                f"{pair[2]:.3g}){dead_text}")
-    return (f"{head}: Delta_{l} and Z_{l} have full row rank and no inputs nearly coincide (closest pair at "
-            f"relative distance {pair[2] if pair else float('nan'):.3g}), yet their row-wise Kronecker products "
-            f"are nearly dependent (degenerate activation patterns){dead_text}")

@@ -38,6 +38,7 @@ from theory.tolerances import CHUNK_ENTRIES
 from theory.assumptions import BLOCK_STRUCTURE, NO_DEAD_UNITS, Flag
 
 from ..dense import _check_small
+from ..diagnosis import input_diagnoses
 from .base import Approximation, reject_options, register_approximation
 
 #: Float64 entries allowed for the per-chunk intermediates of :meth:`DiagonalApproximation.operator`.
@@ -91,8 +92,11 @@ class DiagonalApproximation(Approximation):
         flags = [Flag("diagonal_fisher", "diagonal Fisher: Theta_G = J diag(F)^{-1} J^T / N is not a multiple of I "
                                          "(its off-diagonal entries are of the order of its diagonal)", BLOCK_STRUCTURE)]
         if sum(zeros):
-            flags.append(Flag("zero_fisher_entries", f"{sum(zeros)} zero Fisher diagonal entries "
-                                                     f"(dead units per layer: {dead}) use 1/0 -> 0", NO_DEAD_UNITS))
+            flags.append(Flag("zero_fisher_entries", f"{sum(zeros)} zero Fisher diagonal entries (units with zero "
+                                                     f"backward signal on every input, per layer: {dead}) use 1/0 -> 0",
+                              NO_DEAD_UNITS))
+        # zero / parallel / duplicate inputs make rows of J zero or dependent: Theta_G inherits them
+        flags.extend(d.flag() for d in input_diagnoses(self.net, self.factors, self.X))
         self.set_flags(flags)
 
     def direction(self, residual) -> List[np.ndarray]:

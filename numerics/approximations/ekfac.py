@@ -66,6 +66,7 @@ from theory.assumptions import KFAC_RANK, RHO_TO_ZERO, WELL_CONDITIONED, Flag
 from theory.tolerances import ILL_CONDITIONED, RANK_RTOL
 from theory.validation import check_nonnegative
 
+from ..diagnosis import diagnose_factor, relation
 from .base import Approximation, reject_options, register_approximation
 from .kfac import ThinGram, thin_gram
 
@@ -147,13 +148,21 @@ class EKFACApproximation(Approximation):
                 if g.condition_number > ILL_CONDITIONED:
                     problems.append(Flag("factor_gram_ill_conditioned",
                                          f"layer {l}: {label} factor Gram is ill-conditioned on its kept range "
-                                         f"(condition number {g.condition_number:.3g} > {ILL_CONDITIONED:.0e})",
+                                         f"({relation('condition number', g.condition_number, 'limit', ILL_CONDITIONED)})",
                                          WELL_CONDITIONED))
             if not full:
                 need = c if last else n * c
-                problems.append(Flag("rank_deficient",
+                causes = []   # each deficient factor's cause (numerics.diagnosis), the first one's code
+                if gb.rank < need:
+                    causes.append(diagnose_factor(self.net, self.factors, self.X, "backward", l, gb.rank,
+                                                  self.rank_rtol, with_head=False))
+                if not ga.full_rank:
+                    causes.append(diagnose_factor(self.net, self.factors, self.X, "input", l, ga.rank,
+                                                  self.rank_rtol, with_head=False))
+                problems.append(Flag(causes[0].code if causes else "rank_deficient",
                                      f"layer {l}: rank(Delta_{l}) = {gb.rank} (needs {need}), rank(Z_{l}) = {ga.rank} "
-                                     f"(needs {n}): the layer's frame has fewer than {need * n} pairs", KFAC_RANK))
+                                     f"(needs {n}): the layer's frame has fewer than {need * n} pairs"
+                                     + (": " + "; ".join(d.message for d in causes) if causes else ""), KFAC_RANK))
             elif not flat:
                 problems.append(Flag("no_flat_eigenbasis",
                                      f"layer {l}: neither Kronecker factor has a flat eigenbasis (max |N W_ni^2 - 1| = "

@@ -22,11 +22,10 @@ import numpy as np
 from theory.assumptions import NTK_POSITIVE_DEFINITE
 from theory.validation import check_choice
 
+from ..diagnosis import diagnose_ntk_gram
 from ..factors import layer_grams
 from ..linalg import MAX_CONDITION, SingularSystemError, cholesky_apply, cholesky_factor
-from .base import (NEAR_DUPLICATE_RTOL, closest_pair, duplicate_pairs, numerical_rank, register_approximation,
-                   reject_options,
-                   zero_signal_samples)
+from .base import register_approximation, reject_options
 from .pattern import PatternApproximation, block_pattern
 
 __all__ = ["ExactApproximation"]
@@ -64,34 +63,10 @@ class ExactApproximation(PatternApproximation):
     def _solve(self, rhs: np.ndarray) -> np.ndarray:
         return cholesky_apply(self._factor, rhs)
 
-    def _exact_assumption(self, cond: float) -> str:
-        """Why ``J J^T = sum_l K_l`` is singular: it needs a null vector shared by every layer Gram."""
-        n_c = self.block_size
-        head = f"NTK Gram J J^T ({n_c} x {n_c}) is singular (condition number {cond:.3g})"
-        if self.net.n_params < n_c:
-            return f"{head}: P = {self.net.n_params} parameters < N C = {n_c}"
-        dups = duplicate_pairs(self.X)
-        if dups:
-            shown = ", ".join(f"{i}&{j}" for i, j in dups[:5])
-            return f"{head}: duplicate inputs (rows {shown} of X are equal), so rows of J coincide"
-        silent = set(zero_signal_samples(self.factors, 1).tolist())
-        for l in range(2, self.depth + 1):
-            silent &= set(zero_signal_samples(self.factors, l).tolist())
-        if silent:
-            shown = ", ".join(str(i) for i in sorted(silent)[:8])
-            return (f"{head}: the network passes no gradient on {len(silent)} input(s) (rows {shown} of J are zero "
-                    "in every layer: all units of some layer inactive there, e.g. dead relu patterns)")
-        ranks = [numerical_rank(K) for K in self.grams]
-        if sum(ranks) < n_c:
-            return (f"{head}: rank bound rank(J) <= sum_l rank(J_l) = {' + '.join(map(str, ranks))} = {sum(ranks)} "
-                    f"< N C = {n_c} (narrow layers or dead units; widths {list(self.net.widths)})")
-        pair = closest_pair(self.X)
-        if pair is not None and pair[2] < NEAR_DUPLICATE_RTOL:
-            return (f"{head}: near-duplicate inputs (rows {pair[0]}&{pair[1]} of X at relative distance "
-                    f"{pair[2]:.3g})")
-        return (f"{head}: the N C rows of J share a (near) null vector across all layers (layer Gram ranks {ranks}; "
-                f"no near-duplicate inputs, closest pair at relative distance {pair[2] if pair else float('nan'):.3g}): "
-                "degenerate activation patterns")
+    def _exact_assumption(self, cond: float):
+        """Why ``J J^T = sum_l K_l`` is singular (it needs a null vector shared by every layer Gram):
+        :func:`numerics.diagnosis.diagnose_ntk_gram` (a Diagnosis; ``str()`` is the sentence)."""
+        return diagnose_ntk_gram(self.net, self.factors, self.X, cond, cut=1.0 / self.max_condition)
 
     def dual_solution(self, rhs: np.ndarray) -> List[np.ndarray]:
         if self.method == "pattern":

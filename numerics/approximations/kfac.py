@@ -75,7 +75,8 @@ from theory.validation import check_choice, check_nonnegative
 
 from ..forster import DEFAULT_TOL, leverage_scores
 from ..linalg import PINV_RTOL
-from .base import Approximation, closest_pair, duplicate_pairs, reject_options, register_approximation
+from ..diagnosis import Diagnosis, diagnose_factor, relation, svd_rank
+from .base import Approximation, reject_options, register_approximation
 
 DAMPING_MODES = ("exact", "factored")
 
@@ -218,15 +219,14 @@ class KFACApproximation(Approximation):
                 if g.condition_number > ILL_CONDITIONED:
                     problems.append(Flag("factor_gram_ill_conditioned",
                                          f"layer {l}: {label} factor Gram is ill-conditioned on its kept range "
-                                         f"(condition number {g.condition_number:.3g} > {ILL_CONDITIONED:.0e}): "
+                                         f"({relation('condition number', g.condition_number, 'limit', ILL_CONDITIONED)}): "
                                          "pseudo-inverse results keep few digits", WELL_CONDITIONED))
             contribution, problem = self._layer_contribution(l, gb, ga)
             info["contribution"] = contribution
             if l in self._leverage:
                 info["leverage"] = self._leverage[l]
             contributions.append(contribution)
-            if problem:
-                problems.append(problem)
+            problems.extend(problem or [])
             layers.append(info)
         self.diagnostics.update(
             damping_mode=self.damping_mode, layers=layers,
@@ -238,30 +238,32 @@ class KFACApproximation(Approximation):
         self.set_flags(problems)
 
     def _layer_contribution(self, l: int, gb: ThinGram, ga: ThinGram):
-        """The multiple of I layer ``l`` adds to ``Theta_G`` at ``rho = 0`` (None if not isotropic) and why not.
+        """The multiple of I layer ``l`` adds to ``Theta_G`` at ``rho = 0`` (None if not isotropic) and the
+        flags saying why not (one per deficient factor).
 
         Two separate rank conditions (the layer Gram ``J_l J_l^T`` being invertible is NOT enough):
         ``rank(Delta_l) = N C`` (hidden layers; ``C`` for the output layer, true by construction) and
         ``rank(Z_l) = N``.  Ranks are those the operator uses (factor-Gram eigenvalues above
         ``rank_rtol`` times the largest); the cause of a deficiency is named by
-        :func:`diagnose_backward_rank` / :func:`diagnose_input_rank` (failure path only).
+        :func:`numerics.diagnosis.diagnose_factor` (failure path only), each flag with the cause's code.
         """
         n, c, L = self.n_samples, self.n_outputs, self.depth
         last = l == L
         problems = []
         backward_ok = (gb.rank == c) if last else gb.full_rank
         if not backward_ok:
-            problems.append(diagnose_backward_rank(self.net, self.factors, self.X, l, gb.rank, self.rank_rtol))
+            problems.append(diagnose_factor(self.net, self.factors, self.X, "backward", l, gb.rank, self.rank_rtol))
         if ga.full_rank:
             if problems:
-                return None, self._rank_flag(l, problems)
-            return (1.0 if last else float(n)), None
+                return None, self._rank_flags(l, problems)
+            return (1.0 if last else float(n)), []
         fan_in = self.factors.Z[l - 1].shape[1]
+        cause = diagnose_factor(self.net, self.factors, self.X, "input", l, ga.rank, self.rank_rtol)
         if last or problems:
             tail = (": it contributes the projection Z (Z^T Z)^+ Z^T (x) I_C, not I" if last and not problems
                     else ": its projection P_Z is not I")
-            problems.append(diagnose_input_rank(self.net, self.factors, self.X, l, ga.rank, self.rank_rtol) + tail)
-            return None, self._rank_flag(l, problems)
+            problems.append(Diagnosis(cause.code, cause.message + tail, cause.assumption))
+            return None, self._rank_flags(l, problems)
         lev = leverage_scores(self.factors.Z[l - 1])
         mean = float(lev.mean())
         spread = float(lev.max() - lev.min()) / mean if mean > 0 else float("inf")
@@ -269,21 +271,21 @@ class KFACApproximation(Approximation):
         self._leverage[l] = {"relative_spread": spread, "tolerance": tol}
         if spread <= tol:
             # N diag(h) with constant h = rank/N: the layer contributes rank(Z_l) I (e.g. Forster inputs)
-            return float(ga.rank), None
+            return float(ga.rank), []
         hint = (" (inputs not in radial isotropic position: transform them with numerics.forster.forster_transform)"
                 if l == 1 and fan_in < n else "")
-        return None, Flag("leverage_spread", diagnose_input_rank(self.net, self.factors, self.X, l, ga.rank,
-                                                                 self.rank_rtol)
-                          + f": the layer contributes N diag(leverage scores), relative spread {spread:.3g} > "
-                            f"tolerance {tol:.2g} (isotropic-position rounding), not a multiple of I{hint}",
-                          KFAC_INPUTS if l == 1 and fan_in < n else KFAC_RANK)
+        # a narrow input (M_0 + bias < N) is allowed for K-FAC with Forster inputs: then the failure is the spread
+        code = "leverage_spread" if cause.code == "narrow_layer" else cause.code
+        return None, [Flag(code, cause.message + ": the layer contributes N diag(leverage scores), "
+                           + relation("relative spread", spread, "tolerance", tol) + f" (isotropic-position rounding), "
+                           f"not a multiple of I{hint}", KFAC_INPUTS if l == 1 and fan_in < n else KFAC_RANK)]
 
-    def _rank_flag(self, l: int, problems: List[str]) -> Flag:
-        """The flag of a rank-deficient layer ``l``: ``M_0 + bias < N`` is the input condition of K-FAC
-        (``M_0 >= N or Forster inputs``), anything else the rank condition ``rank Delta_l = N C``,
-        ``rank Z_l = N``."""
+    def _rank_flags(self, l: int, problems: List[Diagnosis]) -> List[Flag]:
+        """The flags of a rank-deficient layer ``l`` (one per deficient factor, the code of its cause):
+        ``M_0 + bias < N`` is the input condition of K-FAC (``M_0 >= N or Forster inputs``), anything else
+        the rank condition ``rank Delta_l = N C``, ``rank Z_l = N``."""
         narrow_input = l == 1 and self.factors.Z[0].shape[1] < self.n_samples
-        return Flag("rank_deficient", "; ".join(problems), KFAC_INPUTS if narrow_input else KFAC_RANK)
+        return [d.flag(assumption=KFAC_INPUTS if narrow_input else KFAC_RANK) for d in problems]
 
     # -- per-layer pieces -----------------------------------------------------------------------
     def _factor_eigenvalues(self, l: int):
@@ -377,186 +379,15 @@ class KFACApproximation(Approximation):
         return out
 
 
-def svd_rank(A: np.ndarray):
-    """``(rank, s_min / s_max)`` of ``A`` with the rounding-level cut ``s > max(shape) eps s_max``.
-
-    This is the *exact-arithmetic* rank as far as float64 can tell; the operator's rank (factor-Gram
-    eigenvalues above ``rank_rtol``, i.e. singular values above ``sqrt(rank_rtol)``) can be lower for
-    an ill-conditioned but full-rank factor.  ``s_min / s_max`` is over all ``min(shape)`` singular values.
-
-    >>> svd_rank(np.array([[1.0, 2.0], [2.0, 4.0]]))[0]
-    1
-    """
-    A = np.asarray(A, dtype=float)
-    if A.size == 0:
-        return 0, 0.0
-    s = np.linalg.svd(A, compute_uv=False)
-    if s[0] == 0:
-        return 0, 0.0
-    return int(np.sum(s > max(A.shape) * np.finfo(float).eps * s[0])), float(s[-1] / s[0])
-
-
-def _numerical_note(name: str, size: int, rank_rtol: float, ratio: float) -> str:
-    return (f"{name} has full rank {size} at rounding level, but its smallest singular value is {ratio:.3g} of "
-            f"the largest: the factor-Gram eigenvalue ratio {ratio ** 2:.3g} is below the pseudo-inverse cut "
-            f"rank_rtol = {rank_rtol:.0e}, so the projection drops that direction (numerically rank-deficient)")
-
-
-def _duplicate_text(X: np.ndarray, name: str) -> Optional[str]:
-    dups = duplicate_pairs(X)
-    if dups:
-        shown = ", ".join(f"{i}&{j}" for i, j in dups[:5])
-        return f"duplicate inputs (rows {shown} of X are equal), so the corresponding rows of {name} coincide"
-    pair = closest_pair(X)
-    if pair is not None and pair[2] < 1e-6:
-        return (f"near-duplicate inputs (rows {pair[0]}&{pair[1]} of X at relative distance {pair[2]:.3g}), so "
-                f"the corresponding rows of {name} nearly coincide")
-    return None
-
-
-def _equal_rows(A: np.ndarray) -> list:
-    """Pairs ``(i, j)``, ``i < j``, of bit-identical rows of ``A`` (first of each group with the others)."""
-    _, inverse, counts = np.unique(A, axis=0, return_inverse=True, return_counts=True)
-    inverse = np.asarray(inverse).ravel()
-    pairs = []
-    for group in np.flatnonzero(counts > 1):
-        members = np.flatnonzero(inverse == group)
-        pairs += [(int(members[0]), int(m)) for m in members[1:]]
-    return sorted(pairs)
-
-
-def _pattern_text(net, factors, l: int) -> tuple:
-    """``(description, rank)`` of the N x M_l activation-derivative matrix ``phi'(U_l)`` of layer ``l``."""
-    U = factors.Z[l - 1] @ net.params[l - 1].T
-    P = net.activation.dphi(U)
-    rank = svd_rank(P)[0]
-    zeros = int(np.sum(P == 0))
-    n, m = P.shape
-    if zeros:
-        text = (f"the {net.activation.name} activation pattern of layer {l} (the N x M_{l} = {n} x {m} matrix "
-                f"phi'(U_{l}), {zeros} of its {n * m} entries zero, rank {rank})")
-    else:
-        text = (f"the {net.activation.name} activation derivatives of layer {l} (the N x M_{l} = {n} x {m} matrix "
-                f"phi'(U_{l}), no zero entries, rank {rank})")
-    return text, rank
-
-
 def diagnose_backward_rank(net, factors, X, l: int, rank: int, rank_rtol: float = PINV_RTOL) -> str:
-    """One sentence: ``rank(Delta_l) = rank < N C`` (``< C`` for the output layer) and its real cause.
-
-    Checked in order, the first that applies is named: ``M_l < N C`` (too narrow; the condition
-    ``theory.kfac_theory.kfac_isotropy`` states); duplicate / near-duplicate inputs (equal rows);
-    full rank at rounding level but below the pseudo-inverse cut (ill-conditioned); inputs on which
-    no unit passes a backward signal (zero rows); distinct inputs with equal rows of ``Delta_l`` (for
-    relu: the same activation pattern on layer ``l`` -- in deep relu nets inputs become correlated and
-    two of them share all ``M_l`` signs, the most common cause measured: 10 of 11 failures at N = 10,
-    widths [12, 30, 30, 30, 30, 1]); fewer than ``N C`` units with a backward signal on
-    any input (dead units); otherwise the product structure ``Delta_l = phi'(U_l) o (Delta_{l+1}
-    W_{l+1}) sigma_w / sqrt(M_l)`` -- with the ranks of the activation pattern and of the signals
-    through ``W_{l+1}`` -- is rank-deficient (for relu this happens at any width with positive
-    probability: a 0/1 pattern matrix can be singular).
-    """
-    n, c, L = factors.n_samples, factors.n_outputs, factors.depth
-    nc = n * c
-    delta3 = factors.Delta[l - 1]
-    delta = delta3.reshape(nc, -1)
-    width = delta.shape[1]
-    need, need_text = (c, "C") if l == L else (nc, "N C")
-    head = f"layer {l}: rank(Delta_{l}) = {rank} < {need_text} = {need}"
-    if l == L:
-        return f"{head} (output layer: Delta_L rows are e_c by construction; a zero/degenerate output)"
-    if width < nc:
-        return f"{head}: M_{l} = {width} < N C (layer narrower than the batch; assumption M_{l} >= N C)"
-    dup = _duplicate_text(X, f"Delta_{l}")
-    if dup:
-        return f"{head}: {dup}"
-    exact_rank, ratio = svd_rank(delta)
-    if exact_rank >= nc:
-        return f"{head}: {_numerical_note(f'Delta_{l}', nc, rank_rtol, ratio)}"
-    structural = []
-    live = int(np.sum(np.any(delta != 0.0, axis=0)))
-    if live < nc:
-        structural.append(f"only {live} of the M_{l} = {width} units of layer {l} pass a backward signal on any "
-                          f"input ({width - live} dead: phi' = 0 on every input or zero signal from above), "
-                          f"{live} < N C")
-    zero_rows = np.flatnonzero(np.all(delta3.reshape(n, -1) == 0.0, axis=1))
-    if zero_rows.size:
-        shown = ", ".join(str(i) for i in zero_rows[:8])
-        structural.append(f"no unit of layer {l} passes a backward signal on input(s) {shown} (zero rows of "
-                          f"Delta_{l}: every unit inactive there, or only dead paths above)")
-    if structural:
-        return f"{head}: " + "; ".join(structural)
-    equal = _equal_rows(delta3.reshape(n, -1))
-    if equal:
-        i, j = equal[0]
-        P = net.activation.dphi(factors.Z[l - 1] @ net.params[l - 1].T)
-        same_pattern = bool(np.array_equal(P[i] != 0, P[j] != 0))
-        why = (f"inputs {i} and {j} have the same {net.activation.name} activation pattern on layer {l} (equal zero "
-               f"sets of phi'(u_{l}))" if same_pattern else f"inputs {i} and {j} give the same backward signal")
-        if same_pattern and l < L - 1:
-            why += " and the same backward signals from the layers above"
-        more = f" ({len(equal)} such pairs)" if len(equal) > 1 else ""
-        return (f"{head} although M_{l} = {width} >= N C and the inputs are distinct: rows {i}&{j} of Delta_{l} are "
-                f"equal{more}: {why}")
-    pattern, _ = _pattern_text(net, factors, l)
-    if l == L - 1:
-        return (f"{head} although M_{l} = {width} >= N C: Delta_{l}[n, c] = phi'(u_{l}(x_n)) o W_{l + 1}[c] "
-                f"sigma_w / sqrt(M_{l}), and {pattern} times W_{l + 1} is rank-deficient "
-                f"(rank {exact_rank} at rounding level)")
-    fan_in = width
-    W_next = net.params[l][:, :fan_in]
-    through = factors.Delta[l].reshape(nc, -1) @ W_next
-    g_rank = svd_rank(through)[0]
-    above = svd_rank(factors.Delta[l].reshape(nc, -1))[0]
-    upstream = (f"; Delta_{l + 1} is itself rank-deficient (rank {above} < N C)" if above < nc else "")
-    return (f"{head} although M_{l} = {width} >= N C: Delta_{l} = phi'(U_{l}) o (Delta_{l + 1} W_{l + 1}) "
-            f"sigma_w / sqrt(M_{l}), and {pattern} times the backward signals through W_{l + 1} (rank {g_rank}) "
-            f"is rank-deficient (rank {exact_rank} at rounding level){upstream}")
+    """One sentence: ``rank(Delta_l) = rank < N C`` (``< C`` for the output layer) and its real cause
+    (:func:`numerics.diagnosis.diagnose_factor`; the order of the causes is documented there)."""
+    return diagnose_factor(net, factors, X, "backward", l, rank, rank_rtol).message
 
 
 def diagnose_input_rank(net, factors, X, l: int, rank: int, rank_rtol: float = PINV_RTOL) -> str:
-    """One sentence: ``rank(Z_l) = rank < N`` and its real cause.
-
-    In order: ``M_{l-1} + bias < N`` (the dimension; named only when it is the case); duplicate /
-    near-duplicate inputs; full rank at rounding level but below the pseudo-inverse cut; for
-    ``l = 1`` linearly dependent inputs; for ``l > 1`` inputs on which the whole layer ``l - 1`` is
-    zero, fewer than ``N`` nonzero units of layer ``l - 1`` (dead units), or else linearly dependent
-    outputs ``phi(U_{l-1})`` (with the rank of its activation pattern).
-    """
-    n = factors.n_samples
-    Z = factors.Z[l - 1]
-    fan_in = Z.shape[1]
-    bias = 1 if net.has_bias else 0
-    head = f"layer {l}: rank(Z_{l}) = {rank} < N = {n}"
-    if fan_in < n:
-        alt = ", or Forster inputs" if l == 1 else ""
-        return f"{head}: M_{l - 1} + bias = {fan_in} < N (assumption M_{l - 1} + bias >= N{alt})"
-    dup = _duplicate_text(X, f"Z_{l}")
-    if dup:
-        return f"{head}: {dup}"
-    exact_rank, ratio = svd_rank(Z)
-    if exact_rank >= n:
-        return f"{head}: {_numerical_note(f'Z_{l}', n, rank_rtol, ratio)}"
-    if l == 1:
-        return (f"{head} although M_0 + bias = {fan_in} >= N: the inputs are linearly dependent "
-                f"(rank of [sigma_w x / sqrt(M_0); sigma_b] over the N inputs = {exact_rank})")
-    units = Z[:, :fan_in - bias]
-    structural = []
-    live = int(np.sum(np.any(units != 0.0, axis=0)))
-    if live + bias < n:
-        structural.append(f"only {live} of the M_{l - 1} = {fan_in - bias} units of layer {l - 1} are nonzero on "
-                          f"any input ({fan_in - bias - live} dead {net.activation.name} units), "
-                          f"{live}{' + 1 (bias)' if bias else ''} < N")
-    zero_rows = np.flatnonzero(np.all(units == 0.0, axis=1))
-    if zero_rows.size > 1 or (zero_rows.size == 1 and not bias):
-        shown = ", ".join(str(i) for i in zero_rows[:8])
-        structural.append(f"every unit of layer {l - 1} outputs 0 on input(s) {shown} (rows of Z_{l} zero up to "
-                          f"the bias coordinate)")
-    if structural:
-        return f"{head}: " + "; ".join(structural)
-    pattern, _ = _pattern_text(net, factors, l - 1)
-    return (f"{head} although M_{l - 1} + bias = {fan_in} >= N: the outputs phi(U_{l - 1}) of layer {l - 1} are "
-            f"linearly dependent across the N inputs (rank {exact_rank} at rounding level; {pattern})")
+    """One sentence: ``rank(Z_l) = rank < N`` and its real cause (:func:`numerics.diagnosis.diagnose_factor`)."""
+    return diagnose_factor(net, factors, X, "input", l, rank, rank_rtol).message
 
 
 def _nonseparable_operator(P2, P, Q2, Q, w, n_outputs):

@@ -35,6 +35,9 @@ import scipy.linalg
 
 from ..dense import dense_layer_jacobian
 from ..factors import layer_grams
+from theory.assumptions import WELL_CONDITIONED
+
+from ..diagnosis import Diagnosis, layer_scale_spread
 from ..linalg import MAX_CONDITION, SingularSystemError, lu_factor_checked, psd_sqrt_and_inverse_sqrt
 from .base import Approximation, reject_options, register_approximation
 
@@ -181,9 +184,7 @@ class PatternApproximation(Approximation):
             # rho N I + (S (x) I) K: block (l, k) = S_lk K_k
             A = np.block([[S[l, k] * self.grams[k] for k in range(L)] for l in range(L)])
             A[np.diag_indices_from(A)] += self.damping * self.n_samples
-            self._lu, cond = lu_factor_checked(A, name=f"{self.name} damped dual system",
-                                               assumption=self._system_assumption(),
-                                               max_condition=self.max_condition)
+            self._lu, cond = self._checked_lu(A, f"{self.name} damped dual system")
             self.diagnostics["system_condition_number"] = cond
             return
         self._roots = self._check_layer_grams()
@@ -198,11 +199,24 @@ class PatternApproximation(Approximation):
             Q = basis @ basis.T
         else:
             Q = np.zeros_like(M)
-        self._lu, cond = lu_factor_checked(M + scale * Q, name=f"{self.name} dual system",
-                                           assumption=self._system_assumption(), max_condition=self.max_condition)
+        self._lu, cond = self._checked_lu(M + scale * Q, f"{self.name} dual system")
         self._Q, self._scale = Q, scale
         self.diagnostics["system_condition_number"] = cond
         self.diagnostics["system_rank"] = int(L * m - null_S.shape[1] * m)
+
+    def _checked_lu(self, A: np.ndarray, name: str):
+        """LU of the pattern system; on failure a SingularSystemError carrying the diagnosed flag (layer
+        Grams of very different scales -- :func:`numerics.diagnosis.layer_scale_spread` -- or the system's
+        own invertibility condition)."""
+        try:
+            return lu_factor_checked(A, name=name, assumption=self._system_assumption(),
+                                     max_condition=self.max_condition)
+        except SingularSystemError as err:
+            d = layer_scale_spread(self.grams, err.condition_number, 1.0 / self.max_condition)
+            if d is None:
+                d = Diagnosis("pattern_system_singular", self._system_assumption(), WELL_CONDITIONED)
+            raise self.layer_gram_failure(f"{name} is numerically singular", err.condition_number, d,
+                                          violated=WELL_CONDITIONED) from None
 
     def _system_assumption(self) -> str:
         if self.damping > 0:

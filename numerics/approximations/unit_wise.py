@@ -65,6 +65,7 @@ from theory.assumptions import (LINEARLY_INDEPENDENT_INPUTS, NO_DEAD_UNITS, PHI_
 from theory.validation import check_choice, check_nonnegative, check_positive_int
 
 from ..dense import _check_small, dense_layer_jacobian
+from ..diagnosis import diagnose_factor
 from ..linalg import PINV_RTOL
 from .base import Approximation, reject_options, register_approximation
 from .kfac import expand_outputs
@@ -132,8 +133,8 @@ class UnitWiseApproximation(Approximation):
             else:
                 self.methods.append("batched_eigh")
             if not full_rank:
-                problems.append(Flag("input_rank_deficient", self._rank_problem(l, Z, cond),
-                                     LINEARLY_INDEPENDENT_INPUTS if l == 1 else UNIT_INPUT_RANK))
+                code, text = self._rank_problem(l, Z, cond, int(np.sum(lam > self.rank_rtol * lam[-1])))
+                problems.append(Flag(code, text, LINEARLY_INDEPENDENT_INPUTS if l == 1 else UNIT_INPUT_RANK))
             if self.methods[-1] == "batched_svd":
                 # thin SVD Z = R V^T (R = U sigma, N x r): J_{l,i} = B_i V^T with B_i = E_i R
                 U, sig, Vt = np.linalg.svd(Z, full_matrices=False)
@@ -173,15 +174,22 @@ class UnitWiseApproximation(Approximation):
             problems.append(Flag("unit_blocks_ill_conditioned",
                                  f"ill-conditioned unit blocks (condition number up to {worst_unit:.3g}): some unit is "
                                  "active on an input with a backward signal many orders below its largest, so the "
-                                 "minimum-norm step is dominated by it (use damping > 0)", WELL_CONDITIONED))
+                                 "minimum-norm step is dominated by it (use a positive damping)", WELL_CONDITIONED))
         if c > 1:
             problems.append(Flag("multiple_outputs",
                                  f"C = {c} > 1: each unit's projection is blockdiag_n(u u^T) with u the unit's C-dim "
                                  "backward signal direction, so Theta_G has within-sample off-diagonal entries",
                                  SINGLE_OUTPUT))
         if any(d > 0 for d in dead):
-            problems.append(Flag("dead_units", f"dead units (zero backward signal on every input) per layer: {dead}",
-                                 NO_DEAD_UNITS))
+            # "dead" only where phi' vanishes on an interval (gamma < 1); otherwise phi' rounded to 0 (saturation)
+            if gamma < 1:
+                problems.append(Flag("dead_units", f"dead units (zero backward signal on every input) per layer: "
+                                                   f"{dead}", NO_DEAD_UNITS))
+            else:
+                problems.append(Flag("saturated_units", f"units with zero backward signal on every input per layer: "
+                                     f"{dead} ({self.net.activation.name}' vanishes only on a null set: saturated, "
+                                     "phi'(u) rounds to 0 in float64 at large |u|, or no signal from above)",
+                                     NO_DEAD_UNITS))
         if self.damping > 0:
             problems.append(Flag("damping_positive", f"damping rho = {self.damping:g} > 0: per-unit eigenvalues "
                                  "lambda/(lambda + N rho) differ", RHO_TO_ZERO))
@@ -203,20 +211,14 @@ class UnitWiseApproximation(Approximation):
         self.set_flags(problems)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _rank_problem(self, l: int, Z: np.ndarray, cond: float) -> str:
-        """Name why ``rank(Z_l) < N``: for layer 1 the inputs themselves are linearly dependent
-        (``M_0 + b < N`` forces that, but ``M_0 >= N`` does not exclude it)."""
-        n = self.n_samples
-        rank_z = int(np.linalg.matrix_rank(Z))
-        tail = (f"input Gram Z_{l} Z_{l}^T is singular (condition number {cond:.3g}, rank(Z_{l}) = {rank_z}): "
+    def _rank_problem(self, l: int, Z: np.ndarray, cond: float, rank: int):
+        """``(code, sentence)``: why ``rank(Z_l) < N`` (:func:`numerics.diagnosis.diagnose_factor`: zero,
+        parallel, duplicate inputs, ``M_{l-1} + b < N``, linearly dependent inputs although ``M_0 >= N``,
+        dead units, ...) and what it does to the unit-wise operator."""
+        d = diagnose_factor(self.net, self.factors, self.X, "input", l, rank, self.rank_rtol, with_head=False)
+        tail = (f"input Gram Z_{l} Z_{l}^T is singular (condition number {cond:.3g}, rank(Z_{l}) = {rank}): "
                 "per-unit projections are not diagonal in the samples")
-        if l == 1:
-            rank_x = int(np.linalg.matrix_rank(self.X))
-            why = (f"M_0 + bias = {Z.shape[1]} < N forces it" if Z.shape[1] < n
-                   else f"although M_0 + bias = {Z.shape[1]} >= N: M_0 >= N is necessary, not sufficient")
-            return f"layer 1: inputs linearly dependent (rank X = {rank_x} < N = {n}; {why}): {tail}"
-        why = f"M_{l - 1} + bias = {Z.shape[1]} < N" if Z.shape[1] < n else f"layer {l - 1} outputs linearly dependent"
-        return f"layer {l}: {why}: {tail}"
+        return d.code if d.code != "rank_deficient" else "input_rank_deficient", f"layer {l}: {d.message}: {tail}"
 
     def _signal_norms2(self, l: int, factors=None) -> np.ndarray:
         """``s2[n, i] = ||Delta_l[n, :, i]||^2``, shape ``(N, M_l)``."""

@@ -64,7 +64,7 @@ def test_relu_pattern_makes_delta_rank_deficient_at_width_3n():
 def test_singular_pattern_without_equal_rows_is_named():
     net, X = relu_draw(21)
     text = KFACApproximation(net, X).diagnostics["failed_assumption"]
-    assert text.startswith("layer 4: rank(Delta_4) = 9 < N C = 10 although M_4 = 30 >= N C")
+    assert text.startswith("layer 4: rank(Delta_4) = 9 < N C = 10 although M_4 = 30 >= N C = 10")
     assert "relu activation pattern of layer 4" in text and "rank 9)" in text and "times W_5" in text
     assert "Z_" not in text
 
@@ -114,8 +114,10 @@ def test_dependent_inputs_with_enough_dimensions_are_not_blamed_on_the_dimension
     X = rng.standard_normal((n, 5)) @ rng.standard_normal((5, m0))  # rank 5 inputs in R^12
     net = MLP([m0, 40, 40, 1], activation="tanh", seed=4)
     text = KFACApproximation(net, X).diagnostics["failed_assumption"]
-    assert "layer 1: rank(Z_1) = 5 < N = 10 although M_0 + bias = 12 >= N: the inputs are linearly dependent" in text
-    assert "12 < N" not in text
+    assert ("layer 1: rank(Z_1) = 5 < N = 10: inputs linearly dependent (rank X = 5 < N = 10, although "
+            "M_0 + bias = 12 >= N = 10") in text
+    assert "12 < N" not in text and [f.code for f in KFACApproximation(net, X).diagnostics["flags"]] == [
+        "dependent_inputs"]
 
 
 def test_dead_units_name_both_factors_with_counts():
@@ -125,8 +127,10 @@ def test_dead_units_name_both_factors_with_counts():
     W = net.params[0]
     W[:25] = -np.abs(W[:25]) - 0.1       # 25 of 30 units of layer 1 dead on positive inputs
     text = KFACApproximation(net, X).diagnostics["failed_assumption"]
-    assert "layer 1: rank(Delta_1) = 5 < N C = 10: only 5 of the M_1 = 30 units of layer 1 pass a backward" in text
-    assert "layer 2: rank(Z_2) = 5 < N = 10: only 5 of the M_1 = 30 units of layer 1 are nonzero" in text
+    assert ("layer 1: rank(Delta_1) = 5 < N C = 10: 25 of 30 units of layer 1 are dead (zero backward signal on "
+            "every input: 25 with phi' = 0 on every input): live units of layer 1 = 5 < N C = 10") in text
+    assert ("layer 2: rank(Z_2) = 5 < N = 10: 25 of 30 units of layer 1 are dead (zero output on every input, "
+            "relu(u) = 0 there): live units of layer 1 = 5 < N = 10") in text
 
 
 def test_narrow_hidden_layer_agrees_with_theory():

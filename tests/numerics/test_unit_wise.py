@@ -339,7 +339,7 @@ def test_linearly_dependent_inputs_with_M0_at_least_N_are_named():
     assert "layer 1: inputs linearly dependent (rank X = 6 < N = 8" in msg, msg
     assert "M_0 >= N is necessary, not sufficient" in msg, msg
     narrow = UnitWiseApproximation(MLP([5, 64, 64, 1], activation="tanh", seed=0), X[:, :5]).diagnostics
-    assert "inputs linearly dependent (rank X = 5 < N = 8; M_0 + bias = 5 < N forces it)" in narrow["failed_assumption"]
+    assert "layer 1: M_0 + bias = 5 < N = 8 (the N rows of Z_1 span at most 5 dimensions" in narrow["failed_assumption"]
     # independent inputs: nothing about layer 1 (tanh: every unit active, exact isotropy)
     ok = UnitWiseApproximation(net, rng.standard_normal((8, 12))).diagnostics["failed_assumption"]
     assert ok is None, ok
