@@ -55,7 +55,19 @@ def check_choice(name: str, value, allowed: Iterable[str]) -> str:
 
 
 def check_matrix(name: str, value, ncols: Optional[int] = None, min_rows: int = 1) -> np.ndarray:
-    """A finite 2-D float64 array (copied only when the dtype or layout demands it)."""
+    """A finite 2-D float64 array (copied only when the dtype or layout demands it).
+
+    Complex, object and string arrays are refused with a ``TypeError`` naming the dtype (numpy would
+    drop imaginary parts with only a warning).
+
+    >>> check_matrix("X", np.ones((2, 2), dtype=complex))
+    Traceback (most recent call last):
+    ...
+    TypeError: X must be a 2-D array of real numbers, got dtype complex128
+    """
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind is not None and kind not in "biuf":
+        raise TypeError(f"{name} must be a 2-D array of real numbers, got dtype {value.dtype}")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
