@@ -91,13 +91,15 @@ def _check_consistent(depth, widths, input_dim, n_outputs) -> None:
 
 
 def isotropy_result(approximation, depth=None, *, n_samples=None, input_dim=None, widths=None, activation="relu",
-                    n_outputs=1, pattern=None, forster=False, bias=False, damping=0, bandwidth=None) -> IsotropyResult:
+                    n_outputs=1, pattern=None, forster=False, bias=False, damping=0, bandwidth=None,
+                    loss="mse") -> IsotropyResult:
     """Like :func:`isotropy_constant` but returns the :class:`IsotropyResult` (value, conditions, derivation).
 
     Validates the arguments shared by every approximation, then asks the approximation's registered
     derivation (:func:`theory.registry.theory_entry`).
     """
     name = check_choice("approximation", approximation, theory_names())
+    loss = check_choice("loss", loss, ("mse", "cross_entropy"))  # cross_entropy: H Theta_G Pi_H = alpha Pi_H
     entry = theory_entry(name)
     n_samples = _check_count("n_samples", n_samples)
     input_dim = _check_count("input_dim", input_dim)
@@ -124,12 +126,17 @@ def isotropy_result(approximation, depth=None, *, n_samples=None, input_dim=None
     options = {"pattern": pattern, "bandwidth": bandwidth, "forster": bool(forster)}
     setting = Setting(depth=L if depth is not None or entry.needs_depth else None, n_samples=n_samples,
                       input_dim=input_dim, widths=widths, activation=activation, n_outputs=n_outputs,
-                      bias=bool(bias), options={k: v for k, v in options.items() if k in entry.options})
+                      bias=bool(bias), options={k: v for k, v in options.items() if k in entry.options}, loss=loss)
+    if loss == "cross_entropy":
+        from theory.cross_entropy import cross_entropy_isotropy
+
+        return cross_entropy_isotropy(entry, setting)
     return entry.derive(setting)
 
 
 def isotropy_constant(approximation, depth=None, *, n_samples=None, input_dim=None, widths=None, activation="relu",
-                      n_outputs=1, pattern=None, forster=False, bias=False, damping=0, bandwidth=None) -> sp.Expr:
+                      n_outputs=1, pattern=None, forster=False, bias=False, damping=0, bandwidth=None,
+                      loss="mse") -> sp.Expr:
     """alpha such that ``J G^+ J^T / N = alpha I`` (training set, rho -> 0+), as exact SymPy.
 
     Raises :class:`NotIsotropic` (a ValueError, with ``.reason``, ``.failed_assumption``,
@@ -139,8 +146,9 @@ def isotropy_constant(approximation, depth=None, *, n_samples=None, input_dim=No
     ``rank Delta_l = N C``, ``rank Z_l = N`` of a particular draw (relu can fail them at any width) are
     listed in the result's conditions and checked by the numerics diagnostics.  ``ValueError``
     naming the argument for missing/invalid arguments.  See :func:`isotropy_result` for the
-    conditions and derivation.
+    conditions and derivation.  ``loss="cross_entropy"``: the constant of the probability-space statement
+    ``H J G^+ J^T Pi_H / N = alpha Pi_H`` (:mod:`theory.cross_entropy`).
     """
     return isotropy_result(approximation, depth, n_samples=n_samples, input_dim=input_dim, widths=widths,
                            activation=activation, n_outputs=n_outputs, pattern=pattern, forster=forster,
-                           bias=bias, damping=damping, bandwidth=bandwidth).value
+                           bias=bias, damping=damping, bandwidth=bandwidth, loss=loss).value

@@ -59,6 +59,7 @@ class Setting:
     n_outputs: Any = 1
     bias: bool = False
     options: Dict[str, Any] = field(default_factory=dict)
+    loss: str = "mse"  # "cross_entropy": theory.cross_entropy answers, from the entry's squared-loss derive
 
     def option(self, name: str, default=None):
         return self.options.get(name, default)

@@ -11,6 +11,13 @@ An approximation is built at the network's current parameters and a training bat
 ``rho = 0`` means the limit ``rho -> 0+``: the minimum-norm (pseudo-inverse) solution.  Every fast
 path works in the dual (sample) space through :mod:`numerics.factors`; the explicit ``G`` exists
 only for the dense reference (:mod:`numerics.dense`).
+
+``loss="cross_entropy"`` (``Approximation(net, X, loss=...)``) is one transformation here, not a change
+in any subclass: ``self.factors`` become those of ``J~ = S J`` (``S_n^T S_n = H_n``, ``C - 1`` rows per
+sample, :mod:`numerics.losses`), so every subclass builds the same blocks of ``F = J^T H J / N`` with its
+squared-loss code, and :meth:`Approximation.residual_matrix` maps ``p - y`` to ``M (p - y)``; then
+``direction(p - y)`` is the cross-entropy step, ``operator()`` the transformed operator ``J~ G^+ J~^T / N``,
+``probability_operator()`` ``H Theta_G Pi_H`` and ``logit_operator(X2)`` ``J(X2) G^+ J^T Pi_H / N``.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from ..diagnosis import (DUPLICATE_RTOL, NEAR_DUPLICATE_RTOL, Diagnosis, closest
                          numerical_rank, zero_signal_samples)
 from ..diagnosis import diagnose_layer_gram as _diagnose_layer_gram
 from ..factors import JacobianFactors, layer_vjp
+from ..losses import CrossEntropyGeometry, check_loss, transform_factors
 from ..linalg import SingularSystemError
 from ..network import MLP
 
@@ -75,15 +83,24 @@ class Approximation(ABC):
     name: ClassVar[str] = "base"
     parametrised: ClassVar[bool] = False
 
-    def __init__(self, net: MLP, X, damping: float = 0.0, **options: Any):
+    def __init__(self, net: MLP, X, damping: float = 0.0, loss: str = "mse", **options: Any):
         if not isinstance(net, MLP):
             raise TypeError(f"net must be a numerics.network.MLP, got {type(net).__name__}")
         self.net = net
         self.X = net.check_inputs(X)
         self.damping = check_nonnegative("damping", damping)
-        self.factors: JacobianFactors = net.factors(self.X)
+        # loss="cross_entropy": the factors of J~ = S J (numerics.losses), C - 1 rows per sample; the
+        # subclass builds its squared-loss G from them, which is the same block of F = J^T H J / N
+        self.loss = check_loss(loss)
+        self.logit_factors: JacobianFactors = net.factors(self.X)
+        self.cross_entropy: Optional[CrossEntropyGeometry] = None
+        if self.loss == "cross_entropy":
+            self.cross_entropy = CrossEntropyGeometry.at(self.logit_factors.outputs)
+        self.factors: JacobianFactors = (self.logit_factors if self.cross_entropy is None
+                                         else transform_factors(self.logit_factors, self.cross_entropy.S))
         self.diagnostics: Dict[str, Any] = {"approximation": self.name, "damping": self.damping,
                                             "failed_assumption": None, "flags": []}
+        self.diagnostics["loss"] = self.loss
         self._prepare(**options)
 
     # -- to implement ---------------------------------------------------------------------
@@ -117,7 +134,20 @@ class Approximation(ABC):
         return self.factors.depth
 
     def residual_matrix(self, residual) -> np.ndarray:
-        """Validate a residual ``f(X) - Y``: shape ``(N, C)`` (or ``N C`` sample-major), finite."""
+        """Validate a residual ``f(X) - Y``: shape ``(N, C)`` (or ``N C`` sample-major), finite.
+
+        Cross-entropy: ``p - Y`` (``(N, C)`` logits' classes, rows in ``range(H)``), returned transformed,
+        ``M r`` (``(N, C - 1)``), so that ``J~^T (M r) = J^T r`` (:mod:`numerics.losses`)."""
+        if self.cross_entropy is not None:
+            r = np.asarray(residual, dtype=float)
+            n, c = self.n_samples, self.cross_entropy.n_classes
+            if r.shape == (n * c,):
+                r = r.reshape(n, c)
+            if r.shape != (n, c) or not np.all(np.isfinite(r)):
+                raise ValueError(f"residual has shape {r.shape} (finite: {bool(np.all(np.isfinite(r)))}), expected "
+                                 f"finite (N, C) = ({n}, {c}): p - Y for loss='cross_entropy'")
+            self.cross_entropy.check_in_range("residual", r)
+            return self.cross_entropy.transform_residual(r)
         r = np.asarray(residual, dtype=float)
         n, c = self.n_samples, self.n_outputs
         if r.shape == (n * c,) or (c == 1 and r.shape == (n,)):
@@ -132,7 +162,35 @@ class Approximation(ABC):
         """Factors at test inputs ``X2`` (the training factors when ``X2`` is None)."""
         if X2 is None:
             return self.factors
+        if isinstance(X2, JacobianFactors):  # factors given directly (the cross-entropy logit operator)
+            return X2
         return self.net.factors(self.net.check_inputs(X2, "X2"))
+
+    # -- the loss ---------------------------------------------------------------------------
+    @property
+    def outputs(self) -> np.ndarray:
+        """The network outputs ``f(X)`` (logits for cross-entropy), ``(N, C)``, at the build parameters."""
+        return self.logit_factors.outputs
+
+    def loss_residual(self, Y) -> np.ndarray:
+        """The residual of the loss at the build parameters: ``f(X) - Y`` or ``softmax(f(X)) - Y``."""
+        return self.outputs - Y if self.cross_entropy is None else self.cross_entropy.residual(Y)
+
+    def logit_operator(self, X2=None) -> np.ndarray:
+        """``J(X2) (G + rho I)^{-1} J^T / N`` (``(N2 C, N C)``); for cross-entropy ``... J^T Pi_H / N``: the map
+        from the residual ``p - y`` to the first-order logit change ``-Delta f / eta`` (``operator()`` is then the
+        squared-loss operator of the transformed factors, ``(N (C-1))^2``)."""
+        if self.cross_entropy is None:
+            return self.operator(X2)
+        f2 = self.logit_factors if X2 is None else self.factors_at(X2)
+        return self.cross_entropy.logit_operator(self.operator, f2)
+
+    def probability_operator(self) -> np.ndarray:
+        """Train set: ``H Theta_G Pi_H`` for cross-entropy (``= alpha Pi_H`` iff ``operator() = alpha I``),
+        ``Theta_G`` for squared loss."""
+        if self.cross_entropy is None:
+            return self.operator()
+        return self.cross_entropy.probability_operator(self.operator())
 
     def directions_from_dual(self, dual: List[np.ndarray]) -> List[np.ndarray]:
         """``x_l = J_l^T v_l`` for per-layer dual vectors ``v_l`` (``N C`` each), one GEMM per layer."""
