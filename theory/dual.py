@@ -61,7 +61,7 @@ float64 limit (~1.8e308) and every correlation in ``[-1, 1]``, with these qualif
   ``CANCELLATION_LIMIT = 100`` (correlation near -1 at large variance), and for variances above 1e150
   (erf as well), the adaptive quadrature is used instead; ~1e-14.
 * tanh, softplus (and any registered activation with a piecewise-linear asymptote): the adaptive
-  quadrature; the estimate is accepted at ``QUADRATURE_ESTIMATE_RTOL = 1e-9`` for the embedded 7-point
+  quadrature; the estimate is accepted at ``QUADRATURE_ESTIMATE_RTOL = 1e-8`` for the embedded 7-point
   Gauss rule, so the returned 15-point Kronrod result is ~1e-14; ValueError naming the tolerance if an
   entry does not get there in ``MAX_QUADRATURE_LEVEL`` refinements.  An activation without such an
   asymptote is integrated directly up to variance 655 (ValueError naming the limit beyond).
@@ -482,9 +482,10 @@ QUADRATURE_RTOL = 1e-12
 #: to the result).  ``|K15 - G7|`` is the error of the 7-point Gauss rule; the 15-point Kronrod result
 #: that is returned has degree 23 instead of 13, so for an integrand analytic in a Bernstein ellipse of
 #: parameter r its error is ~r^-30 against r^-14: about the 2.1th power of the estimate (QUADPACK
-#: assumes the 1.5th).  An estimate <= 1e-9 thus bounds the Kronrod error by ~(1e-9)^1.5 = 3e-14 <
-#: QUADRATURE_RTOL with a decade of margin; the mpmath grid measures the actual errors (<= ~1e-14).
-QUADRATURE_ESTIMATE_RTOL = 1e-9
+#: assumes the 1.5th).  Measured on tanh and softplus over variances 1e-3..1e12: true error <= estimate^1.75
+#: (exponents 1.75..2.9), so an estimate <= 1e-8 leaves the Kronrod result at <= ~1e-14, two decades below
+#: QUADRATURE_RTOL; the mpmath grid measures the actual errors (claim kernels.accuracy_grid).
+QUADRATURE_ESTIMATE_RTOL = 1e-8
 #: Each refinement level halves every piece of both axes (4x the work); entries whose estimate is
 #: still too large after this many levels raise ``ValueError`` naming QUADRATURE_ESTIMATE_RTOL.
 MAX_QUADRATURE_LEVEL = 3
@@ -830,11 +831,21 @@ def _gk_rule(breaks, level):
             (half * G7_WEIGHTS).reshape(shape))
 
 
-def _sorted_breaks(lo, hi, points):
-    """``[lo, clip(points), hi]`` sorted along the last axis (points outside ``[lo, hi]`` collapse onto
-    the ends: zero-length pieces, zero weight)."""
+def _sorted_breaks(lo, hi, points, min_ratio=1.0):
+    """``[lo, clip(points), hi]`` sorted along the last axis, without duplicates: points outside
+    ``[lo, hi]`` collapse onto the ends and are dropped, and so are points closer to the previous one
+    than ``(min_ratio - 1)`` times the previous piece's distance from the window's centre (a piece
+    that short adds work, not accuracy); rows are padded with their last point (zero-length pieces,
+    zero weight) to the longest row of the batch."""
     pts = [np.clip(p, lo, hi) for p in points]
-    return np.sort(np.stack([lo] + pts + [hi], axis=-1), axis=-1)
+    b = np.sort(np.stack([lo] + pts + [hi], axis=-1), axis=-1)
+    dup = np.zeros(b.shape, dtype=bool)
+    dup[..., 1:] = b[..., 1:] <= b[..., :-1]
+    b = np.where(dup, np.inf, b)
+    b = np.sort(b, axis=-1)
+    count = int(np.max(np.sum(np.isfinite(b), axis=-1)))
+    b = b[..., :count]
+    return np.where(np.isfinite(b), b, np.max(np.where(np.isfinite(b), b, -np.inf), axis=-1, keepdims=True))
 
 
 def _gauss(x, mean, sd):
@@ -878,17 +889,20 @@ def _asymptote_pair(coef, geo):
 #: piece boundaries: the activations' features (poles of tanh at +-i pi/2, softplus at +-i pi, kinks at 0)
 #: graded geometrically around 0, so that each piece [x, 2x] sees its nearest singularity at a relative
 #: distance >= ~1 (K15 error < 1e-20 there); the Gaussian in standard units every 1.5-2 sigma
-_FEATURE_POINTS = (0.0, -0.25, 0.25, -0.5, 0.5, -1.0, 1.0, -2.0, 2.0, -4.0, 4.0, -8.0, 8.0, -16.0, 16.0, -32.0, 32.0)
-_INNER_GAUSS_POINTS = (0.0, -1.5, 1.5, -3.0, 3.0, -4.5, 4.5, -6.0, 6.0, -8.0, 8.0)
+_FEATURES = (0.5, 2.0, 6.0, 16.0)
+_FEATURE_POINTS = (0.0,) + tuple(s * v for v in _FEATURES for s in (-1.0, 1.0))
+_INNER_GAUSS_POINTS = (0.0, -2.0, 2.0, -4.0, 4.0, -7.0, 7.0)
 
 
 def _outer_points(sd, feat, smooth):
     """Positive piece boundaries of an outer axis: features, Gaussian scale ``sd``, where the inner
-    expectation follows the inner activation (``feat`` per unit of ``u'``) and its smoothing width."""
-    pts = [abs(v) for v in _FEATURE_POINTS if v > 0]
-    pts += [m * sd for m in (1.5, 3.0, 4.5, 6.0, 8.0)]
-    pts += [m * feat for m in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)]
-    pts += [m * smooth for m in (1.0, 2.0, 4.0)]
+    expectation follows the inner activation (``feat`` per unit of ``u'``) and its smoothing width.
+    Geometric ratios ~3 around each scale: K15 on [x, 3x] with the nearest pole of tanh at i pi/2 has
+    Bernstein parameter >= 4 (G7 error ~1e-9, K15 ~1e-19)."""
+    pts = list(_FEATURES)
+    pts += [m * sd for m in (2.0, 4.0, 7.0)]
+    pts += [m * feat for m in _FEATURES]
+    pts += [m * smooth for m in (0.5, 1.5, 4.0, 10.0)]
     return pts
 
 
@@ -1335,7 +1349,8 @@ def _mp_nested(f, g, a, c, b, n, dps):
         pts = [mpmath.mpf(0)] + feats + [-v for v in feats]
         s2 = mpmath.sqrt(b)
         lo, hi = -T * s2, T * s2
-        dens = lambda v: mpmath.npdf(v, 0, s2)  # noqa: E731
+        norm2 = s2 * mpmath.sqrt(2 * mpmath.pi)
+        dens = lambda v: mpmath.exp(-(v / s2) ** 2 / 2) / norm2  # noqa: E731
         return f(mpmath.mpf(0)) * _mp_pieces_sum(lambda v: g(v) * dens(v), _breaks(lo, hi, pts + [s2, -s2]), n, dps)
     k = c / a
     sd = mpmath.sqrt(det / a) if det > 0 else mpmath.mpf(0)
@@ -1357,7 +1372,9 @@ def _mp_nested(f, g, a, c, b, n, dps):
             pts += [mpmath.mpf(m) / k, -mpmath.mpf(m) / k]     # the inner expectation follows g(k u)
         if sd > 0:
             pts += [m * sd / k for m in (1, 3, -1, -3)]
-    return _mp_pieces_sum(lambda x: f(x) * mpmath.npdf(x, 0, s1) * inner(x), _breaks(-T * s1, T * s1, pts), n, dps)
+    norm1 = s1 * mpmath.sqrt(2 * mpmath.pi)
+    return _mp_pieces_sum(lambda x: f(x) * mpmath.exp(-(x / s1) ** 2 / 2) * inner(x), _breaks(-T * s1, T * s1, pts),
+                          n, dps) / norm1
 
 
 @lru_cache(maxsize=4096)
@@ -1365,9 +1382,9 @@ def mp_reference(activation: str, which: str, q11_: float, q12_: float, q22_: fl
     """An independent high-precision value of ``E[phi phi]`` / ``E[phi' phi']`` at any scale (exact float inputs).
 
     Closed forms: the SymPy expression (the raw one, not the float64 rearrangement) in mpmath at
-    ``dps + 700`` and ``dps + 900`` digits -- enough to survive every cancellation of the raw form on
-    float64 inputs (``q11 q22 - q12^2`` loses at most ~620 digits) -- which must agree to ``dps``
-    digits.  Other activations: nested composite Gauss-Legendre in ``u``-space (:func:`_mp_nested`, no
+    ``dps + 40`` and ``dps + 80`` digits, or where these disagree in the first ``dps`` digits at ``dps +
+    700`` and ``dps + 900`` -- enough to survive every cancellation of the raw form on float64 inputs
+    (``q11 q22 - q12^2`` loses at most ~620 digits) -- which must agree to ``dps`` digits.  Other activations: nested composite Gauss-Legendre in ``u``-space (:func:`_mp_nested`, no
     asymptote subtraction, none of the float64 code) with 12 and 24 nodes per piece, which must agree
     to 1e-14 relative (the 12-node error; the 24-node result, returned, is ~its square: measured <= 1e-20
     against 48 nodes).  ValueError otherwise.
@@ -1381,17 +1398,18 @@ def mp_reference(activation: str, which: str, q11_: float, q12_: float, q22_: fl
     a, c, b = (mpmath.mpf(float(x)) for x in (q11_, q12_, q22_))
     if closed_form(name) is not None:
         fn = _mp_closed(name, which)
-        vals = []
-        for extra in (700, 900):
-            with mpmath.workdps(dps + extra):
-                v = fn(a, c, b)
-                if isinstance(v, mpmath.mpc):
-                    v = v.real  # acos(1 + 1e-900) = i 4e-450: the rounding of q12/sqrt(q11 q22) at rho = 1
-                vals.append(v)
-        with mpmath.workdps(dps):
-            if abs(vals[0] - vals[1]) > mpmath.mpf(10) ** (-dps) * max(abs(vals[1]), mpmath.mpf(10) ** -(10 * dps)):
-                raise ValueError(f"mp_reference: the {which} kernel of {name} did not converge at q = {(q11_, q12_, q22_)}")
-            return +vals[1]
+        for low, high in ((40, 80), (700, 900)):     # guard digits: escalate where the raw form cancels more
+            vals = []
+            for extra in (low, high):
+                with mpmath.workdps(dps + extra):
+                    v = fn(a, c, b)
+                    if isinstance(v, mpmath.mpc):
+                        v = v.real  # acos(1 + 1e-900) = i 4e-450: the rounding of q12/sqrt(q11 q22) at rho = 1
+                    vals.append(v)
+            with mpmath.workdps(dps):
+                if abs(vals[0] - vals[1]) <= mpmath.mpf(10) ** (-dps) * max(abs(vals[1]), mpmath.mpf(10) ** -(10 * dps)):
+                    return +vals[1]
+        raise ValueError(f"mp_reference: the {which} kernel of {name} did not converge at q = {(q11_, q12_, q22_)}")
     f, df = _mp_functions(name)
     fn = f if which == "value" else df
     lo, hi = (a, b) if a <= b else (b, a)

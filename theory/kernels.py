@@ -90,25 +90,74 @@ def _check_inputs(X, X2, depth, activation, sigma_w2, sigma_b2):
     return X, X2, depth, act, sigma_w2, sigma_b2
 
 
+#: the largest finite float64: every layer variance and every kernel entry must stay below it
+FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+def _first_layer_variances(X: np.ndarray, exponent: int, sigma_w2: float, sigma_b2: float,
+                           name: str) -> np.ndarray:
+    """``sigma_w2 |x|^2/M_0 + sigma_b2`` per row of ``X * 2^exponent`` (``X`` already scaled by ``2^-exponent``,
+    so ``|x|^2`` itself never overflows or underflows); ValueError naming the row and the float64 limit
+    when the variance overflows, or underflows to 0 for a nonzero row without bias."""
+    m0 = X.shape[1]
+    scaled = np.einsum("ij,ij->i", X, X) * (sigma_w2 / m0)      # times 4^exponent
+    with np.errstate(divide="ignore"):
+        log2v = np.log2(scaled) + 2 * exponent
+    over = np.isfinite(log2v) & (log2v >= 1024)
+    if np.any(over):
+        i = int(np.argmax(over))
+        raise ValueError(
+            f"{name}[{i}] is too large: its first-layer variance sigma_w2 |x|^2/M_0 = 10^{log2v[i] * np.log10(2):.1f} "
+            f"overflows float64 (limit {FLOAT64_MAX:.3g}); scale the inputs down (e.g. to unit mean square entries)")
+    d = np.ldexp(scaled, 2 * exponent)
+    lost = (scaled > 0) & (d == 0) & (sigma_b2 == 0)
+    if np.any(lost):
+        i = int(np.argmax(lost))
+        raise ValueError(
+            f"{name}[{i}] is too small: its first-layer variance sigma_w2 |x|^2/M_0 = 10^{log2v[i] * np.log10(2):.1f} "
+            f"underflows float64 (smallest subnormal 4.9e-324); scale the inputs up")
+    d = d + sigma_b2
+    if not np.all(np.isfinite(d)):
+        i = int(np.argmax(~np.isfinite(d)))
+        raise ValueError(f"{name}[{i}]: first-layer variance sigma_w2 |x|^2/M_0 + sigma_b2 overflows float64 "
+                         f"(limit {FLOAT64_MAX:.3g})")
+    return d
+
+
 def layer_diagonals(sq_norms: np.ndarray, input_dim: int, depth: int, dual: DualKernel,
-                    sigma_w2: float, sigma_b2: float, name: str = "X") -> List[np.ndarray]:
-    """``[Sigma^(l)(x, x)]_{l=1..L}`` from the squared norms ``x.x`` (one vector per layer).
+                    sigma_w2: float, sigma_b2: float, name: str = "X",
+                    first: Optional[np.ndarray] = None) -> List[np.ndarray]:
+    """``[Sigma^(l)(x, x)]_{l=1..L}`` from the squared norms ``x.x`` (one vector per layer; ``first``:
+    the first layer's variances when already computed, overflow-safely, by the caller).
 
     Raises ``ValueError`` naming the sample when a variance vanishes and the dual kernels have
-    no limit there (relu-type derivative kernels at ``x = 0`` with ``sigma_b2 = 0``).
+    no limit there (relu-type derivative kernels at ``x = 0`` with ``sigma_b2 = 0``), and naming the
+    sample, the layer and the float64 limit when a layer's variance (or the NTK's diagonal, a sum of
+    layer variances times products of derivative kernels) overflows.
 
     >>> d = layer_diagonals(np.array([4.0]), 4, 3, dual_kernel("relu"), 2.0, 0.0)
     >>> [float(v[0]) for v in d]                    # relu with sigma_w2 = 2 preserves the norm
     [2.0, 2.0, 2.0]
     """
-    d = sigma_w2 * sq_norms / input_dim + sigma_b2
+    d = sigma_w2 * sq_norms / input_dim + sigma_b2 if first is None else first
+    if not np.all(np.isfinite(d)):
+        i = int(np.argmax(~np.isfinite(d)))
+        raise ValueError(f"{name}[{i}]: the first-layer variance sigma_w2 |x|^2/M_0 + sigma_b2 overflows float64 "
+                         f"(limit {FLOAT64_MAX:.3g})")
     out = [d]
+    theta = d.copy()
     for layer in range(1, depth + 1):
         if np.any(d == 0) and layer < depth:
             i = int(np.argmax(d == 0))
             try:
                 dual.both(np.zeros(1), np.zeros(1), np.ones(1))
             except ValueError:
+                if layer > 1 and out[0][i] > 0:
+                    raise ValueError(
+                        f"{name}[{i}]: Sigma^({layer})(x, x) underflows to 0 at layer {layer} of {depth} (float64's "
+                        f"smallest subnormal is 4.9e-324; {dual.name} with sigma_w2 = {sigma_w2:g} shrinks the variance "
+                        "every layer, and phi' jumps at 0, so the derivative kernel has no limit there); use larger "
+                        "inputs, a smaller depth, a larger sigma_w2 or sigma_b2 > 0") from None
                 raise ValueError(
                     f"{name}[{i}] gives Sigma^({layer})(x, x) = 0 (a zero input with sigma_b2 = 0): the "
                     f"derivative kernel of {dual.name} has no limit at zero variance (phi' jumps at 0); "
@@ -116,9 +165,28 @@ def layer_diagonals(sq_norms: np.ndarray, input_dim: int, depth: int, dual: Dual
                 ) from None
         if layer == depth:
             break
-        d = sigma_w2 * dual.value(d, d, d, check=False) + sigma_b2
+        v, dv = dual.both(d, d, d, check=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            d_next = sigma_w2 * v + sigma_b2
+            theta = theta * (sigma_w2 * dv) + d_next     # Theta^(l+1)(x, x)
+        for arr, what in ((d_next, f"Sigma^({layer + 1})(x, x)"), (theta, f"Theta^({layer + 1})(x, x)")):
+            if not np.all(np.isfinite(arr)):
+                i = int(np.argmax(~np.isfinite(arr)))
+                raise ValueError(
+                    f"{name}[{i}]: {what} overflows float64 at layer {layer + 1} of {depth} (limit {FLOAT64_MAX:.3g}; "
+                    f"Sigma^({layer})(x, x) = {d[i]:.3g}, {dual.name} with sigma_w2 = {sigma_w2:g}); use smaller "
+                    "inputs, a smaller depth or a smaller sigma_w2")
+        d = d_next
         out.append(d)
     return out
+
+
+def _scale_exponent(X: np.ndarray) -> int:
+    """``e`` with ``max |X| 2^-e`` of order 1 when ``max |X|`` is outside [1e-100, 1e100], else 0."""
+    top = float(np.max(np.abs(X))) if X.size else 0.0
+    if top == 0.0 or 1e-100 <= top <= 1e100:
+        return 0
+    return int(np.frexp(top)[1])
 
 
 def _inverse_sqrt(d: np.ndarray) -> np.ndarray:
@@ -212,11 +280,21 @@ def analytic_kernels(X, X2=None, depth: int = 3, activation="relu", sigma_w2: fl
     Y = X if symmetric else X2_
     dual = dual_kernel(act, nodes=quadrature_nodes)
     m0 = X.shape[1]
-    d1 = layer_diagonals(np.einsum("ij,ij->i", X, X), m0, depth, dual, sigma_w2, sigma_b2, "X")
-    d2 = d1 if symmetric else layer_diagonals(np.einsum("ij,ij->i", Y, Y), m0, depth, dual, sigma_w2,
-                                              sigma_b2, "X2")
-    sigma1 = X @ Y.T                                     # the one GEMM
+    # inputs of extreme magnitude are scaled by a power of two (exact) so that |x|^2 and the Gram product
+    # neither overflow nor underflow; the scale comes back in the first-layer kernel, after the
+    # overflow check (for ordinary inputs the exponent is 0 and nothing is copied)
+    exponent = _scale_exponent(X if symmetric else np.concatenate([X.ravel(), Y.ravel()]))
+    Xs = X if exponent == 0 else np.ldexp(X, -exponent)
+    Ys = Xs if symmetric else (Y if exponent == 0 else np.ldexp(Y, -exponent))
+    f1 = _first_layer_variances(Xs, exponent, sigma_w2, sigma_b2, "X")
+    d1 = layer_diagonals(None, m0, depth, dual, sigma_w2, sigma_b2, "X", first=f1)
+    d2 = d1 if symmetric else layer_diagonals(
+        None, m0, depth, dual, sigma_w2, sigma_b2, "X2", first=_first_layer_variances(Ys, exponent, sigma_w2,
+                                                                                       sigma_b2, "X2"))
+    sigma1 = Xs @ Ys.T                                   # the one GEMM
     sigma1 *= sigma_w2 / m0
+    if exponent:
+        sigma1 = np.ldexp(sigma1, 2 * exponent)
     sigma1 += sigma_b2
     if symmetric:                                        # diagonal exactly the layer variances
         np.fill_diagonal(sigma1, d1[0])
