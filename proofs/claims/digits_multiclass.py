@@ -67,6 +67,23 @@ def table(runs) -> list:
     return rows
 
 
+def _seq(values) -> str:
+    return " ".join(f"{v:.3g}" if np.isfinite(v) else "-" for v in values)
+
+
+def per_step_text(runs) -> dict:
+    """The per-step table as four small mappings the report prints row by row (``<loss>_loss``,
+    ``<loss>_accuracy``: approximation -> "train ... (pred ...); test ... (pred ...)", steps 0, 1, ...)."""
+    out = {}
+    for (loss, name), r in runs.items():
+        for kind in ("loss", "accuracy"):
+            m_tr, m_te = getattr(r, f"train_{kind}"), getattr(r, f"test_{kind}")
+            p_tr, p_te = getattr(r, f"predicted_train_{kind}"), getattr(r, f"predicted_test_{kind}")
+            out.setdefault(f"per_step_{loss}_{kind}", {})[name] = (
+                f"train {_seq(m_tr)} (pred {_seq(p_tr)}); test {_seq(m_te)} (pred {_seq(p_te)})")
+    return out
+
+
 def _finite(values):
     return [float(v) for v in values] if np.all(np.isfinite(values)) else None
 
@@ -136,6 +153,9 @@ def digits_multiclass(cfg: RunConfig) -> ClaimResult:
         parts, predicted=exact.predicted_test_accuracy[1], measured=exact.test_accuracy[1],
         error=exact.test_output_error, width=s["width"], tolerance=TEST_OUTPUT_TOL, series=_series(runs, s),
         details={"settings": s, "input_rank": data.train_input_rank, "class_counts": data.class_counts(),
+                 **per_step_text(runs),
+                 "alpha": {f"{loss}/{name}": f"{r.alpha:g} ({r.alpha_source}), eta = {r.learning_rate:.4g}"
+                           for (loss, name), r in runs.items() if loss == "mse"},
                  "table": rows, "runs": {f"{loss}/{name}": r.to_dict() for (loss, name), r in runs.items()}},
         notes="predicted/measured = exact NGD (mse) test accuracy after one step, error = its test-output error; "
               + "; ".join(f"{loss} {name}: train {r.train_loss[0]:.3g}->{r.train_loss[-1]:.3g} (pred "
