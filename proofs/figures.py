@@ -28,7 +28,9 @@ and every curve is a :class:`Curve` dict::
      "alpha"?: float,                         # spectrum only: predicted isotropy constant
      "replicates"?: [[numbers], ...],         # per x, every initialisation's
                                               # value (drawn as dots: the spread behind y)
-     "group"?: str}                           # width_sweep only: the panel of a small-multiples figure
+     "group"?: str,                           # width_sweep only: the panel of a small-multiples figure
+     "autofit"?: bool}                        # width_sweep only: this curve's own autofit (the overview
+                                              # keeps a series' autofit=False on its curves)
 
 What the kinds mean (x / y):
 
@@ -135,7 +137,7 @@ _SERIES_OPTIONS = {"logy": ("loss_curves", "xy"), "logx": ("xy",), "normalise": 
 #: Optional curve fields and the kinds that may have them (None: every kind).
 _CURVE_OPTIONS = {"role": None, "approximation": None, "split": None, "width": None, "fit": ("width_sweep",),
                   "alpha": ("spectrum",), "replicates": ("width_sweep", "eta_scan", "xy", "loss_curves"),
-                  "group": ("width_sweep",)}
+                  "group": ("width_sweep",), "autofit": ("width_sweep",)}
 
 
 class _Check:
@@ -231,6 +233,10 @@ def _check_curve(check: _Check, kind: str, i: int, curve: Any) -> Curve:
                 len(replicates) != len(x):
             check.fail(f"{where}.replicates", f"must be a list of {len(x)} lists (one per x), got {replicates!r:.80}")
         out["replicates"] = [check.floats(f"{where}.replicates[{i}]", rep) for i, rep in enumerate(replicates)]
+    if curve.get("autofit") is not None:
+        if not isinstance(curve["autofit"], (bool, np.bool_)):
+            check.fail(f"{where}.autofit", f"must be True or False, got {curve['autofit']!r}")
+        out["autofit"] = bool(curve["autofit"])
     group = curve.get("group")
     if group is not None:
         if not isinstance(group, str) or not group.strip():
@@ -592,12 +598,12 @@ def _tidy_log(axis, lo: float, hi: float, set_limits: bool = True) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _width_ticks(axis, widths: Sequence[float]) -> None:
-    """Major ticks at the measured widths (at most 8, thinned evenly), labelled as integers."""
+def _width_ticks(axis, widths: Sequence[float], most: int = 8) -> None:
+    """Major ticks at the measured widths (at most ``most``, thinned evenly), labelled as integers."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     ws = sorted({float(w) for w in widths if w > 0})
-    step = max(1, -(-len(ws) // 8))
+    step = max(1, -(-len(ws) // most))
     axis.set_major_locator(FixedLocator(ws[::step]))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v < 1e6 else f"{v:.0e}"))
     axis.set_minor_locator(NullLocator())
@@ -662,7 +668,8 @@ def _fit_of(curve: Mapping, w: np.ndarray, e: np.ndarray, autofit: bool = True) 
     return None
 
 
-def _draw(ax, series: FigureSeries) -> None:
+def _draw(ax, series: FigureSeries, compact: bool = False) -> None:
+    """Draw one series on ``ax`` (``compact``: a small panel of a grid, fewer tick labels)."""
     kind, curves = series["kind"], series["curves"]
     palette = _palette(curves)
     replicated = any(c.get("replicates") for c in curves)
@@ -692,7 +699,7 @@ def _draw(ax, series: FigureSeries) -> None:
             w, e = np.asarray(c["x"], dtype=float), np.asarray(c["y"], dtype=float)
             colour, marker = palette[colour_key(c)]
             _replicate_dots(ax, c, colour)
-            fit = _fit_of(c, w, e, autofit)
+            fit = _fit_of(c, w, e, c.get("autofit", autofit))
             text = f" (slope {fit['slope']:.3f} ± {fit['slope_stderr']:.3f})" if fit is not None else ""
             predicted = c["role"] == "predicted"
             ax.plot(w, np.where(e > 0, e, np.nan), marker=None if predicted else marker, ms=6 if replicated else 5,
@@ -720,7 +727,7 @@ def _draw(ax, series: FigureSeries) -> None:
         ax.set_yscale("log")
         if v.size:
             _tidy_log(ax.yaxis, lo, hi)
-        _width_ticks(ax.xaxis, [x for c in curves for x in c["x"]])
+        _width_ticks(ax.xaxis, [x for c in curves for x in c["x"]], most=4 if compact else 8)
         ax.set_xlabel(series.get("xlabel", "width M"))
         ax.set_ylabel(series.get("ylabel", "error"))
     elif kind == "spectrum":
@@ -892,10 +899,10 @@ def render_png(series: Mapping, title: str = "", name: Any = None) -> bytes:
     else:
         ncols = 3 if len(parts) > 4 else 2
         nrows = -(-len(parts) // ncols)
-        fig = Figure(figsize=(3.4 * ncols, 2.6 * nrows + 0.5), dpi=110)
+        fig = Figure(figsize=(3.4 * ncols, 2.6 * nrows + 0.5), dpi=150)  # sharper: printed smaller than drawn
         axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
         for ax, (panel, sub) in zip(axes, parts):
-            _draw(ax, sub)
+            _draw(ax, sub, compact=True)
             ax.grid(True, which="major", alpha=0.3)
             ax.set_title(_wrap(panel, 44), fontsize=7.5)
             ax.tick_params(labelsize=7)

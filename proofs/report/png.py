@@ -29,8 +29,7 @@ OVERVIEW_TITLES = {
     "loss_curves-test": "Test loss relative to step 0 for every approximation at its eta = 1/alpha: measured (solid) "
                         "against the infinite-width prediction (dashed)",
     "width_sweep": "Errors against width on log-log axes with fitted slopes: one panel per topic (its own y "
-                   "scale; quantities that are not power laws, e.g. loss ratios, in a panel of their own); errors at "
-                   "round-off level (exact identities) in the last panel",
+                   "scale; quantities that are not power laws, e.g. loss ratios, in a panel of their own)",
     "spectrum": "Spectra of Theta_G per approximation, each divided by its mean (isotropic: the flat line at 1)",
     "eta_scan": "One-step loss vs eta/eta*, every approximation",
 }
@@ -156,8 +155,9 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
             for c in s["curves"]:
                 if kind == "width_sweep":
                     group = topic_title(claim.id)
-                    if s.get("autofit") is False:  # not a power-law error: its own panel
+                    if s.get("autofit") is False:  # not a power-law error: its own panel, no fitted slope
                         group = f"{group}: {s.get('ylabel') or c['label']}"
+                        c = _curve(c, autofit=False)
                     label = c["label"]
                     if any(o.get("group") == group and o["label"] == label for o in m["curves"]):
                         label = f"{label} [{claim.id.rsplit('.', 1)[-1]}]"

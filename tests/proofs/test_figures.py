@@ -278,6 +278,11 @@ def test_replicates_are_drawn_as_dots_and_autofit_can_be_switched_off():
     assert "median L1/L0" in [line.get_label() for line in ax.get_lines()]  # no slope: no fit drawn
     three = F.sweep_series("q", [64, 128, 256], [3.0, 0.1, 50.0], autofit=False)
     assert [line.get_label() for line in _axes(three).get_lines() if not line.get_label().startswith("_")] == ["q"]
+    # the same per curve (the overview merges series with and without a power law)
+    mixed = F.figure_series("width_sweep", [dict(F.sweep_curve("ratio", [64, 128, 256], [3.0, 0.1, 50.0]),
+                                                 autofit=False), F.sweep_curve("error", [64, 128, 256], [.2, .14, .1])])
+    labels = [line.get_label() for line in _axes(mixed).get_lines() if not line.get_label().startswith("_")]
+    assert labels[0] == "ratio" and labels[1].startswith("error (slope")
 
 
 def test_log_axes_label_at_most_three_ticks_per_decade_and_width_axes_the_widths():

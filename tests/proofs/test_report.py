@@ -279,6 +279,9 @@ def test_overview_width_sweeps_spectra_and_eta_scans_label_by_claim():
     assert [(c.get("group"), c["label"]) for c in merged["overview-width_sweep"]["curves"]] == [
         ("o", "isotropy error"), ("o", "isotropy error [b]")]
     assert [title for title, _ in panels(merged["overview-width_sweep"])] == ["o"]
+    ratio = F.sweep_series("L1/L0", [64, 128, 256], [3.0, 0.1, 50.0], autofit=False)
+    more = overview_series([_claim_with("o.a", {"w": sweep}), _claim_with("o.r", {"w": ratio})])["overview-width_sweep"]
+    assert [(c["group"], c.get("autofit")) for c in more["curves"]] == [("o", None), ("o: L1/L0", False)]
     # spectra: one measured spectrum per approximation, alpha stays with its curve; eta-scan labels get the
     # claim id only when they clash
     assert [c["label"] for c in merged["overview-spectrum"]["curves"]] == ["K-FAC"]
