@@ -20,6 +20,12 @@ stacks (checked against a stored neural-tangents fixture, ``proofs/data``).
 Everything after the one Gram product ``X @ X2.T`` is elementwise given the diagonals, so the
 recursion runs over row blocks (cache-sized temporaries, optionally on several threads).
 
+Magnitudes: the dual kernels are accurate at every variance float64 can hold (:mod:`theory.dual`);
+inputs of extreme magnitude are rescaled by a power of two before the Gram product (exact), and
+inputs whose first-layer variance ``sigma_w2 |x|^2/M_0`` -- or a deeper layer's variance, or the
+NTK's diagonal -- would overflow float64 (1.8e308) are refused with a ValueError naming the row, the
+layer and the limit (as are variances that underflow to 0 where the derivative kernel needs them).
+
 >>> import numpy as np
 >>> X = np.array([[1.0, 0.0], [0.6, 0.8]])
 >>> k = analytic_kernels(X, depth=2, activation="relu", sigma_w2=2.0)
@@ -323,6 +329,12 @@ def analytic_kernels(X, X2=None, depth: int = 3, activation="relu", sigma_w2: fl
     else:
         for r0 in starts:
             work(r0)
+    if symmetric and dual.closed_form and not dual.is_homogeneous:
+        # closed forms that hand some entries to the quadrature (gelu's cancelling terms, variances > 1e150)
+        # may round (i, j) and (j, i) differently across row blocks: keep X x X kernels exactly symmetric
+        lower = np.tril_indices(n1, -1)
+        for M in sigmas[1:] + dots + backward + layer_ntk + [ntk]:
+            M[lower] = M.T[lower]
     return AnalyticKernels(
         nngp=sigmas[-1], ntk=ntk, layer_ntk=layer_ntk, nngp_layers=sigmas, derivative_layers=dots,
         backward=backward, diag_rows=d1, diag_cols=d2, depth=depth, activation=act.name,
