@@ -369,7 +369,10 @@ def write_reference_fixture(path=ACCURACY_FIXTURE) -> Path:
     """Regenerate the stored mpmath references of the numeric activations (hours on one core: the nested
     2-D rule at variance 1e12 takes minutes per value).  Each row carries its covariance; the stored file
     was written in parts (and has a few more rows at 1e12), so a regeneration may differ in the last ulp of
-    some q12 at rho = +-1."""
+    some q12 at rho = +-1.  Rows at variance 1e300 with ``1 - |rho| < 1e-10`` are not stored: there the nested
+    rule deviates by ~2e-12 from tanh's exact asymptotics (V = (2/pi) arcsin rho, dotV = 4/(2 pi sqrt(det)),
+    exact to ~1e-140 at that scale), so its accuracy is not established; tests/theory/test_kernel_accuracy.py
+    checks the float code against those asymptotics instead."""
     rows = numeric_reference_table()
     Path(path).write_text(json.dumps({"dps": 25, "generator": "proofs.claims.kernels.numeric_reference_table",
                                       "rows": rows}, indent=0) + "\n")
