@@ -347,7 +347,9 @@ def format_table(pairs: Sequence[tuple]) -> str:
     return "\n".join(lines)
 
 
-_ERROR_IS = re.compile(r"\berror\s*=\s*(?!O\()([^;|]+)")
+#: "error = <phrase>" in a result's notes: up to ";" or the " | " that separates the notes' parts
+_ERROR_IS = re.compile(r"\berror\s*=\s*(?!O\()((?:(?! \| )[^;])+)")
+_MEASURED_IS = re.compile(r"\bmeasured\s*=\s*((?:(?! \| )[^;])+)")
 
 
 def _close(a: float, b: float) -> bool:
@@ -357,8 +359,9 @@ def _close(a: float, b: float) -> bool:
 def error_meaning(claim: Claim, result) -> str:
     """What ``result.error`` measures, in a few words: the result's or the claim's ``error_meaning``
     when given, else the ``error = ...`` phrase of the result's notes, else inferred from the numbers
-    (``|measured - predicted| / |predicted|``, ``|measured - predicted|``, the measured deviation
-    itself when the prediction is 0); ``""`` when there is no error."""
+    (``|measured - predicted| / |predicted|``, ``|measured - predicted|``, the measured value itself
+    when the prediction is 0, with the notes' ``measured = ...`` phrase when they have one); ``""``
+    when there is no error."""
     given = (getattr(result, "error_meaning", "") or getattr(claim, "error_meaning", "") or "").strip()
     if given:
         return " ".join(given.split())
@@ -366,15 +369,20 @@ def error_meaning(claim: Claim, result) -> str:
         return ""
     head = (result.notes or "").split(" | ")[0]
     found = _ERROR_IS.search(head)
-    if found:
-        text = " ".join(found.group(1).split()).rstrip(".,: ")
+    text = " ".join(found.group(1).split()).rstrip(".,: ") if found else ""
+    if text:
         return re.sub(r"^its\b", "the", text)
+    measured = _MEASURED_IS.search(head)
+    measured = " ".join(measured.group(1).split()).rstrip(".,: ") if measured else ""
     try:
-        p, m, e = float(result.predicted), float(result.measured), float(result.error)
+        m, e = float(result.measured), float(result.error)
+        if measured and _close(e, abs(m)):
+            return f"the measured value: {measured}"
+        p = float(result.predicted)
     except (TypeError, ValueError):
         return "claim-specific: see the claim's notes and details (--json)"
     if p == 0 and _close(e, abs(m)):
-        return "the measured deviation itself (its prediction is 0)"
+        return "the measured value itself (its prediction is 0)"
     if p == -0.5 and _close(e, abs(m - p)):
         return "|fitted log-log slope of the width sweep - (-1/2)|"
     if p != 0 and _close(e, abs(m - p) / abs(p)):

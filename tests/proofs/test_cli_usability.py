@@ -384,6 +384,22 @@ def test_error_legend_says_what_each_error_is():
                     "demo.given": "|alpha_measured - 3| / 3 at width 64"}
 
 
+@pytest.mark.parametrize("notes, numbers, meaning", [
+    ("error = ||r_1 - r_0|| / ||r_0|| at the widest net; more | all 5 checks verified", (1, 1, 0.01),
+     "||r_1 - r_0|| / ||r_0|| at the widest net"),
+    ("measured = smallest isotropy error over the sweep | error = O(M^-0.5)", ("not isotropic", 0.4, 0.4),
+     "the measured value: smallest isotropy error over the sweep"),
+    ("", (0, 3e-16, 3e-16), "the measured value itself (its prediction is 0)"),
+    ("", (36, 25, 11 / 36), "relative error |measured - predicted| / |predicted|"),
+    ("", (3, 3, 0.007), "claim-specific (not |measured - predicted|): see the claim's notes and details (--json)"),
+    ("", (3, 3, None), ""),
+])
+def test_error_meaning_from_notes_and_numbers(notes, numbers, meaning):
+    p, m, e = numbers
+    c = claim("d.n", title="t", statement="s", register=False)(lambda cfg: None)
+    assert cli.error_meaning(c, ClaimResult("verified", predicted=p, measured=m, error=e, notes=notes)) == meaning
+
+
 def test_result_error_meaning_overrides_the_claim():
     def meant(cfg):
         return ClaimResult("verified", predicted=1, measured=1, error=0.0, error_meaning="max |T - alpha I|")
