@@ -70,7 +70,8 @@ from theory.tolerances import EXACT_TOL, RANK_RTOL
 __all__ = [
     "cross_entropy_isotropy", "factorisation_derivation", "probability_space_derivation", "newton_step_derivation",
     "no_one_step_derivation", "kfac_cross_entropy_derivation", "kfac_output_operator", "kfac_probability_operator",
-    "kfac_deviation", "kfac_deviation_first_order", "unit_wise_cross_entropy_derivation",
+    "kfac_deviation", "kfac_deviation_first_order", "kfac_cross_entropy_test_operator",
+    "kfac_cross_entropy_test_operator_from_grams", "unit_wise_cross_entropy_derivation",
     "unit_wise_output_operator", "normalised_gaussian_moments", "unit_wise_limit_operator",
     "authors_variants_derivation", "binary_newton_margin", "CE_CONDITIONS", "projector"
 ]
@@ -373,6 +374,65 @@ def kfac_deviation_first_order(logits, depth: int) -> float:
     E = c * d[:, :, None] * Pi1[None] - np.ones(c)[None, :, None] * d[:, None, :]
     alpha = n * (int(depth) - 1) + 1
     return float(np.sqrt(np.sum(E * E)) / (alpha * np.sqrt(n * (c - 1))))
+
+
+def kfac_cross_entropy_test_operator_from_grams(backward_train, backward_test, nngp_train, nngp_test) -> np.ndarray:
+    """K-FAC's ``J_l(X') G_l^+ J~_l^T / N`` summed over layers, from the factor Grams (exact at finite width).
+
+    Per layer ``l``: ``backward_train[l]`` is ``Delta~_l Delta~_l^T`` (``N (C-1) x N (C-1)``, rows ``(n, k)``,
+    the transformed backward signals ``Delta~_l[n] = S_n Delta_l[n]``), ``backward_test[l]`` is
+    ``Delta_l(X') Delta~_l^T`` (``N' C x N (C-1)``), ``nngp_train[l]`` is ``Z_{l-1} Z_{l-1}^T`` (``N x N``) and
+    ``nngp_test[l]`` is ``Z_{l-1}(X') Z_{l-1}^T`` (``N' x N``).  With ``B~_l = Delta~_l^T Delta~_l / N``,
+    ``A_l = Z^T Z / N`` and ``(A^T A)^+ A^T = A^T (A A^T)^+``::
+
+        J_l(X') (B~_l (x) A_l)^+ J~_l^T / N = N [Delta(X') Delta~^T (Delta~ Delta~^T)^+] o [Z(X') Z^T (Z Z^T)^+ (x) 1 1^T]
+
+    (the squared-loss K-FAC test kernel, :func:`theory.kfac_theory.kfac_test_kernel`, on the transformed factors).
+    Returns ``(N' C, N (C-1))``; times the transformed residual ``M r`` it is K-FAC's first-order logit move at
+    ``X'`` per unit learning rate.  ``ValueError`` on inconsistent shapes.
+    """
+    from theory.kfac_theory import factor_regression
+
+    L = len(backward_train)
+    if not (len(backward_test) == len(nngp_train) == len(nngp_test) == L) or L == 0:
+        raise ValueError("backward_train, backward_test, nngp_train, nngp_test must all have the same number "
+                         f"L >= 1 of layers (got {L}, {len(backward_test)}, {len(nngp_train)}, {len(nngp_test)})")
+    n = np.asarray(nngp_train[0]).shape[0]
+    n_test = np.asarray(nngp_test[0]).shape[0]
+    rows, cols = np.asarray(backward_test[0]).shape
+    if cols % n or rows % n_test:
+        raise ValueError(f"backward_test[0] has shape {(rows, cols)}: expected (N' C, N (C-1)) with N = {n}, "
+                         f"N' = {n_test}")
+    c, a = rows // n_test, cols // n
+    out = np.zeros((rows, cols))
+    for l in range(L):
+        rb = factor_regression(np.asarray(backward_test[l], float), np.asarray(backward_train[l], float))
+        rz = factor_regression(np.asarray(nngp_test[l], float), np.asarray(nngp_train[l], float))
+        out += n * rb * np.kron(rz, np.ones((c, a)))
+    return out
+
+
+def kfac_cross_entropy_test_operator(nngp_train, backward_train, nngp_test, backward_test, S) -> np.ndarray:
+    """Infinite-width K-FAC cross-entropy operator ``J(X') G_KFAC^+ J~^T / N`` (``(N' C, N (C-1))``) from the
+    analytic per-layer kernels (C = 1 scalars, as in :func:`theory.kernels.analytic_kernels`: ``.nngp_layers``
+    ``Sigma^(l-1)``, ``.backward`` ``b_l``, train ``N x N`` and test ``N' x N``) and the thin factors ``S``
+    (``N x (C-1) x C``, ``S_n^T S_n = H_n``) at the current outputs.
+
+    At infinite width the backward signals of different output channels are independent,
+    ``Delta_l[n] Delta_l[m]^T -> b_l(x_n, x_m) I_C``, so ``Delta~ Delta~^T = [b_l(x_n, x_m) S_n S_m^T]`` and
+    ``Delta(x') Delta~^T = [b_l(x', x_m) S_m^T]``; the output layer has ``b_L = 1``, which makes its term the
+    ``blockdiag(H_n Hbar^+)`` of :func:`kfac_output_operator` on the training set.  Source: arXiv:2010.00879
+    Sec. 4.3 (K-FAC) with the cross-entropy Fisher of its appendix; ``../shared/paper.md`` R7.
+    """
+    S = np.asarray(S, dtype=float)
+    if S.ndim != 3 or S.shape[2] != S.shape[1] + 1:
+        raise ValueError(f"S has shape {S.shape}: expected (N, C-1, C)")
+    n, a, c = S.shape
+    SS = np.einsum("nac,mbc->namb", S, S)
+    b_train = [(SS * np.asarray(K, float)[:, None, :, None]).reshape(n * a, n * a) for K in backward_train]
+    b_test = [np.einsum("pm,mbc->pcmb", np.asarray(K, float), S).reshape(np.asarray(K).shape[0] * c, n * a)
+              for K in backward_test]
+    return kfac_cross_entropy_test_operator_from_grams(b_train, b_test, nngp_train, nngp_test)
 
 
 @cached_derivation

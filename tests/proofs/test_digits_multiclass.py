@@ -78,3 +78,37 @@ def test_cross_entropy_predictor_is_the_linearised_step(data):
         want = approx.logit_operator(np.vstack([X, Xt]))
         got = g.right(op, g.M)
         assert np.linalg.norm(got - want) < 1e-8 * np.linalg.norm(want), name
+
+
+def test_kfac_cross_entropy_predictor_is_the_linearised_step(data):
+    """K-FAC: the factor-regression operator (theory.cross_entropy) fed the EMPIRICAL factor Grams of a finite net
+    is that net's K-FAC logit operator J(X') G^+ J^T Pi / N exactly (the analytic prediction replaces the Grams by
+    their infinite-width limits)."""
+    from numerics import MLP
+    from numerics.approximations import get_approximation
+    from numerics.losses import CrossEntropyGeometry
+    from theory.cross_entropy import kfac_cross_entropy_test_operator_from_grams
+
+    X, Xt = data.X_train[:6], data.X_test[:4]
+    net = MLP([64, 96, 96, 10], seed=2)
+    approx = get_approximation("kfac")(net, X, loss="cross_entropy")
+    g = CrossEntropyGeometry.at(approx.outputs)
+    ft, fx = net.factors(X), net.factors(Xt)
+    n, c = 6, 10
+    bt, bx, zt, zx = [], [], [], []
+    for l in range(net.depth):
+        Dt = np.einsum("nac,ncm->nam", g.S, ft.Delta[l]).reshape(n * (c - 1), -1)
+        bt.append(Dt @ Dt.T)
+        bx.append(fx.Delta[l].reshape(-1, Dt.shape[1]) @ Dt.T)
+        zt.append(ft.Z[l] @ ft.Z[l].T)
+        zx.append(fx.Z[l] @ ft.Z[l].T)
+    op = kfac_cross_entropy_test_operator_from_grams(bt, bx, zt, zx)
+    want = approx.logit_operator(Xt)
+    got = g.right(op, g.M)
+    assert np.linalg.norm(got - want) < 1e-8 * np.linalg.norm(want)
+
+
+def test_kfac_cross_entropy_run_has_test_predictions(runs):
+    r = runs[("cross_entropy", "kfac")]
+    assert np.all(np.isfinite(r.predicted_test_loss)) and np.isfinite(r.test_output_error)
+    assert np.isfinite(r.extra["kfac_train_vs_derived"])
