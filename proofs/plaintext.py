@@ -11,6 +11,8 @@ with :func:`latex_to_text`, which knows the commands the statements use (Greek l
 '|| J J^T - Theta ||_F / ||Theta||_F = O(M^(-1/2))'
 >>> latex_to_text(r"f_t(x')=f_0(x')-\\frac{1-(1-\\eta\\alpha)^t}{\\alpha}\\,\\Theta_G(x',X)")
 "f_t(x')=f_0(x')-(1-(1-eta alpha)^t)/alpha Theta_G(x',X)"
+>>> latex_to_text(r"(H_n - \\bar H)\\bar H^{+}")
+'(H_n - Hbar)Hbar^+'
 >>> to_ascii("width \\u2013, slope \\u22120.49 \\u00b1 0.04, \\u03b1 \\u2265 1")
 'width -, slope -0.49 +- 0.04, alpha >= 1'
 """
@@ -163,7 +165,7 @@ class _Parser:
         if name in ("dot", "ddot", "hat", "tilde", "bar", "overline", "vec", "widehat", "widetilde", "underline"):
             arg, _ = self.argument()
             prefix = {"dot": "dot ", "ddot": "ddot "}.get(name, "")
-            suffix = {"hat": "^", "widehat": "^", "tilde": "~", "widetilde": "~", "bar": "-", "overline": "-"}.get(
+            suffix = {"hat": "^", "widehat": "^", "tilde": "~", "widetilde": "~", "bar": "bar", "overline": "bar"}.get(
                 name, "")
             return _Piece(f"{prefix}{arg}{suffix}") if arg[:1].isalnum() else f"{prefix}{arg}{suffix}"
         if name in ("not",):

@@ -377,10 +377,10 @@ def kfac_spread(cfg: RunConfig) -> ClaimResult:
             ratio = measured[0] / first[0]
             parts.append(V.compare(f"C={c}, outputs x {scales[0]:g}: isotropy error / first-order spread formula",
                                    1.0, ratio, tolerance=0.05))
-    series = {"cross_entropy_kfac_spread": F.figure_series("width_sweep", [
-        F.sweep_curve(f"C={c} measured", scales, curves[c][0]) for c in (2, 3)] + [
-        F.sweep_curve(f"C={c} derived", scales, curves[c][1], role="predicted") for c in (2, 3)],
-        name="cross_entropy_kfac_spread", xlabel="output scale s (last layer x s)",
+    series = {"cross_entropy_kfac_spread": F.figure_series("xy", [
+        F.xy_curve(f"C={c} measured", scales, curves[c][0]) for c in (2, 3)] + [
+        F.xy_curve(f"C={c} derived", scales, curves[c][1], role="predicted") for c in (2, 3)],
+        name="cross_entropy_kfac_spread", logx=True, logy=True, xlabel="output scale s (last layer x s)",
         ylabel="probability-space isotropy error", title="K-FAC under cross-entropy: isotropy error vs output spread")}
     at_one = next(r for r in table if r["C"] == 3 and r["scale"] == 1.0)
     return V.to_result(
