@@ -6,8 +6,10 @@ and the claim's own coordinates, so a seed's results do not depend on which othe
 which process) and :func:`format_audit` prints, per claim, the verdict counts and the rate at which
 the verdict equals the claim's expected one, with the seeds that deviated.
 
-``ngd-verify audit [CLAIM_ID ...] --seeds N [--start S] [--quick | --full] [--workers W] [--json PATH]``
-exits 0 when every verdict at every seed is the expected one and 1 otherwise.
+``ngd-verify audit [CLAIM_ID ...] --seeds N [--start S] [--quick | --full] [--workers W | --scheduler ADDRESS] [--json PATH]``
+exits 0 when every verdict at every seed is the expected one and 1 otherwise.  With ``workers > 1`` or a
+``scheduler`` the (seed, claim) pairs run as Dask tasks (:mod:`proofs.distributed`); the audit is the
+serial one, reassembled in the serial order.
 
 >>> from proofs.claim import claim, ClaimResult
 >>> @claim("demo.even", title="seed parity", statement="s even", register=False)
@@ -20,7 +22,6 @@ exits 0 when every verdict at every seed is the expected one and 1 otherwise.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -36,6 +37,8 @@ class AuditRow:
     verdicts: Dict[int, str] = field(default_factory=dict)
     reasons: Dict[int, str] = field(default_factory=dict)
     seconds: Dict[int, float] = field(default_factory=dict)
+    #: the headline numbers per seed, JSON-ready: ``{"predicted", "measured", "error"}``
+    values: Dict[int, dict] = field(default_factory=dict)
 
     @property
     def counts(self) -> Dict[str, int]:
@@ -65,6 +68,8 @@ class Audit:
     seeds: List[int]
     rows: List[AuditRow]
     seconds: float = 0.0
+    #: where it ran (:meth:`proofs.distributed.Execution.describe`): serial, local cluster, scheduler
+    execution: Dict[str, object] = field(default_factory=lambda: {"kind": "serial"})
 
     @property
     def all_as_expected(self) -> bool:
@@ -74,46 +79,52 @@ class Audit:
         return {"mode": self.mode, "seeds": self.seeds, "start": self.seeds[0] if self.seeds else None,
                 "claims": [r.to_dict() for r in self.rows], "seconds": self.seconds,
                 "all_as_expected": self.all_as_expected,
-                "verdicts": {r.id: {str(s): v for s, v in sorted(r.verdicts.items())} for r in self.rows}}
+                "verdicts": {r.id: {str(s): v for s, v in sorted(r.verdicts.items())} for r in self.rows},
+                "values": {r.id: {str(s): v for s, v in sorted(r.values.items())} for r in self.rows},
+                "execution": self.execution}
 
 
-def _run_seed(ids: Sequence[str], mode: str, seed: int, claims: Optional[Sequence[Claim]] = None) -> List[tuple]:
-    """All claims at one seed: ``[(id, verdict, reason, seconds)]`` (worker entry point; BLAS pinned
-    to one thread inside a worker process so that several workers do not oversubscribe the cores)."""
-    from proofs.registry import select_claims
+def _result_row(c: Claim, r) -> tuple:
+    """``(id, verdict, reason, seconds, numbers)``; ``numbers`` the JSON form of the headline numbers."""
+    from proofs.report import to_jsonable
 
-    chosen = list(claims) if claims is not None else select_claims(list(ids))
-    if claims is None:
-        chosen = [c for c in chosen if c.id in set(ids)]
+    why = r.failed_assumption or " ".join((r.notes or "").split())[:300]
+    numbers = to_jsonable({"predicted": r.predicted, "measured": r.measured, "error": r.error})
+    return (c.id, r.verdict, why, r.seconds, numbers)
+
+
+def _run_seed(claims: Sequence[Claim], mode: str, seed: int) -> List[tuple]:
+    """All claims at one seed, serially: ``[(id, verdict, reason, seconds, numbers)]``."""
     cfg = RunConfig(mode=mode, seed=seed)
-    out = []
-    for c in chosen:
-        r = c.run(cfg)
-        why = r.failed_assumption or " ".join((r.notes or "").split())[:300]
-        out.append((c.id, r.verdict, why, r.seconds))
-    return out
+    return [_result_row(c, c.run(cfg)) for c in claims]
 
 
-def _worker_seed(ids, mode, seed):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover -- threadpoolctl is a declared dependency
-        return _run_seed(ids, mode, seed)
-    with threadpool_limits(1):
-        return _run_seed(ids, mode, seed)
+def _audit_task(ref, mode: str, seed: int) -> tuple:
+    """One claim at one seed (a Dask task): ``(id, verdict, reason, seconds, numbers)``."""
+    from proofs.distributed import resolve_claim
+
+    c = resolve_claim(ref)
+    return _result_row(c, c.run(RunConfig(mode=mode, seed=int(seed))))
 
 
 def run_audit(claims: Sequence[Claim], seeds: int, start: int = 0, mode: str = "quick", workers: int = 1,
-              on_seed=None) -> Audit:
+              on_seed=None, scheduler: Optional[str] = None) -> Audit:
     """Run ``claims`` at ``seeds`` consecutive master seeds from ``start``.
 
-    ``workers > 1`` runs seeds in that many local processes (claims must then come from the registry,
-    since they are looked up by id in each worker); ``on_seed(seed, results)`` is called as each
-    seed finishes.  Raises ``ValueError`` for ``seeds < 1``, ``start < 0`` or ``workers < 1``.
+    ``workers > 1`` runs the (seed, claim) pairs as tasks on an embedded Dask ``LocalCluster`` of that
+    many processes (one BLAS thread each), ``scheduler`` (an address such as ``tcp://host:8786``) on a
+    running Dask cluster; both need the ``[distributed]`` extra (:mod:`proofs.distributed`).  The
+    result is the serial one: rows filled in the serial order, whatever the completion order.
+    ``on_seed(seed, results)`` is called as each seed finishes (``results``: ``[(id, verdict, reason,
+    seconds)]`` in the claims' order).  Raises ``ValueError`` for ``seeds < 1``, ``start < 0``,
+    ``workers < 1`` or both ``workers > 1`` and ``scheduler``; a task that fails for good raises
+    :class:`proofs.distributed.TaskFailed` naming the claim and the seed.
     """
     if int(seeds) < 1 or int(start) < 0 or int(workers) < 1:
         raise ValueError(f"seeds={seeds!r}, start={start!r}, workers={workers!r} are not allowed: expected "
                          "seeds >= 1, start >= 0, workers >= 1")
+    if scheduler is not None and int(workers) > 1:
+        raise ValueError(f"workers={workers!r} and scheduler={scheduler!r} are mutually exclusive")
     RunConfig(mode=mode)  # validates the mode
     claims = list(claims)
     rows = {c.id: AuditRow(c.id, c.expected) for c in claims}
@@ -121,24 +132,43 @@ def run_audit(claims: Sequence[Claim], seeds: int, start: int = 0, mode: str = "
     t0 = time.perf_counter()
 
     def record(seed, results):
-        for cid, verdict, why, secs in results:
+        for cid, verdict, why, secs, numbers in results:
             rows[cid].verdicts[seed] = verdict
             rows[cid].seconds[seed] = secs
+            rows[cid].values[seed] = numbers
             if verdict != rows[cid].expected:
                 rows[cid].reasons[seed] = why
-        if on_seed is not None:
-            on_seed(seed, results)
 
-    if workers == 1:
+    execution = {"kind": "serial"}
+    if int(workers) == 1 and scheduler is None:
         for seed in seed_list:
-            record(seed, _run_seed([c.id for c in claims], mode, seed, claims))
+            results = _run_seed(claims, mode, seed)
+            record(seed, results)
+            if on_seed is not None:
+                on_seed(seed, [t[:4] for t in results])
     else:
-        ids = [c.id for c in claims]
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-            futures = {seed: pool.submit(_worker_seed, ids, mode, seed) for seed in seed_list}
-            for seed in seed_list:
-                record(seed, futures[seed].result())
-    return Audit(mode, seed_list, [rows[c.id] for c in claims], time.perf_counter() - t0)
+        from proofs.distributed import Execution, claim_ref, run_tasks
+
+        ex = Execution(workers=int(workers), scheduler=scheduler)
+        refs = [claim_ref(c) for c in claims]
+        tasks = [(f"{c.id} at seed {seed}", (ref, mode, seed)) for seed in seed_list for c, ref in zip(claims, refs)]
+        n = len(claims)
+        pending = {seed: n for seed in seed_list}
+        gathered: Dict[int, tuple] = {}
+
+        def on_result(i, result):
+            gathered[i] = result
+            seed = seed_list[i // n]
+            pending[seed] -= 1
+            if pending[seed] == 0 and on_seed is not None:
+                k = seed_list.index(seed) * n
+                on_seed(seed, [gathered[j][:4] for j in range(k, k + n)])
+
+        results = run_tasks(ex, _audit_task, tasks, on_result)
+        for k, seed in enumerate(seed_list):  # the serial order, not the completion order
+            record(seed, results[k * n:(k + 1) * n])
+        execution = ex.describe()
+    return Audit(mode, seed_list, [rows[c.id] for c in claims], time.perf_counter() - t0, execution)
 
 
 def format_audit(audit: Audit) -> str:

@@ -3,13 +3,17 @@
 ::
 
     ngd-verify list [CLAIM_ID ...]
-    ngd-verify verify [CLAIM_ID ...] [--quick | --full] [--seed S] [--json PATH]
-    ngd-verify report --out DIR [CLAIM_ID ...] [--pdf] [--quick | --full] [--seed S]
+    ngd-verify verify [CLAIM_ID ...] [--quick | --full] [--seed S] [--workers W | --scheduler ADDRESS] [--json PATH]
+    ngd-verify report --out DIR [CLAIM_ID ...] [--pdf] [--quick | --full] [--seed S] [--workers W | --scheduler ADDRESS]
     ngd-verify falsify CLAIM_ID [--max-examples N] [--relax ASSUMPTION] [--seed S] [--max-seconds T] [--database DIR]
-    ngd-verify audit [CLAIM_ID ...] --seeds N [--start S] [--quick | --full] [--workers W] [--json PATH]
+    ngd-verify audit [CLAIM_ID ...] --seeds N [--start S] [--quick | --full] [--workers W | --scheduler ADDRESS]
+                     [--json PATH]
     ngd-verify --version | --help          (a bare ``ngd-verify`` prints the help)
 
 CLAIM_ID may be an exact id, a topic prefix (``ngd.kfac`` = ``ngd.kfac.*``) or a glob (``*.alpha``).
+``--workers W`` (W > 1) runs the claims (``audit``: each claim at each seed) as tasks on an embedded Dask
+cluster of W processes, one BLAS thread each; ``--scheduler ADDRESS`` on a running Dask cluster
+(:mod:`proofs.distributed`; both need the ``[distributed]`` extra).  The results are the serial run's.
 
 Exit status:
 
@@ -20,7 +24,8 @@ Exit status:
   validation, an unknown claim id, an output path that cannot be written (probed before the run),
   a ``--relax`` or ``--database`` that does not fit.  One line on stderr naming the option, the value
   and what is allowed; no traceback;
-* 3 -- an internal error: any other exception (a bug, a claim module that fails to import).  One
+* 3 -- an internal error: any other exception (a bug, a claim module that fails to import), or a
+  distributed task that failed for good (the line names the claim and the seed).  One
   line ``internal error: ... (a bug; rerun with --debug for the traceback)``; ``--debug`` prints the
   traceback first.  Results computed before the failure are kept: the table is printed before any
   file is written, and a document that cannot be written where asked is saved to a temporary file
@@ -237,6 +242,15 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true",
                        help="no progress line (it is shown only when standard error is a terminal)")
 
+    def execution(p, what: str):
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--workers", type=_positive_int, default=1, metavar="W",
+                           help=f"run {what} as tasks on an embedded Dask cluster of W local processes, one BLAS "
+                                "thread each (default 1: serially, in this process; needs the [distributed] extra)")
+        group.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                           help=f"run {what} on the running Dask cluster at ADDRESS (tcp://HOST:PORT; start it "
+                                "with `dask scheduler` and `dask worker ADDRESS --nthreads 1`)")
+
     p_list = add("list", help="every claim: id, statement, assumptions, expected verdict",
                  description="List claims: id, expected verdict, title, the statement in plain text (LaTeX in the "
                              "report), assumptions and the falsify --relax choices.",
@@ -251,6 +265,7 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
                           "exit status: 0 every verdict as expected, 1 some differs, 2 bad usage/input, 3 bug\n")
     p_verify.add_argument("ids", nargs="*", metavar="CLAIM_ID", help=CLAIM_ID_HELP)
     budget(p_verify)
+    execution(p_verify, "the claims")
     p_verify.add_argument("--json", metavar="PATH",
                           help="also write the results as JSON to PATH, written atomically; the path is checked "
                                "before the run and missing parent directories are created ('-': the JSON alone on "
@@ -268,6 +283,7 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
     p_report.add_argument("--pdf", action="store_true",
                           help="also compile report.pdf with pdflatex (checked for before the run)")
     budget(p_report)
+    execution(p_report, "the claims")
 
     p_fals = add("falsify", help="search for a counterexample with the claim's assumptions relaxed",
                  description="Search the claim's assumption space with hypothesis for an example on which its "
@@ -295,14 +311,14 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
                   description="Run the claims at master seeds S .. S+N-1 and print, per claim, the verdict counts, "
                               "the as-expected rate and the seeds that deviated.",
                   epilog="examples:\n  ngd-verify audit sanity --seeds 20\n"
-                         "  ngd-verify audit --seeds 20 --start 973883 --workers 2 --json audit.json\n")
+                         "  ngd-verify audit --seeds 20 --start 973883 --workers 2 --json audit.json\n"
+                         "  ngd-verify audit sanity --seeds 20 --scheduler tcp://127.0.0.1:8786\n")
     p_audit.add_argument("ids", nargs="*", metavar="CLAIM_ID", help=CLAIM_ID_HELP)
     p_audit.add_argument("--seeds", type=_int_between(1, 100_000), required=True, metavar="N",
                          help="number of master seeds (1 .. 100000)")
     p_audit.add_argument("--start", type=_int_between(0, 2**63 - 100_001), default=0, metavar="S",
                          help="first master seed (default 0); the audit runs S .. S+N-1")
-    p_audit.add_argument("--workers", type=_positive_int, default=1, metavar="W",
-                         help="run seeds in W local processes, one BLAS thread each (default 1)")
+    execution(p_audit, "each claim at each seed")
     p_audit.add_argument("--json", metavar="PATH",
                          help="also write the audit as JSON to PATH (checked before the run; '-': standard output)")
     budget(p_audit, seed=False)  # the seeds are --start .. --start + --seeds - 1
@@ -310,10 +326,23 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- running
-def run_claims(claims: Sequence[Claim], cfg: RunConfig, file: Optional[TextIO] = None) -> List[tuple]:
+def run_claims(claims: Sequence[Claim], cfg: RunConfig, file: Optional[TextIO] = None, execution=None) -> List[tuple]:
     """Run each claim (exceptions inside a check become ``inconclusive``, see ``Claim.run``), with a
     progress line on ``file`` (default standard error) when ``cfg.progress`` is true: the claim
-    running and the sweep points inside it (:mod:`proofs.progress`)."""
+    running and the sweep points inside it (:mod:`proofs.progress`).  ``execution`` (a
+    :class:`proofs.distributed.Execution`) that is distributed runs one Dask task per claim; the line
+    then counts the claims as they complete and names the last one."""
+    claims = list(claims)
+    if execution is not None and execution.distributed:
+        from proofs.distributed import run_claims_on
+
+        with status_line(cfg, "claims", total=len(claims), file=file, unit="claim") as line:
+            def done(i, result):
+                if line is not None:
+                    line.item(f"{claims[i].id} done")
+                    line.advance()
+            results = run_claims_on(execution, claims, cfg.mode, cfg.seed, done)
+        return list(zip(claims, results))
     pairs = []
     with status_line(cfg, "claims", total=len(claims), file=file, unit="claim") as line:
         for c in claims:
@@ -654,17 +683,61 @@ def _cmd_list(args, claims: ClaimSource, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _execution(args, claims: ClaimSource):
+    """The :class:`proofs.distributed.Execution` of ``--workers``/``--scheduler``; for a distributed
+    one, the ``[distributed]`` extra must be installed (checked before the run)."""
+    from proofs.distributed import DistributedUnavailable, Execution, require_distributed
+
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is not None and not scheduler.strip():
+        raise InputError(f"--scheduler {scheduler!r} is empty: expected an address such as tcp://127.0.0.1:8786")
+    ex = Execution(workers=getattr(args, "workers", 1), scheduler=scheduler)
+    if ex.distributed:
+        if claims is not None:
+            raise InputError(f"{ex.option.split()[0]} runs the registered claims by id; it cannot run claims "
+                             "passed in-process")
+        try:
+            require_distributed(ex.option)
+        except DistributedUnavailable as exc:
+            raise InputError(str(exc)) from None
+    return ex
+
+
+def _distributed_errors(ex):
+    """Map the distributed run's errors: an unreachable scheduler is bad input (exit 2); a task that
+    failed for good is reported by :func:`main` as exit 3 with its message (claim id and seed)."""
+    from proofs.distributed import SchedulerUnavailable
+
+    class _Guard:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, exc, tb):
+            if isinstance(exc, SchedulerUnavailable):
+                raise InputError(str(exc)) from None
+            return False
+    return _Guard()
+
+
+def _environment(ex) -> dict:
+    from proofs.report import environment_record
+    return {**environment_record(), "execution": ex.describe()}
+
+
 def _cmd_verify(args, claims: ClaimSource, out: TextIO, err: TextIO) -> int:
     chosen = _select(args.ids, claims)
     _json_target(args)
+    ex = _execution(args, claims)
     cfg = _config(args, err)
     start = time.perf_counter()
-    pairs = run_claims(chosen, cfg, file=err)
+    with _distributed_errors(ex):
+        pairs = run_claims(chosen, cfg, file=err, execution=ex)
     seconds = time.perf_counter() - start
     _write_outcome(pairs, seconds, out)
     if args.json is not None:
         from proofs.report import results_document
-        _write_json_output(args, lambda: results_document(pairs, cfg), args.json_stream, err, "results")
+        _write_json_output(args, lambda: results_document(pairs, cfg, _environment(ex)), args.json_stream, err,
+                           "results")
     return 0 if all(r.verdict == c.expected for c, r in pairs) else 1
 
 
@@ -673,9 +746,12 @@ def _cmd_report(args, claims: ClaimSource, out: TextIO, err: TextIO) -> int:
 
     chosen = _select(args.ids, claims)
     target = _report_target(args)
+    ex = _execution(args, claims)
     cfg = _config(args, err)
     start = time.perf_counter()
-    pairs = run_claims(chosen, cfg, file=err)
+    with _distributed_errors(ex):
+        pairs = run_claims(chosen, cfg, file=err, execution=ex)
+    environment = _environment(ex)
     seconds = time.perf_counter() - start
     _write_outcome(pairs, seconds, out)  # first: a report that cannot be written must not lose the table
     since = time.time() - 0.001
@@ -691,7 +767,8 @@ def _cmd_report(args, claims: ClaimSource, out: TextIO, err: TextIO) -> int:
                 poller = threading.Thread(target=poll, name="ngd-verify-figures", daemon=True)
                 poller.start()
             try:
-                paths = write_report(pairs, cfg, target, **({"pdf": True} if args.pdf else {}))
+                paths = write_report(pairs, cfg, target, **({"environment": environment} if ex.distributed else {}),
+                                     **({"pdf": True} if args.pdf else {}))
             finally:
                 stop.set()
                 if poller is not None:
@@ -702,7 +779,7 @@ def _cmd_report(args, claims: ClaimSource, out: TextIO, err: TextIO) -> int:
                       "report.pdf was not\n")
             raise
         try:
-            saved = _save_elsewhere(_document_text(results_document(pairs, cfg)), "results")
+            saved = _save_elsewhere(_document_text(results_document(pairs, cfg, environment)), "results")
         except Exception:  # noqa: BLE001 -- the original error is the one to report
             saved = None
         where = f"; the results were saved to {saved}" if saved else ""
@@ -769,22 +846,24 @@ def _cmd_audit(args, claims: ClaimSource, out: TextIO, err: TextIO) -> int:
 
     chosen = _select(args.ids, claims)
     _json_target(args)
-    if args.workers > 1 and claims is not None:
-        raise InputError("--workers > 1 runs the registered claims by id; it cannot run claims passed in-process")
+    ex = _execution(args, claims)
     show = err.isatty() and not args.no_progress
     expected = {c.id: c.expected for c in chosen}
 
     def on_seed(seed, results):
         if show:
-            bad = [cid for cid, v, _, _ in results if v != expected[cid]]
+            bad = [cid for cid, v, *_ in results if v != expected[cid]]
             err.write(f"  seed {seed}: {len(results) - len(bad)}/{len(results)} as expected"
                       + (f" ({', '.join(bad)})" if bad else "") + "\n")
 
-    audit = run_audit(chosen, args.seeds, args.start, args.mode, args.workers, on_seed=on_seed)
+    with _distributed_errors(ex):
+        audit = run_audit(chosen, args.seeds, args.start, args.mode, ex.workers, on_seed=on_seed,
+                          scheduler=ex.scheduler)
     out.write(format_audit(audit) + "\n")
     if args.json is not None:
         _write_json_output(args, lambda: to_jsonable({**audit.to_dict(), "conventions": conventions(),
-                                                      "environment": environment_record()}),
+                                                      "environment": {**environment_record(),
+                                                                      "execution": audit.execution}}),
                            args.json_stream, err, "audit")
     return 0 if audit.all_as_expected else 1
 
@@ -836,6 +915,9 @@ def main(argv: Optional[Sequence[str]] = None, *, claims: ClaimSource = None,
     except Exception as exc:  # noqa: BLE001 -- anything else is a bug: say so, exit 3
         if debug:
             err.write("".join(traceback.format_exception(exc)))
+        if type(exc).__name__ == "TaskFailed":  # proofs.distributed: a task lost or failed for good, named
+            err.write(f"{PROG}: error: {' '.join(str(exc).split())}\n")
+            return 3
         message = " ".join(str(exc).split()) or "(no message)"
         hint = "the traceback is above" if debug else f"rerun with --debug for the traceback"
         err.write(f"{PROG}: internal error: {type(exc).__name__}: {message} (a bug; {hint})\n")

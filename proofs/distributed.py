@@ -1,0 +1,350 @@
+"""Run claims on Dask: an embedded local cluster (``--workers N``) or a running one (``--scheduler ADDRESS``).
+
+The tasks are independent: a claim (``verify``, ``report``) or one claim at one master seed (``audit``).
+Every draw of a claim is seeded from the master seed and the claim's own coordinates, never from the
+execution order, so a distributed run gives the serial run's verdicts and numbers (up to float64
+rounding of BLAS thread counts).  Results are gathered and put back in the serial order; the progress
+callback sees them as they complete (:func:`distributed.as_completed`).
+
+* ``--workers N`` (N > 1) starts a :class:`distributed.LocalCluster` of N processes on 127.0.0.1, one
+  thread each; each task runs with one BLAS thread (threadpoolctl, and ``OMP_NUM_THREADS`` etc. set
+  before the worker starts) so that N workers do not oversubscribe the cores.
+* ``--scheduler ADDRESS`` connects to a running cluster (``dask scheduler`` and ``dask worker
+  ADDRESS --nthreads 1``); an address that cannot be reached within :data:`CONNECT_TIMEOUT` seconds, or
+  a scheduler without workers, is a :class:`SchedulerUnavailable` naming ``--scheduler``, the address
+  and the cause.
+* A worker lost mid-task (killed, out of memory) is replaced (local cluster) and the task is rerun
+  elsewhere by the scheduler, up to ``distributed.scheduler.allowed-failures`` times; a task that
+  raises is retried :data:`RETRIES` time(s) (``retries=``).  A task that still fails stops the run:
+  the remaining tasks are cancelled and :class:`TaskFailed` names the task (claim id, seed) and the cause.
+
+Dask is imported only here, and only when a distributed run is asked for: the serial path needs none of
+it.  Without it, :func:`require_distributed` raises :class:`DistributedUnavailable` with the install line.
+
+>>> Execution().describe()
+{'kind': 'serial'}
+>>> Execution(workers=2).describe()["kind"]
+'local cluster'
+>>> Execution(workers=1).distributed, Execution(scheduler="tcp://127.0.0.1:8786").distributed
+(False, True)
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+__all__ = ["Execution", "DistributedUnavailable", "SchedulerUnavailable", "TaskFailed", "require_distributed",
+           "run_tasks", "run_claims_on", "json_differences", "claim_ref", "resolve_claim", "missing_message", "RETRIES", "CONNECT_TIMEOUT", "BLAS_ENV"]
+
+#: retries of a task that raised (a lost worker is rescheduled by the scheduler on its own account)
+RETRIES = 1
+#: seconds to reach a ``--scheduler`` and to see its first worker
+CONNECT_TIMEOUT = 10.0
+#: set in each local worker process before numpy loads: one BLAS/OpenMP thread per worker
+BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "BLIS_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+
+
+class DistributedUnavailable(ImportError):
+    """``--workers N`` / ``--scheduler`` without the ``[distributed]`` extra installed."""
+
+
+class SchedulerUnavailable(ConnectionError):
+    """``--scheduler ADDRESS`` that cannot be reached, or that has no workers."""
+
+
+class TaskFailed(RuntimeError):
+    """A task failed for good (it raised after its retries, or its workers were lost too often)."""
+
+    def __init__(self, task: str, cause: BaseException, done: int = 0, total: int = 0):
+        self.task = task
+        self.cause = cause
+        what = f"{type(cause).__name__}: {' '.join(str(cause).split())}"[:400]
+        super().__init__(f"task {task} failed: {what}; the run was stopped "
+                         f"({done} of {total} tasks had finished; their results were discarded)")
+
+
+def missing_message(option: str) -> str:
+    return f"{option} needs the [distributed] extra: pip install 'ngd-verifier[distributed]'"
+
+
+def require_distributed(option: str = "--workers 2"):
+    """``distributed``, imported; :class:`DistributedUnavailable` with the install line when it is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise DistributedUnavailable(missing_message(option)) from None
+    return distributed
+
+
+@dataclass
+class Execution:
+    """Where tasks run: serially (``workers == 1`` and no scheduler), on an embedded local cluster of
+    ``workers`` processes, or on the cluster behind ``scheduler``.  ``record`` collects what the run
+    learnt (workers seen, their peak memory) for the JSON's ``environment.execution``."""
+
+    workers: int = 1
+    scheduler: Optional[str] = None
+    record: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.workers, bool) or int(self.workers) < 1:
+            raise ValueError(f"workers={self.workers!r} is not allowed: expected an integer >= 1")
+        self.workers = int(self.workers)
+        if self.scheduler is not None and self.workers > 1:
+            raise ValueError("workers and scheduler are mutually exclusive")
+
+    @property
+    def distributed(self) -> bool:
+        return self.scheduler is not None or self.workers > 1
+
+    @property
+    def option(self) -> str:
+        """The command-line option that asked for this execution (for messages)."""
+        return f"--scheduler {self.scheduler}" if self.scheduler is not None else f"--workers {self.workers}"
+
+    def describe(self) -> Dict[str, Any]:
+        if self.scheduler is not None:
+            base = {"kind": "scheduler", "address": self.scheduler}
+        elif self.workers > 1:
+            base = {"kind": "local cluster", "workers": self.workers, "processes": True, "threads_per_worker": 1,
+                    "blas_threads_per_worker": 1}
+        else:
+            return {"kind": "serial"}
+        return {**base, **self.record}
+
+
+# ----------------------------------------------------------------------------- worker side
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (Linux: ru_maxrss is in KiB)."""
+    import resource
+    import sys
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _one_blas_thread(fn: Callable, *args):
+    """``fn(*args)`` with BLAS/OpenMP pinned to one thread in this worker."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover -- threadpoolctl is a declared dependency
+        return fn(*args)
+    with threadpool_limits(1):
+        return fn(*args)
+
+
+# ----------------------------------------------------------------------------- client side
+def _cause(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:300]
+
+
+def _probe_scheduler(address: str) -> None:
+    """Fail fast, with the operating system's reason (connection refused, unknown host, timeout), when
+    ``address`` does not answer as a Dask scheduler; a Client would retry until its timeout and say
+    only that it timed out (and leave a half-built client whose finaliser waits another 20 s)."""
+    import asyncio
+    import socket
+
+    from distributed.comm import connect, parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    what = f"--scheduler {address!r}"
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+                pass
+    except socket.timeout:
+        raise SchedulerUnavailable(f"{what}: cannot connect (no answer within {CONNECT_TIMEOUT:.0f} s)") from None
+    except OSError as exc:
+        raise SchedulerUnavailable(f"{what}: cannot connect ({exc.strerror or _cause(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 -- a malformed address
+        raise SchedulerUnavailable(f"{what}: not an address such as tcp://127.0.0.1:8786 ({_cause(exc)})") from None
+
+    async def identity():
+        comm = await connect(address, timeout=CONNECT_TIMEOUT)
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity"}), CONNECT_TIMEOUT)
+            return await asyncio.wait_for(comm.read(), CONNECT_TIMEOUT)
+        finally:
+            comm.abort()
+
+    try:
+        reply = asyncio.run(identity())
+    except Exception as exc:  # noqa: BLE001 -- something answers, but not a Dask scheduler
+        cause = (_cause(exc) if isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, MemoryError)
+                 else "the reply is not Dask's protocol")
+        raise SchedulerUnavailable(f"{what}: no Dask scheduler answers there ({cause})") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        kind = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+        raise SchedulerUnavailable(f"{what}: the server there is not a Dask scheduler (it says {kind!r})")
+
+
+@contextlib.contextmanager
+def _client(execution: Execution) -> Iterator[Any]:
+    distributed = require_distributed(execution.option)
+    if execution.scheduler is not None:
+        address = execution.scheduler
+        _probe_scheduler(address)
+        try:
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except Exception as exc:  # noqa: BLE001 -- whatever the cause, it is the address's
+            raise SchedulerUnavailable(f"--scheduler {address!r}: cannot connect ({_cause(exc)})") from None
+        try:
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            except (TimeoutError, OSError) as exc:
+                raise SchedulerUnavailable(f"--scheduler {address!r}: the scheduler has no workers after "
+                                           f"{CONNECT_TIMEOUT:.0f} s (start some with `dask worker {address} "
+                                           "--nthreads 1`)") from None
+            execution.record["workers"] = len(client.scheduler_info().get("workers", {}))
+            yield client
+        finally:
+            client.close()
+        return
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=execution.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, silence_logs=logging.ERROR, env=dict(BLAS_ENV))
+    try:
+        client = distributed.Client(cluster, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def run_tasks(execution: Execution, fn: Callable, tasks: Sequence[Tuple[str, tuple]],
+              on_result: Optional[Callable[[int, Any], None]] = None) -> List[Any]:
+    """Run ``fn(*args)`` for every ``(label, args)`` of ``tasks`` on the cluster of ``execution`` (one
+    BLAS thread per task); return the results in the order of ``tasks``.  ``on_result(index, result)``
+    is called as each task completes (completion order).  A failed task cancels the rest and raises
+    :class:`TaskFailed` naming its label.  Peak memory per worker is put in ``execution.record``."""
+    tasks = list(tasks)
+    results: List[Any] = [None] * len(tasks)
+    if not tasks:
+        return results
+    with _client(execution) as client:
+        from distributed import as_completed
+
+        token = uuid.uuid4().hex[:8]
+        futures = [client.submit(_one_blas_thread, fn, *args, key=f"ngd-{token}-{i}-{label}", pure=False,
+                                 retries=RETRIES) for i, (label, args) in enumerate(tasks)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        done = 0
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                i = index[future.key]
+                if future.status != "finished":
+                    try:
+                        exc = future.exception()
+                    except Exception as inner:  # noqa: BLE001 -- cancelled, or the scheduler went away
+                        exc = inner
+                    raise TaskFailed(tasks[i][0], exc, done, len(tasks))
+                results[i] = future.result()
+                done += 1
+                if on_result is not None:
+                    on_result(i, results[i])
+        except BaseException:
+            client.cancel(futures)
+            raise
+        try:
+            peaks = client.run(_peak_rss_mb)
+            execution.record["peak_rss_mb_per_worker"] = {str(k): v for k, v in sorted(peaks.items())}
+            execution.record.setdefault("workers", len(peaks))
+        except Exception:  # noqa: BLE001 -- a record, not a result: never fail the run for it
+            pass
+    return results
+
+
+# ----------------------------------------------------------------------------- claims as tasks
+def claim_ref(claim) -> Any:
+    """What a task carries to name its claim: the id of a registered claim (the worker imports the
+    registry once), else the :class:`~proofs.claim.Claim` object itself (pickled)."""
+    from proofs.claim import REGISTRY
+
+    return claim.id if REGISTRY.get(claim.id) is claim else claim
+
+
+def resolve_claim(ref):
+    """The claim a task names (worker side): a Claim, or a registered id looked up in the registry."""
+    if not isinstance(ref, str):
+        return ref
+    from proofs.registry import get_claim
+
+    return get_claim(ref)
+
+
+def run_claim(ref, mode: str, seed: int):
+    """One claim at one master seed (worker entry point of ``verify``/``report``): its ClaimResult."""
+    from proofs.claim import RunConfig
+
+    return resolve_claim(ref).run(RunConfig(mode=mode, seed=int(seed)))
+
+
+def run_claims_on(execution: Execution, claims: Sequence, mode: str, seed: int,
+                  on_result: Optional[Callable[[int, Any], None]] = None) -> List[Any]:
+    """The ClaimResult of every claim in ``claims`` (in their order), one task per claim."""
+    tasks = [(f"{c.id} at seed {seed}", (claim_ref(c), mode, int(seed))) for c in claims]
+    return run_tasks(execution, run_claim, tasks, on_result)
+
+
+# ----------------------------------------------------------------------------- serial == distributed
+#: keys whose values are timings or describe the run, not its results
+VOLATILE_KEYS = ("seconds", "mean_seconds", "timestamp", "environment", "execution", "spent")
+_NUMBER = __import__("re").compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _close(a: float, b: float, rel: float) -> bool:
+    return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def json_differences(a: Any, b: Any, rel: float = 1e-9, ignore: Sequence[str] = VOLATILE_KEYS,
+                     path: str = "") -> List[str]:
+    """Where two JSON documents differ beyond ``rel`` relative in any number (numbers inside strings
+    too; the rest of a string must match exactly), ignoring keys in ``ignore`` (timings, the machine).
+    ``[]`` when they agree.
+
+    >>> json_differences({"x": 1.0, "seconds": 3}, {"x": 1.0 + 1e-12, "seconds": 4})
+    []
+    >>> json_differences({"v": "err 0.5 at 3"}, {"v": "err 0.6 at 3"})
+    ["/v: 'err 0.5 at 3' != 'err 0.6 at 3'"]
+    """
+    out: List[str] = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k in ignore:
+                continue
+            if k not in a or k not in b:
+                out.append(f"{path}/{k}: only in {'the second' if k not in a else 'the first'}")
+                continue
+            out += json_differences(a[k], b[k], rel, ignore, f"{path}/{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            out.append(f"{path}: lengths {len(a)} != {len(b)}")
+        else:
+            for i, (x, y) in enumerate(zip(a, b)):
+                out += json_differences(x, y, rel, ignore, f"{path}[{i}]")
+    elif isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        if a != b:
+            out.append(f"{path}: {a!r} != {b!r}")
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if not _close(float(a), float(b), rel):
+            out.append(f"{path}: {a!r} != {b!r} (relative {abs(a - b) / max(abs(a), abs(b)):.3g})")
+    elif isinstance(a, str) and isinstance(b, str):
+        if a != b:
+            na, nb = _NUMBER.findall(a), _NUMBER.findall(b)
+            same_text = _NUMBER.sub("#", a) == _NUMBER.sub("#", b) and len(na) == len(nb)
+            if not (same_text and all(_close(float(x), float(y), rel) for x, y in zip(na, nb))):
+                out.append(f"{path}: {a[:120]!r} != {b[:120]!r}")
+    elif a != b:
+        out.append(f"{path}: {a!r} != {b!r}")
+    return out
