@@ -49,6 +49,10 @@ class Assumption:
     name: str
     message: str
     predicate: Optional[Predicate] = field(default=None, compare=False, repr=False)
+    #: the assumptions a violation of this one can stem from (its conjuncts, its disjuncts, the facts it is
+    #: derived from): relaxing one of them makes a violation of this one a consequence of the relaxation
+    #: (see :meth:`stems_from`), e.g. "M_0 >= N or Forster inputs" stems from "M_0 >= N"
+    parts: Tuple["Assumption", ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self):
         for key in ("name", "message"):
@@ -57,6 +61,21 @@ class Assumption:
                 raise TypeError(f"Assumption {key}={value!r} is not allowed: expected a non-empty string")
         if self.predicate is not None and not callable(self.predicate):
             raise TypeError(f"Assumption predicate={self.predicate!r} is not allowed: expected a callable or None")
+        object.__setattr__(self, "parts", tuple(self.parts))
+        for p in self.parts:
+            if not isinstance(p, Assumption):
+                raise TypeError(f"Assumption parts must be Assumption objects, got {p!r}")
+
+    def stems_from(self, other: "Assumption") -> bool:
+        """Whether a violation of this assumption can be a consequence of ``other`` failing: ``other`` is
+        this assumption or (recursively) one of its :attr:`parts` (identity, not text).
+
+        >>> KFAC_INPUTS.stems_from(INPUT_WIDTH), NTK_POSITIVE_DEFINITE.stems_from(HIDDEN_WIDTH)
+        (True, False)
+        """
+        if other is self:
+            return True
+        return any(p.stems_from(other) for p in self.parts)
 
     def __str__(self) -> str:
         return self.message
@@ -420,7 +439,8 @@ def all_of(name: str, message: str, *parts: Assumption) -> Assumption:
     for p in parts:
         if not isinstance(p, Assumption):
             raise TypeError(f"all_of parts must be Assumption objects, got {type(p).__name__}")
-    return Assumption(name, message, lambda s: _all_known([p.check(s) if p.predicate else True for p in parts]))
+    return Assumption(name, message, lambda s: _all_known([p.check(s) if p.predicate else True for p in parts]),
+                      parts=parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,14 +464,15 @@ STANDARD_NET = all_of("standard network", "NTK parameterisation, sigma_w2 = 2, n
 # data
 DISTINCT_INPUTS = Assumption("distinct inputs", "distinct inputs (no two training inputs coincide)", _distinct)
 INPUT_WIDTH = Assumption("M_0 >= N", "M_0 + bias >= N (the input Gram X X^T can be invertible)", _input_width)
-KFAC_INPUTS = Assumption("M_0 >= N or Forster inputs",
-                         "M_0 + bias >= N, or inputs in radial isotropic position (Forster transform)", _kfac_inputs)
 FORSTER_INPUTS = Assumption("Forster inputs",
                             "inputs in radial isotropic position (Forster transform), M_0 < N, general position",
                             _forster)
+KFAC_INPUTS = Assumption("M_0 >= N or Forster inputs",
+                         "M_0 + bias >= N, or inputs in radial isotropic position (Forster transform)", _kfac_inputs,
+                         parts=(INPUT_WIDTH, FORSTER_INPUTS))
 LINEARLY_INDEPENDENT_INPUTS = Assumption(
     "rank X = N", "linearly independent inputs: rank X = N (M_0 >= N is necessary, not sufficient)",
-    _linearly_independent)
+    _linearly_independent, parts=(INPUT_WIDTH, DISTINCT_INPUTS))
 NONZERO_VARIANCE = Assumption("nonzero inputs or sigma_b2 > 0",
                               "every input nonzero or sigma_b2 > 0 (positive pre-activation variance)")
 
@@ -459,16 +480,21 @@ NONZERO_VARIANCE = Assumption("nonzero inputs or sigma_b2 > 0",
 HIDDEN_WIDTH = Assumption("hidden width >= N", "hidden widths M_l >= N C", _hidden_width)
 FULL_ROW_RANK_JACOBIANS = Assumption(
     "layer Jacobians of full row rank",
-    "every layer Gram J_l J_l^T positive definite (hidden widths >= N, distinct inputs)", _layer_jacobians)
+    "every layer Gram J_l J_l^T positive definite (hidden widths >= N, distinct inputs)", _layer_jacobians,
+    parts=(HIDDEN_WIDTH, DISTINCT_INPUTS))
+# not from the hidden width: the NTK can be positive definite with M_l < N (P >= N parameters), and a
+# singular NTK at small width (an input on which every layer-1 relu unit is inactive) is this assumption
+# failing, not the width's
 NTK_POSITIVE_DEFINITE = Assumption(
     "NTK positive definite", "the NTK Theta on the training inputs is positive definite (distinct unit-norm inputs)",
-    _ntk_positive_definite)
+    _ntk_positive_definite, parts=(DISTINCT_INPUTS,))
 KFAC_RANK = Assumption(
     "rank Delta_l = NC and rank Z_l = N for every hidden layer",
     "K-FAC: rank Delta_l = NC and rank Z_l = N for every hidden layer (an invertible J_l J_l^T is not enough; "
-    "relu can fail it at any width), checked on every draw by the numerics diagnostics", _kfac_rank)
+    "relu can fail it at any width), checked on every draw by the numerics diagnostics", _kfac_rank,
+    parts=(HIDDEN_WIDTH, DISTINCT_INPUTS))
 UNIT_INPUT_RANK = Assumption("Z_l full row rank", "M_0 >= N and hidden widths >= N (Z_l full row rank)",
-                             _layer_input_widths)
+                             _layer_input_widths, parts=(INPUT_WIDTH, HIDDEN_WIDTH))
 NO_DEAD_UNITS = Assumption("no dead relu units", "no dead units (every unit passes a signal on some input)", _no_dead)
 PHI_PRIME_NONZERO = Assumption("phi' != 0 almost everywhere", "phi' != 0 almost everywhere (gamma = 1)",
                                _phi_prime_nonzero)

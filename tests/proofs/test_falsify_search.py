@@ -166,3 +166,38 @@ def test_a_crashing_check_is_shrunk_and_reported_as_an_error():
     assert out.counterexample is None and "raised ZeroDivisionError: boom on (minimal example) 5" in out.error
     code, text, _ = (lambda o: (2 if o.error else 0, format_outcome(o), ""))(out)
     assert code == 2 and "stopped after" in text
+
+
+def test_relaxed_search_rejects_examples_that_break_another_assumption():
+    """Relaxing A searches "the claim without A": an example the verifier flags for a different, non-relaxed
+    assumption (one that does not stem from A) is outside that space, not a counterexample.  Issue 13's case:
+    exact NGD with 'hidden width >= N' relaxed found widths [3, 2, 1] whose NTK is singular because every
+    layer-1 relu unit is inactive on one input -- 'NTK positive definite' failing, not the width."""
+    from proofs.falsify import falsify_hypothesis
+    from theory.assumptions import DISTINCT_INPUTS, HIDDEN_WIDTH, KFAC_INPUTS, NTK_POSITIVE_DEFINITE, INPUT_WIDTH
+
+    assert KFAC_INPUTS.stems_from(INPUT_WIDTH) and NTK_POSITIVE_DEFINITE.stems_from(DISTINCT_INPUTS)
+    assert not NTK_POSITIVE_DEFINITE.stems_from(HIDDEN_WIDTH)
+
+    def check(x):
+        if x % 2:      # odd: breaks an assumption the search did not relax
+            return Outcome(False, flags=[Flag("silent_inputs", "NTK singular", NTK_POSITIVE_DEFINITE)])
+        if x >= 6:     # even and large: a genuine consequence of the relaxation
+            return Outcome(False, flags=[Flag("rank", "Z_1 rank deficient", KFAC_INPUTS)])
+        return Outcome(True)
+
+    space = AssumptionSpace("toy", st.just(0), check, relaxed={INPUT_WIDTH: st.integers(0, 40),
+                                                               HIDDEN_WIDTH: st.integers(0, 40)})
+    found = falsify_hypothesis("toy", space, RunConfig(seed=1), max_examples=60, relax=["M_0 >= N"])
+    assert found.counterexample is not None and found.rejected > 0
+    assert "6" in found.counterexample.description   # shrunk to the smallest even x >= 6, odd ones rejected
+    # relaxing the width: the rank flag does not stem from it either, so nothing is a counterexample
+    none = falsify_hypothesis("toy", space, RunConfig(seed=1), max_examples=60, relax=["hidden width >= N"])
+    assert none.counterexample is None
+
+
+def test_exact_one_step_relaxing_the_width_is_not_falsified_by_a_silent_input():
+    code, out, _ = run(["falsify", "ngd.exact.one_step", "--relax", "hidden width >= N", "--max-examples", "30"])
+    # exact NGD is isotropic whenever the NTK is positive definite: no counterexample, the silent-input draws
+    # are rejected (and said so)
+    assert code == 0 and "no counterexample" in out and "rejected" in out, out
