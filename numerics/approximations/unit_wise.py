@@ -43,6 +43,23 @@ contributes nothing either way.
 
 Cost per layer: ``M_l (N C)^3 / 3`` for the factorisations, ``M_l (N C)^2`` per right-hand side.
 
+The step (:meth:`UnitWiseApproximation.direction`) with ``C = 1`` and ``Z Z^T`` positive definite or a
+positive shift ``sigma_i = N rho + lambda s_i`` needs no ``N x N`` system per unit: with ``S_i`` the samples
+where unit ``i`` is active and ``D = diag(|delta_i|)``, the rows/columns of ``K_i + sigma_i I`` outside
+``S_i`` are ``sigma_i e_n`` and ``delta_i`` vanishes there, so
+
+    W_S = D (D Kz_SS D + sigma_i I)^{-1} D t_S   (t = r / delta_i),      W_S = Kz_SS^{-1} t_S at rho = 0,
+
+``|S_i| x |S_i|`` systems (about N/2 for relu: 8x fewer flops), all units of a batch (sorted by
+``|S_i|``, padded with identity rows) in one stacked LU; no Python loop over units.  With a positive
+shift and ``m = M_{l-1} + b < N`` the primal twin (push-through)
+``x_i = (Z^T diag(delta_i^2) Z + sigma_i I)^{-1} Z^T (delta_i r)`` solves ``m x m`` systems instead; option
+``solve_form`` (``"auto"``: the smaller flop count ``M_l (N m^2 + 2 m^3 / 3)`` vs
+``sum_i (2 |S_i|^3 / 3 + 4 |S_i|^2)``; ``"dual"``, ``"primal"``), recorded per layer in
+``diagnostics["direction_forms"]`` (``"dual_full"``: C > 1 or the SVD/eigh methods, the code above).
+All per-unit work runs with one BLAS thread, the width-sized GEMMs with the caller's threads
+(:mod:`numerics.threads`).
+
 >>> import numpy as np
 >>> from numerics.network import MLP
 >>> net = MLP([8, 32, 32, 1], activation="tanh", seed=0)
@@ -67,12 +84,17 @@ from theory.validation import check_choice, check_nonnegative, check_positive_in
 from ..dense import _check_small, dense_layer_jacobian
 from ..diagnosis import diagnose_factor
 from ..linalg import PINV_RTOL
+from ..threads import all_blas_threads, map_batches, single_blas_thread
 from .base import Approximation, reject_options, register_approximation
 from .kfac import expand_outputs
 
 #: Float64 entries allowed for one chunk of stacked per-unit matrices (64 MiB).
 
 METHODS = ("auto", "eigh")
+
+#: Where the C = 1 direction solves each unit's system (option ``solve_form``): ``"auto"`` picks the cheaper
+#: of the two by a flop count (module docstring), ``"dual"``/``"primal"`` force one (cross-checks).
+SOLVE_FORMS = ("auto", "dual", "primal")
 
 #: Unit-block condition numbers beyond this are reported as an ill-conditioning problem: float64
 #: minimum-norm solves then keep fewer than ~8 digits.
@@ -99,13 +121,19 @@ class UnitWiseApproximation(Approximation):
     batched-eigh pseudo-inverse at ``rho = 0``, for cross-checks), ``chunk_units`` (units per batch;
     default from a 64 MiB budget), ``rank_rtol`` (eigenvalue cut of the eigh path and of the
     positive-definiteness test of ``Z Z^T``), ``relative_damping`` (``lambda``: per-unit shift
-    ``lambda s_i`` of the dual Gram, ``s_i`` its mean diagonal -- module docstring).
+    ``lambda s_i`` of the dual Gram, ``s_i`` its mean diagonal -- module docstring), ``solve_form``
+    (``"auto"``, ``"dual"``, ``"primal"``: where the C = 1 step solves each unit's system).
     """
 
 
     def _prepare(self, method: str = "auto", chunk_units=None, rank_rtol: float = PINV_RTOL,
-                 relative_damping: float = 0.0, **options: Any) -> None:
+                 relative_damping: float = 0.0, solve_form: str = "auto", **options: Any) -> None:
         reject_options(self.name, options)
+        with single_blas_thread():  # N x N eigenvalues and SVDs, per-unit signal norms: small-matrix work
+            self._prepare_systems(method, chunk_units, rank_rtol, relative_damping, solve_form)
+
+    def _prepare_systems(self, method, chunk_units, rank_rtol, relative_damping, solve_form) -> None:
+        self.solve_form = check_choice("solve_form", solve_form, SOLVE_FORMS)
         self.relative_damping = check_nonnegative("relative_damping", relative_damping)
         self.diagnostics["relative_damping"] = self.relative_damping
         self.method_option = check_choice("method", method, METHODS)
@@ -303,44 +331,164 @@ class UnitWiseApproximation(Approximation):
 
     # -- public interface ---------------------------------------------------------------------
     def direction(self, residual) -> List[np.ndarray]:
-        """Per layer ``W^T Z`` with ``W[n, i] = delta_i[n] . v_i[n]`` (one GEMM after the batched solves)."""
+        """Per layer ``W^T Z`` with ``W[n, i] = delta_i[n] . v_i[n]`` (one GEMM after the batched solves).
+
+        The batched per-unit solves run with one BLAS thread; the final width-sized GEMMs get the caller's
+        threads back (:mod:`numerics.threads`)."""
         r = self.residual_matrix(residual)
         n, c = self.n_samples, self.n_outputs
         out = []
-        for l in range(1, self.depth + 1):
-            Delta = self.factors.Delta[l - 1]
-            if self.methods[l - 1] == "batched_svd":
-                # J_i^+ r = V B_i^+ r = V Q S^{-1} P^T r: rows of the direction are (B_i^+ r)^T V^T
-                Y = np.empty((Delta.shape[2], self._input_svd[l][0].shape[1]))
-                for start, stop in self._chunks(l, 1):
-                    _, (P, Sinv, Qt), _ = self._chunk_system(l, start, stop)
-                    coef = Sinv * np.einsum("kaq,a->kq", P, r.ravel())
-                    Y[start:stop] = np.einsum("kqr,kq->kr", Qt, coef)
-                out.append(Y @ self._input_svd[l][1].T)
-                continue
-            W = np.empty((n, Delta.shape[2]))
-            for start, stop in self._chunks(l, 1):
-                kind, fac, s2 = self._chunk_system(l, start, stop)
-                D = Delta[:, :, start:stop]
-                if kind == "closed":
-                    # v = E^{+T} Kt^{-1} E^+ r and delta . v = Kt^{-1} (delta . r / s^2)
-                    rhs = np.where(s2 > 0, np.einsum("nci,nc->ni", D, r) / np.where(s2 > 0, s2, 1.0), 0.0)
-                    W[:, start:stop] = scipy.linalg.cho_solve((fac, True), rhs.T[:, :, None],
-                                                              check_finite=False)[:, :, 0].T
+        forms = self.diagnostics.setdefault("direction_forms", [None] * self.depth)
+        with single_blas_thread():
+            for l in range(1, self.depth + 1):
+                Delta = self.factors.Delta[l - 1]
+                if c == 1 and self.methods[l - 1] in ("batched_cholesky", "closed_form_projection"):
+                    forms[l - 1] = form = self._solve_form(l)
+                    if form == "primal":
+                        out.append(self._primal_direction(l, r))
+                        continue
+                    W = self._compressed_dual_weights(l, r)
+                    with all_blas_threads():
+                        out.append(W.T @ self.factors.Z[l - 1])
                     continue
-                rb = np.broadcast_to(r.reshape(1, n * c, 1), (stop - start, n * c, 1))
-                if kind == "chol":
-                    v = scipy.linalg.cho_solve((fac, True), rb, check_finite=False)[:, :, 0]
-                else:
-                    v = np.einsum("kab,kb->ka", fac, np.einsum("kba,kb->ka", fac, rb[:, :, 0]))
-                W[:, start:stop] = np.einsum("nci,inc->ni", D, v.reshape(-1, n, c))
-            out.append(W.T @ self.factors.Z[l - 1])
+                forms[l - 1] = "dual_full"
+                if self.methods[l - 1] == "batched_svd":
+                    # J_i^+ r = V B_i^+ r = V Q S^{-1} P^T r: rows of the direction are (B_i^+ r)^T V^T
+                    Y = np.empty((Delta.shape[2], self._input_svd[l][0].shape[1]))
+                    for start, stop in self._chunks(l, 1):
+                        _, (P, Sinv, Qt), _ = self._chunk_system(l, start, stop)
+                        coef = Sinv * np.einsum("kaq,a->kq", P, r.ravel())
+                        Y[start:stop] = np.einsum("kqr,kq->kr", Qt, coef)
+                    with all_blas_threads():
+                        out.append(Y @ self._input_svd[l][1].T)
+                    continue
+                W = np.empty((n, Delta.shape[2]))
+                for start, stop in self._chunks(l, 1):
+                    kind, fac, s2 = self._chunk_system(l, start, stop)
+                    D = Delta[:, :, start:stop]
+                    if kind == "closed":
+                        # v = E^{+T} Kt^{-1} E^+ r and delta . v = Kt^{-1} (delta . r / s^2)
+                        rhs = np.where(s2 > 0, np.einsum("nci,nc->ni", D, r) / np.where(s2 > 0, s2, 1.0), 0.0)
+                        W[:, start:stop] = scipy.linalg.cho_solve((fac, True), rhs.T[:, :, None],
+                                                                  check_finite=False)[:, :, 0].T
+                        continue
+                    rb = np.broadcast_to(r.reshape(1, n * c, 1), (stop - start, n * c, 1))
+                    if kind == "chol":
+                        v = scipy.linalg.cho_solve((fac, True), rb, check_finite=False)[:, :, 0]
+                    else:
+                        v = np.einsum("kab,kb->ka", fac, np.einsum("kba,kb->ka", fac, rb[:, :, 0]))
+                    W[:, start:stop] = np.einsum("nci,inc->ni", D, v.reshape(-1, n, c))
+                with all_blas_threads():
+                    out.append(W.T @ self.factors.Z[l - 1])
+            return out
+
+    # -- the C = 1 direction: compressed dual or primal per-unit systems ----------------------------
+    def _solve_form(self, l: int) -> str:
+        """``"dual"`` or ``"primal"`` for layer ``l``'s C = 1 direction (module docstring): the primal
+        ``(M_{l-1} + b)``-sized systems only exist with a positive shift, and are chosen by ``"auto"`` when
+        their flop count ``M_l (N m^2 + 2 m^3 / 3)`` is below the compressed dual's ``sum_i (2 k_i^3 / 3 + 4 k_i^2)``
+        (``k_i`` = samples on which unit ``i`` is active)."""
+        if self.methods[l - 1] != "batched_cholesky" or self.solve_form == "dual":
+            return "dual"
+        if self.solve_form == "primal":
+            return "primal"
+        m, n = self.factors.Z[l - 1].shape[1], self.n_samples
+        if m >= n:
+            return "dual"
+        k = np.count_nonzero(self._signal_norms2(l), axis=0).astype(float)
+        dual = float(np.sum(2 * k ** 3 / 3 + 4 * k ** 2))
+        primal = k.size * (n * m * m + 2 * m ** 3 / 3)
+        return "primal" if primal < dual else "dual"
+
+    def _unit_batches(self, l: int, sizes: np.ndarray, entries_per_unit):
+        """Unit index batches (sorted by ``sizes`` so a batch pads little) within the memory budget."""
+        order = np.argsort(sizes, kind="stable")
+        order = order[sizes[order] > 0]
+        if order.size == 0:
+            return []
+        per = max(1, int(entries_per_unit(int(sizes[order[-1]]))))
+        size = self.chunk_units or max(1, CHUNK_ENTRIES // per)
+        return [order[a:a + size] for a in range(0, order.size, size)]
+
+    def _compressed_dual_weights(self, l: int, r: np.ndarray) -> np.ndarray:
+        """``W[n, i] = delta_i[n] v_i[n]`` (C = 1) from each unit's system restricted to its active samples.
+
+        With ``S_i = {n : delta_i[n] != 0}``, ``D = diag(|delta_i|_S)`` and ``sigma_i`` the unit's shift
+        (``N rho + lambda s_i``), rows/columns outside ``S_i`` of ``K_i + sigma_i I`` are ``sigma_i e_n``, and
+        ``delta_i`` vanishes there, so ``W_S = D (D Kz_SS D + sigma_i I)^{-1} D t_S`` with ``t = r / delta_i``,
+        i.e. ``W_S = (Kz_SS + sigma_i diag(1 / delta_i^2)_S)^{-1} t_S`` (the symmetric positive definite system
+        of the closed-form projection, ``Kz_SS^{-1} t_S``, plus a positive diagonal): no scaling pass over
+        the stacked matrices, only a gather and a diagonal.  All units of a batch are solved by one stacked
+        LU (``numpy.linalg.solve``), padded to the batch's largest ``|S_i|`` with decoupled rows (extra
+        rows/columns of ``Kz``: the identity times its mean diagonal)."""
+        n = self.n_samples
+        D = self.factors.Delta[l - 1][:, 0, :]                                         # (N, M_l)
+        s2 = self._signal_norms2(l)                                                    # (N, M_l) = D^2
+        active = s2 > 0
+        k = np.count_nonzero(active, axis=0)
+        damped = self.methods[l - 1] == "batched_cholesky"
+        shifts = self.unit_shifts(l) if damped else None
+        Kz = self.input_grams[l - 1]
+        size = n + int(k.max(initial=0))                  # padding position j of a unit maps to row/column N + j
+        ext = np.zeros((size, size))
+        ext[:n, :n] = Kz
+        ext[np.arange(n, size), np.arange(n, size)] = float(np.mean(np.diag(Kz)))
+        ext = ext.ravel()
+        rv = r[:, 0]
+        W = np.zeros((n, D.shape[1]))
+
+        def solve_batch(units):
+            kmax = int(k[units[-1]])
+            # active samples first, in sample order; padding points at row/column N
+            idx = np.argsort(~active[:, units], axis=0, kind="stable")[:kmax].T          # (u, kmax)
+            valid = np.arange(kmax)[None, :] < k[units][:, None]
+            idx = np.where(valid, idx, n + np.arange(kmax)[None, :])
+            cols = np.broadcast_to(units[:, None], idx.shape)
+            A = np.take(ext, idx[:, :, None] * size + idx[:, None, :])                  # Kz_SS, (u, kmax, kmax)
+            delta = np.where(valid, D[np.minimum(idx, n - 1), cols], 1.0)
+            if damped:
+                diag = np.arange(kmax)
+                A[:, diag, diag] += np.where(valid, shifts[units][:, None] / (delta * delta), 0.0)
+            rhs = np.where(valid, rv[np.minimum(idx, n - 1)] / delta, 0.0)              # t = r / delta
+            w = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+            W[idx[valid], cols[valid]] = w[valid]                                       # disjoint columns
+
+        # batches of ~1/4 of the budget so that two or more of them can run side by side
+        map_batches(solve_batch, self._unit_batches(l, k, lambda kmax: 12 * kmax * kmax))
+        return W
+
+    def _primal_direction(self, l: int, r: np.ndarray) -> np.ndarray:
+        """Rows ``x_i = (Z^T diag(delta_i^2) Z + sigma_i I)^{-1} Z^T (delta_i r)`` (C = 1, ``sigma_i > 0``): the
+        push-through twin of the dual ``J_i^T (K_i + sigma_i I)^{-1} r``, with ``(M_{l-1} + b)``-sized systems."""
+        Z = self.factors.Z[l - 1]
+        D = self.factors.Delta[l - 1][:, 0, :]
+        s2 = self._signal_norms2(l)
+        n, m = Z.shape
+        shifts = self.unit_shifts(l)
+        with all_blas_threads():
+            B = (D * r).T @ Z                                                          # rows J_i^T r, (M_l, m)
+        out = np.zeros((D.shape[1], m))
+        k = np.count_nonzero(s2, axis=0)
+        diag = np.arange(m)
+
+        def solve_batch(units):
+            A = np.matmul(Z.T[None] * s2[:, units].T[:, None, :], Z[None])              # (u, m, m)
+            A[:, diag, diag] += shifts[units][:, None]
+            out[units] = np.linalg.solve(A, B[units][:, :, None])[:, :, 0]              # disjoint rows
+
+        map_batches(solve_batch, self._unit_batches(l, k, lambda _kmax: 8 * m * max(m, n)))
         return out
 
     def operator(self, X2=None) -> np.ndarray:
-        """``sum_{l,i} K_i(X2, X) (K_i + N rho I)^{-1}`` (closed form on the train set at ``rho = 0``)."""
-        n, c = self.n_samples, self.n_outputs
+        """``sum_{l,i} K_i(X2, X) (K_i + N rho I)^{-1}`` (closed form on the train set at ``rho = 0``).
+
+        Batched small-matrix work throughout: it runs with one BLAS thread (:mod:`numerics.threads`)."""
         f2 = None if X2 is None else self.factors_at(X2)
+        with single_blas_thread():
+            return self._operator(f2)
+
+    def _operator(self, f2) -> np.ndarray:
+        n, c = self.n_samples, self.n_outputs
         n2 = n if f2 is None else f2.n_samples
         total = np.zeros((n2 * c, n * c))
         for l in range(1, self.depth + 1):
@@ -429,4 +577,4 @@ def unit_blocks(net) -> List[Tuple[int, int, int]]:
 #: Short alias.
 UnitWise = UnitWiseApproximation
 
-__all__ = ["METHODS", "UnitWise", "UnitWiseApproximation", "unit_blocks"]
+__all__ = ["METHODS", "SOLVE_FORMS", "UnitWise", "UnitWiseApproximation", "unit_blocks"]
