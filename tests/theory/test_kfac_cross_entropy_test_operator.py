@@ -6,6 +6,7 @@ probability-space operator ``N (L-1) Pi + blockdiag(H_n Hbar^+) Pi`` (theory.cro
 """
 import numpy as np
 import pytest
+import scipy.linalg
 
 from numerics.losses import CrossEntropyGeometry
 from theory.cross_entropy import (kfac_cross_entropy_test_operator, kfac_cross_entropy_test_operator_from_grams,
@@ -15,11 +16,7 @@ from theory.tolerances import EXACT_TOL
 
 
 def _blockdiag(blocks):
-    n, r, c = blocks.shape
-    out = np.zeros((n * r, n * c))
-    for i in range(n):
-        out[i * r:(i + 1) * r, i * c:(i + 1) * c] = blocks[i]
-    return out
+    return scipy.linalg.block_diag(*blocks)
 
 
 def _dense_layer(Delta, Delta_test, Z, Z_test, S):
