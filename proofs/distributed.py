@@ -7,7 +7,7 @@ rounding of BLAS thread counts).  Results are gathered and put back in the seria
 callback sees them as they complete (:func:`distributed.as_completed`).
 
 * ``--workers N`` (N > 1) starts a :class:`distributed.LocalCluster` of N processes on 127.0.0.1, one
-  thread each; each task runs with one BLAS thread (threadpoolctl, and ``OMP_NUM_THREADS`` etc. set
+  thread each, no memory limit (as in a serial run); each task runs with one BLAS thread (threadpoolctl, and ``OMP_NUM_THREADS`` etc. set
   before the worker starts) so that N workers do not oversubscribe the cores.
 * ``--scheduler ADDRESS`` connects to a running cluster (``dask scheduler`` and ``dask worker
   ADDRESS --nthreads 1``); an address that cannot be reached within :data:`CONNECT_TIMEOUT` seconds, or
@@ -210,8 +210,10 @@ def _client(execution: Execution) -> Iterator[Any]:
         return
     from distributed import LocalCluster
 
+    # memory_limit=0: no nanny kill at a fraction of the RAM -- a claim may use what the serial run may
+    # (the --full sweeps at width 16384 hold several 2 GB matrices); the peak per worker is recorded
     cluster = LocalCluster(n_workers=execution.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR, env=dict(BLAS_ENV))
+                           dashboard_address=None, silence_logs=logging.ERROR, env=dict(BLAS_ENV), memory_limit=0)
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
