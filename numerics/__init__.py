@@ -22,6 +22,7 @@ from .linalg import SingularSystemError
 from .measure import IsotropyError, WidthSweep, isotropy_error, width_sweep
 from .network import MLP
 from .operator import function_space_operator
+from .threads import all_blas_threads, blas_threads, single_blas_thread
 
 _TRAINING = ("train_ngd", "ngd_step", "one_step_loss_ratio", "History")
 
@@ -39,4 +40,5 @@ def __dir__():
 
 
 __all__ = ["APPROXIMATIONS", "MLP", "SingularSystemError", "function_space_operator", "get_approximation",
-           "register_approximation", "isotropy_error", "IsotropyError", "WidthSweep", "width_sweep", *_TRAINING]
+           "register_approximation", "isotropy_error", "IsotropyError", "WidthSweep", "width_sweep",
+           "blas_threads", "single_blas_thread", "all_blas_threads", *_TRAINING]

@@ -11,10 +11,11 @@ back for the large width-sized GEMMs with :func:`all_blas_threads`.
 * :func:`blas_threads` ``(n)``: context manager / decorator; every loaded BLAS library (numpy's and
   scipy's OpenBLAS, MKL, BLIS, ...) uses ``n`` threads inside, the previous counts are restored on exit.
 * :func:`single_blas_thread` ``()``: ``blas_threads(1)``, for batched small-matrix work.
-* :func:`all_blas_threads` ``()``: inside a limited region, the thread counts in effect just outside the
-  OUTERMOST :func:`blas_threads` region (what the caller allowed: the default, or the one thread a Dask
-  worker or the test suite set); outside any region it changes nothing.  It never raises the count above
-  what the caller had, so a worker pinned to one thread stays at one.
+* :func:`all_blas_threads` ``()``: inside a :func:`single_blas_thread` region, the thread counts in effect
+  just outside the OUTERMOST such region (what the caller allowed: the default, or the one thread a Dask
+  worker, the test suite or an enclosing ``blas_threads(n)`` set); outside any such region it changes
+  nothing.  It never raises the count above what the caller had, so a worker pinned to one thread stays
+  at one.
 * :func:`allowed_threads` ``()``: the thread count the caller allowed (outside every region).
 * :func:`map_batches` ``(fn, batches)``: batched small-matrix work spread over :func:`allowed_threads`
   Python threads, each calling single-threaded BLAS/LAPACK (numpy's stacked solves and ``take`` release
@@ -44,7 +45,7 @@ __all__ = ["blas_threads", "single_blas_thread", "all_blas_threads", "allowed_th
 
 _CONTROLLER = None
 _CONTROLLER_MODULES = -1
-#: Thread counts (``{library filepath: n}``) in effect when the outermost active region was entered.
+#: Thread counts (``{library filepath: n}``) in effect when each active small-work region was entered.
 _OUTER: List[dict] = []
 
 
@@ -96,20 +97,26 @@ class blas_threads(contextlib.ContextDecorator):
     1
     """
 
-    def __init__(self, n: Optional[int]):
+    def __init__(self, n: Optional[int], *, small_work: bool = False):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"n={n!r} is not allowed: expected a positive integer number of BLAS threads, or None")
         self.n = n
-        self._previous: List[dict] = []
+        #: a region of small-matrix work (:func:`single_blas_thread`), not a caller's budget: what it
+        #: replaced is what :func:`all_blas_threads` gives back
+        self.small_work = bool(small_work)
+        self._previous: List[Optional[dict]] = []
 
     def __enter__(self):
+        current = _current_counts()
         previous = _set_counts(self.n) if self.n is not None else None
         self._previous.append(previous)
-        _OUTER.append(previous if previous is not None else _current_counts())
+        if self.small_work:
+            _OUTER.append(current)
         return self
 
     def __exit__(self, *exc):
-        _OUTER.pop()
+        if self.small_work:
+            _OUTER.pop()
         previous = self._previous.pop()
         if previous is not None:
             _set_counts(previous)
@@ -121,7 +128,8 @@ def _current_counts() -> dict:
 
 
 def single_blas_thread() -> blas_threads:
-    """``blas_threads(1)``: for batched small-matrix work (stacked factorisations, N x N solves).
+    """``blas_threads(1)`` marked as small-matrix work (stacked factorisations, N x N solves): inside it,
+    :func:`all_blas_threads` and :func:`allowed_threads` refer to the counts it replaced.
 
     >>> @single_blas_thread()
     ... def work():
@@ -129,7 +137,7 @@ def single_blas_thread() -> blas_threads:
     >>> work()
     1
     """
-    return blas_threads(1)
+    return blas_threads(1, small_work=True)
 
 
 @contextlib.contextmanager
@@ -148,7 +156,7 @@ def all_blas_threads():
 
 def allowed_threads() -> int:
     """The BLAS thread count the caller allowed: the largest count in effect outside the outermost
-    :func:`blas_threads` region (the current count when outside every region); at least 1."""
+    :func:`single_blas_thread` region (the current count when outside every such region); at least 1."""
     counts = _OUTER[0] if _OUTER else _current_counts()
     return max([1, *counts.values()])
 
