@@ -35,13 +35,19 @@ from typing import List, Optional
 import numpy as np
 import scipy.linalg
 
+from theory.validation import check_choice
+
 from ..factors import layer_gram, layer_vjp
 from ..linalg import SingularSystemError
 from ..threads import all_blas_threads, single_blas_thread
 from .base import register_approximation
 from .pattern import PatternApproximation, block_pattern
 
-__all__ = ["BlockTridiagonalApproximation", "pattern_inverse_ones"]
+__all__ = ["BlockTridiagonalApproximation", "DUAL_FORMS", "pattern_inverse_ones"]
+
+#: Option ``dual_form``: ``"auto"`` (the layer-wise fast path where it applies) or ``"pattern_system"`` (always
+#: the general pattern code, ``K^{1/2} M^+ K^{1/2}``: an independent computation for checks of the ``c_l`` formula).
+DUAL_FORMS = ("auto", "pattern_system")
 
 
 def pattern_inverse_ones(S: np.ndarray) -> Optional[List[float]]:
@@ -62,13 +68,17 @@ def pattern_inverse_ones(S: np.ndarray) -> Optional[List[float]]:
 
 @register_approximation("block_tridiagonal")
 class BlockTridiagonalApproximation(PatternApproximation):
-    """Block tri-diagonal Fisher (fast layer-wise path at ``rho = 0``, ``L != 2 mod 3``: module docstring)."""
+    """Block tri-diagonal Fisher (fast layer-wise path at ``rho = 0``, ``L != 2 mod 3``: module docstring).
+
+    Options: ``dual_form`` (``"auto"``; ``"pattern_system"`` forces the general pattern code), ``max_condition``.
+    """
 
 
     def _default_pattern(self):
         return block_pattern("tridiagonal", self.depth)
 
-    def _prepare(self, **options) -> None:
+    def _prepare(self, dual_form: str = "auto", **options) -> None:
+        self.dual_form_option = check_choice("dual_form", dual_form, DUAL_FORMS)
         # layer Grams (N^2 M flops each, M / N times fewer than a forward GEMM: measured 0.6 s with two
         # threads next to a busy process against 0.02 s with one) and the N x N solves: one BLAS thread
         with single_blas_thread():
@@ -77,7 +87,8 @@ class BlockTridiagonalApproximation(PatternApproximation):
     # -- the dual system ----------------------------------------------------------------------
     def _build_system(self) -> None:
         self._layer_coefficients = None
-        c = pattern_inverse_ones(self.pattern) if self.damping == 0 else None
+        fast = self.damping == 0 and self.dual_form_option == "auto"
+        c = pattern_inverse_ones(self.pattern) if fast else None
         with single_blas_thread():
             if c is None:
                 self.diagnostics["dual_form"] = "pattern_system"

@@ -127,9 +127,12 @@ def test_block_tridiagonal_fast_path_matches_dense_and_pattern_code(depth, rho):
     fast_path = rho == 0 and depth % 3 != 2          # T invertible iff L != 2 mod 3
     assert btd.diagnostics["dual_form"] == ("layerwise_cholesky" if fast_path else "pattern_system")
     general = PatternApproximation(net, X, damping=rho, pattern=block_pattern("tridiagonal", depth))
+    forced = get_approximation("block_tridiagonal")(net, X, damping=rho, dual_form="pattern_system")
+    assert forced.diagnostics["dual_form"] == "pattern_system"
     r = btd.factors.outputs - Y
     fast = flat(btd.direction(r))
     assert rel(fast, flat(general.direction(r))) < RTOL
+    assert rel(fast, flat(forced.direction(r))) < RTOL
     G = btd.dense_matrix()
     J = np.hstack([dense_layer_jacobian(btd.factors, l) for l in range(1, depth + 1)])
     grad = J.T @ r.ravel() / btd.n_samples
