@@ -213,7 +213,7 @@ def _client(execution: Execution) -> Iterator[Any]:
     # memory_limit=0: no nanny kill at a fraction of the RAM -- a claim may use what the serial run may
     # (the --full sweeps at width 16384 hold several 2 GB matrices); the peak per worker is recorded
     cluster = LocalCluster(n_workers=execution.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR, env=dict(BLAS_ENV), memory_limit=0)
+                           dashboard_address=None, silence_logs=logging.CRITICAL, env=dict(BLAS_ENV), memory_limit=0)
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
@@ -305,15 +305,17 @@ VOLATILE_KEYS = ("seconds", "mean_seconds", "timestamp", "environment", "executi
 _NUMBER = __import__("re").compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def _close(a: float, b: float, rel: float) -> bool:
-    return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+def _close(a: float, b: float, rel: float, atol: float = 0.0) -> bool:
+    return a == b or abs(a - b) <= max(rel * max(abs(a), abs(b)), atol)
 
 
 def json_differences(a: Any, b: Any, rel: float = 1e-9, ignore: Sequence[str] = VOLATILE_KEYS,
-                     path: str = "") -> List[str]:
+                     path: str = "", atol: float = 0.0) -> List[str]:
     """Where two JSON documents differ beyond ``rel`` relative in any number (numbers inside strings
     too; the rest of a string must match exactly), ignoring keys in ``ignore`` (timings, the machine).
-    ``[]`` when they agree.
+    ``[]`` when they agree.  ``atol`` > 0 also accepts numbers within ``atol`` of each other: residuals
+    that are rounding noise (an error of 4e-16 against 9e-16 when a BLAS thread count changes the
+    summation order) differ by far more than 1e-9 relative.
 
     >>> json_differences({"x": 1.0, "seconds": 3}, {"x": 1.0 + 1e-12, "seconds": 4})
     []
@@ -328,24 +330,24 @@ def json_differences(a: Any, b: Any, rel: float = 1e-9, ignore: Sequence[str] = 
             if k not in a or k not in b:
                 out.append(f"{path}/{k}: only in {'the second' if k not in a else 'the first'}")
                 continue
-            out += json_differences(a[k], b[k], rel, ignore, f"{path}/{k}")
+            out += json_differences(a[k], b[k], rel, ignore, f"{path}/{k}", atol)
     elif isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             out.append(f"{path}: lengths {len(a)} != {len(b)}")
         else:
             for i, (x, y) in enumerate(zip(a, b)):
-                out += json_differences(x, y, rel, ignore, f"{path}[{i}]")
+                out += json_differences(x, y, rel, ignore, f"{path}[{i}]", atol)
     elif isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
         if a != b:
             out.append(f"{path}: {a!r} != {b!r}")
     elif isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if not _close(float(a), float(b), rel):
+        if not _close(float(a), float(b), rel, atol):
             out.append(f"{path}: {a!r} != {b!r} (relative {abs(a - b) / max(abs(a), abs(b)):.3g})")
     elif isinstance(a, str) and isinstance(b, str):
         if a != b:
             na, nb = _NUMBER.findall(a), _NUMBER.findall(b)
             same_text = _NUMBER.sub("#", a) == _NUMBER.sub("#", b) and len(na) == len(nb)
-            if not (same_text and all(_close(float(x), float(y), rel) for x, y in zip(na, nb))):
+            if not (same_text and all(_close(float(x), float(y), rel, atol) for x, y in zip(na, nb))):
                 out.append(f"{path}: {a[:120]!r} != {b[:120]!r}")
     elif a != b:
         out.append(f"{path}: {a!r} != {b!r}")
