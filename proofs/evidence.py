@@ -42,7 +42,7 @@ from theory.metrics import relative_error
 
 __all__ = [
     "loss", "unit_sphere_inputs", "sign_targets", "relative_residual_change", "progress", "make_net",
-    "approximation", "measured_operator", "predicted_alpha", "WidthSweep", "ISOTROPY", "isotropy_sweep",
+    "approximation", "measurement_options", "MEASUREMENT_OPTIONS", "measured_operator", "predicted_alpha", "WidthSweep", "ISOTROPY", "isotropy_sweep",
     "one_step", "pattern_matrix", "analytic_test_operator", "predicted_outputs", "train_steps",
     "predicted_losses", "loss_curve_series", "eta_scan", "spectrum_series", "TrainingSweep",
     "training_budget", "LINEARISATION", "TEST_ERROR", "training_sweep", "Task", "synthetic_task"
@@ -121,11 +121,30 @@ def make_net(cfg, key: Sequence, widths: Sequence[int], activation: str = "relu"
                seed=cfg.sub_seed(*key, "net", *widths))
 
 
+#: Options every measurement of the verifier passes, per approximation, unless the caller sets them.
+#: Block tri-diagonal: the library's fast path at rho = 0 (``numerics.approximations.block_tridiagonal``)
+#: solves ``v_l = c_l K_l^{-1} r`` with ``c = T^{-1} 1`` -- the very formula the claims check -- so a claim
+#: measured through it would be true by construction (alpha = 1^T c, frozen layers exactly zero, the naive
+#: test kernel).  Claims measure through the general pattern system ``K^{-1/2} M^+ K^{1/2}`` instead; the fast
+#: path is tested against it and against the dense P x P definition (tests/numerics).
+MEASUREMENT_OPTIONS = {"block_tridiagonal": {"dual_form": "pattern_system"}}
+
+
+def measurement_options(name: str, options: Optional[dict] = None) -> dict:
+    """``options`` on top of :data:`MEASUREMENT_OPTIONS` for approximation ``name`` (the caller's win).
+
+    >>> measurement_options("block_tridiagonal"), measurement_options("kfac", {"forster": True})
+    ({'dual_form': 'pattern_system'}, {'forster': True})
+    """
+    return {**MEASUREMENT_OPTIONS.get(name, {}), **(options or {})}
+
+
 def approximation(net, X, name: str, damping: float = 0.0, **options):
-    """The numerics approximation object ``name`` at the net's current parameters."""
+    """The numerics approximation object ``name`` at the net's current parameters, built with the verifier's
+    :func:`measurement_options`."""
     from numerics.approximations import get_approximation
 
-    return get_approximation(name)(net, X, damping=damping, **options)
+    return get_approximation(name)(net, X, damping=damping, **measurement_options(name, options))
 
 
 def measured_operator(net, X, name: str, damping: float = 0.0, X2=None, **options) -> np.ndarray:
@@ -181,7 +200,7 @@ def one_step(net, X: np.ndarray, Y: np.ndarray, name: str, learning_rate: float,
     change norms ``||theta_l' - theta_l||`` next to ``||theta_l||``.
     """
     before = [p.copy() for p in net.params]
-    r0 = ngd_step(net, X, Y, name, learning_rate, damping, **options).factors.outputs - Y
+    r0 = ngd_step(net, X, Y, name, learning_rate, damping, **measurement_options(name, options)).factors.outputs - Y
     r1 = net.forward(X) - Y
     return {"r0": r0, "r1": r1, "loss0": loss(r0), "loss1": loss(r1),
             "layer_change": [float(np.linalg.norm(p - b)) for p, b in zip(net.params, before)],

@@ -191,11 +191,14 @@ class Scenario:
         return net
 
     def options(self) -> dict:
-        """Keyword options for the numerics approximation (``pattern``; Forster is in the inputs)."""
+        """Keyword options for the numerics approximation (``pattern``; Forster is in the inputs), on top of
+        the verifier's measurement options (:data:`proofs.evidence.MEASUREMENT_OPTIONS`)."""
+        from proofs.evidence import measurement_options
+
         out = {}
         if self.pattern is not None:
             out["pattern"] = np.array(self.pattern, dtype=float)
-        return out
+        return measurement_options(self.approximation, out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,3 +108,24 @@ def test_evidence_uses_the_one_relative_error_and_isotropy_error():
 
     assert ev.relative_error is relative_error and ev.isotropy_error is isotropy_error
     assert ev.relative_error(np.array([2.0, 0.0]), np.array([1.0, 0.0])) == pytest.approx(1.0, rel=1e-15)
+
+
+def test_block_tridiagonal_is_measured_through_the_general_pattern_system():
+    """The fast path solves v_l = c_l K_l^-1 r, the formula the claims check: a claim measured through it
+    would hold by construction.  Every measurement of the verifier (evidence helpers, falsify scenarios) uses
+    the general pattern system instead; an explicit option still wins."""
+    import numpy as np
+
+    from numerics.network import MLP
+    from proofs import evidence as ev
+    from proofs.strategies import Scenario
+
+    net = MLP([5, 32, 32, 32, 1], seed=0)
+    X = np.random.default_rng(0).standard_normal((6, 5))
+    assert ev.approximation(net, X, "block_tridiagonal").diagnostics["dual_form"] == "pattern_system"
+    assert ev.approximation(net, X, "block_tridiagonal", dual_form="auto").diagnostics["dual_form"] == \
+        "layerwise_cholesky"
+    assert ev.measurement_options("exact") == {}
+    scenario = Scenario("block_tridiagonal", (5, 32, 32, 32, 1), 6)
+    assert scenario.options() == {"dual_form": "pattern_system"}
+    assert Scenario("exact", (5, 32, 1), 4).options() == {}
