@@ -36,6 +36,7 @@ from ..factors import JacobianFactors, layer_vjp
 from ..losses import CrossEntropyGeometry, check_loss, transform_factors
 from ..linalg import SingularSystemError
 from ..network import MLP
+from ..threads import single_blas_thread
 
 __all__ = [
     "Approximation", "register_approximation", "reject_options", "duplicate_pairs", "closest_pair",
@@ -101,7 +102,12 @@ class Approximation(ABC):
         self.diagnostics: Dict[str, Any] = {"approximation": self.name, "damping": self.damping,
                                             "failed_assumption": None, "flags": []}
         self.diagnostics["loss"] = self.loss
-        self._prepare(**options)
+        # the dual system: layer Grams (N^2 M flops each, M / N times fewer than a forward GEMM) and N x N
+        # factorisations -- small-matrix work that gains nothing from BLAS threads and collapses when the
+        # cores are busy (numerics.threads); a subclass hands the threads back around any large GEMM with
+        # all_blas_threads()
+        with single_blas_thread():
+            self._prepare(**options)
 
     # -- to implement ---------------------------------------------------------------------
     def _prepare(self, **options: Any) -> None:

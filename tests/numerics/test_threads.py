@@ -131,6 +131,25 @@ def test_batched_small_matrix_work_runs_with_one_blas_thread(monkeypatch):
     assert gemm and all(count == 2 for _, count in gemm), gemm
 
 
+
+@pytest.mark.parametrize("name", ["exact", "block_diagonal", "kfac", "diagonal", "ekfac", "unit_wise"])
+def test_every_approximation_builds_its_dual_system_with_one_blas_thread(monkeypatch, name):
+    """Approximation.__init__ runs _prepare (layer Grams, N x N factorisations) in single_blas_thread(); the
+    caller's threads are back afterwards (measured: K-FAC steps 9-16x forward+backward next to busy processes
+    with the default threads)."""
+    from numerics.approximations import APPROXIMATIONS
+
+    _two_threads_or_skip()
+    cls = get_approximation(name)
+    seen = []
+    _record(monkeypatch, cls, "_prepare", seen)
+    rng = np.random.default_rng(1)
+    with blas_threads(2):
+        cls(MLP([8, 40, 40, 1], seed=0), rng.standard_normal((6, 8)))
+        assert blas_thread_count() == 2
+    assert name in APPROXIMATIONS and seen and all(count == 1 for _, count in seen), seen
+
+
 BUSY = """
 import time, numpy as np
 a = np.random.default_rng(0).standard_normal((800, 800))
