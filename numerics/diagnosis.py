@@ -74,8 +74,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from theory.assumptions import (DISTINCT_INPUTS, FULL_ROW_RANK_JACOBIANS, HIDDEN_WIDTH, INPUT_WIDTH, KFAC_RANK,
-                                LINEARLY_INDEPENDENT_INPUTS, NO_DEAD_UNITS, NONZERO_VARIANCE, NTK_POSITIVE_DEFINITE,
-                                Assumption, Flag)
+                                LINEARLY_INDEPENDENT_INPUTS, NO_DEAD_UNITS, NO_SILENT_INPUTS, NONZERO_VARIANCE,
+                                NTK_POSITIVE_DEFINITE, Assumption, Flag)
 
 __all__ = [
     "Diagnosis", "Evidence", "Target", "CAUSES", "relation", "fmt",
@@ -176,12 +176,37 @@ class Diagnosis:
     code: str
     message: str
     assumption: Optional[Assumption] = None
+    #: the root assumptions of every cause this diagnosis names (a combined sentence names several);
+    #: empty: :attr:`assumption` itself (see :attr:`roots`)
+    causes: Tuple[Assumption, ...] = ()
+
+    @property
+    def roots(self) -> Tuple[Assumption, ...]:
+        """The assumptions the named causes violate: :attr:`causes`, else ``(assumption,)``."""
+        if self.causes:
+            return tuple(self.causes)
+        return () if self.assumption is None else (self.assumption,)
+
+    def with_message(self, message: str) -> "Diagnosis":
+        """The same cause (code, assumption, roots) with another sentence (e.g. with a head)."""
+        return Diagnosis(self.code, message, self.assumption, self.roots)
 
     def flag(self, head: str = "", assumption: Optional[Assumption] = None) -> Flag:
         """The :class:`~theory.assumptions.Flag` of this cause, ``head: message`` when a head is given;
-        ``assumption`` overrides the cause's own (an approximation reports the assumption it needs)."""
+        ``assumption`` overrides the cause's own (an approximation reports the assumption it needs) and the
+        flag keeps the cause's :attr:`roots` (``Flag.causes``: what a relaxed search attributes it to)."""
         text = f"{head}: {self.message}" if head else self.message
-        return Flag(self.code, text, assumption or self.assumption)
+        return Flag(self.code, text, assumption or self.assumption, self.roots)
+
+
+def roots_of(diagnoses) -> Tuple[Assumption, ...]:
+    """The union of the :attr:`Diagnosis.roots` of ``diagnoses`` (``None`` entries skipped), in order."""
+    out = []
+    for d in diagnoses:
+        for a in (() if d is None else d.roots):
+            if not any(a is b for b in out):
+                out.append(a)
+    return tuple(out)
 
     def __str__(self) -> str:
         return self.message
@@ -761,7 +786,7 @@ def silent_inputs(ev: Evidence, target: Target) -> Optional[Diagnosis]:
     return Diagnosis("silent_inputs",
                      f"{target.name} is zero on {len(rows)} nonzero input{'s' if len(rows) > 1 else ''} "
                      f"({'rows' if len(rows) > 1 else 'row'} {_rows(rows)} of {target.name}); on X[{i}]: {why}",
-                     FULL_ROW_RANK_JACOBIANS)
+                     FULL_ROW_RANK_JACOBIANS, (NO_SILENT_INPUTS,))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -877,7 +902,7 @@ def _factor_cause(ev: Evidence, target: Target, rank: Optional[int] = None, cut:
         found = [d] if d is not None else []
     if not found:
         return None
-    return Diagnosis(found[0].code, "; ".join(d.message for d in found), found[0].assumption)
+    return Diagnosis(found[0].code, "; ".join(d.message for d in found), found[0].assumption, roots_of(found))
 
 
 def diagnose_factor(net, factors, X, kind: str, l: int, rank: int, rank_rtol: float, with_head: bool = True) -> Diagnosis:
@@ -906,7 +931,7 @@ def diagnose_factor(net, factors, X, kind: str, l: int, rank: int, rank_rtol: fl
         head += f" although {relation(f'M_{l}', width, 'N C', n * c, weak=True)}"
     elif d.code == "rank_deficient":
         head += f" although {relation(f'M_{l - 1} + bias', factors.Z[l - 1].shape[1], 'N', n, weak=True)}"
-    return Diagnosis(d.code, f"{head}: {d.message}", d.assumption)
+    return d.with_message(f"{head}: {d.message}")
 
 
 def layer_rank_bound(ev: Evidence, l: int) -> Optional[Diagnosis]:
@@ -938,7 +963,8 @@ def layer_rank_bound(ev: Evidence, l: int) -> Optional[Diagnosis]:
                               + (f" ({d.message})" if d else "")))
     text = "; ".join(t for _, t in causes) or "too few units pass a signal on enough inputs"
     code = next((d.code for d, _ in causes if d is not None), "layer_gram_singular")
-    return Diagnosis(code, f"rank bound {which}: {text}", FULL_ROW_RANK_JACOBIANS)
+    return Diagnosis(code, f"rank bound {which}: {text}", FULL_ROW_RANK_JACOBIANS,
+                     roots_of(d for d, _ in causes))
 
 
 def jacobian_rank_bound(ev: Evidence) -> Optional[Diagnosis]:
@@ -955,9 +981,10 @@ def jacobian_rank_bound(ev: Evidence) -> Optional[Diagnosis]:
     reasons = [f"layer {l}: {b.message}" for l, b in enumerate(bounds, start=1) if b is not None]
     detail = f" ({'; '.join(reasons)})" if reasons else ""
     code = next((b.code for b in bounds if b is not None), "ntk_gram_singular")
+    causes = roots_of(bounds)
     return Diagnosis(code,
                      f"rank bound: rank(J) is at most sum_l rank(J_l) = {' + '.join(map(str, ranks))} = {total} < N C = {nc}"
-                     f"{detail}", NTK_POSITIVE_DEFINITE)
+                     f"{detail}", NTK_POSITIVE_DEFINITE, causes)
 
 
 def _expand(gram: np.ndarray, c: int) -> np.ndarray:
@@ -1006,7 +1033,7 @@ def diagnose_layer_gram(net, factors, X, l: int, condition_number: float, cut: f
          or layer_rank_bound(ev, l) or _narrow_factors(ev, l))
     if d is None:
         d = no_structural_cause(ev, target, "layer_gram_singular")
-    return Diagnosis(d.code, f"{head}: {d.message}", d.assumption)
+    return d.with_message(f"{head}: {d.message}")
 
 
 def _narrow_factors(ev: Evidence, l: int) -> Optional[Diagnosis]:
@@ -1016,13 +1043,15 @@ def _narrow_factors(ev: Evidence, l: int) -> Optional[Diagnosis]:
     nc = n * c
     delta = ev.factors.Delta[l - 1].reshape(nc, -1)
     Z = ev.factors.Z[l - 1]
-    parts = []
+    parts, found = [], []
     rank_delta, rank_z = numerical_rank(delta), numerical_rank(Z)
     if rank_delta < nc and l < ev.depth:
         d = _factor_cause(ev, Target("backward_factor", l), input_level=False)
+        found.append(d)
         parts.append(relation(f"rank(Delta_{l})", rank_delta, "N C", nc) + (f" ({d.message})" if d else ""))
     if rank_z < n:
         d = _factor_cause(ev, Target("input_factor", l), input_level=False)
+        found.append(d)
         parts.append(relation(f"rank(Z_{l})", rank_z, "N", n) + (f" ({d.message})" if d else ""))
     if not parts:
         return None
@@ -1033,7 +1062,7 @@ def _narrow_factors(ev: Evidence, l: int) -> Optional[Diagnosis]:
     return Diagnosis("layer_gram_singular",
                      " and ".join(parts) + f": the rows kron(delta_n, z_n) come from spaces of dimension below the "
                                            f"batch and the activation patterns make them dependent{measured}",
-                     FULL_ROW_RANK_JACOBIANS)
+                     FULL_ROW_RANK_JACOBIANS, roots_of(found))
 
 
 def diagnose_ntk_gram(net, factors, X, condition_number: float, cut: float = 1e-12) -> Diagnosis:
@@ -1044,7 +1073,7 @@ def diagnose_ntk_gram(net, factors, X, condition_number: float, cut: float = 1e-
     head = f"NTK Gram J J^T ({nc} x {nc}) is singular (condition number {condition_number:.3g})"
     d = (_first(ev, target, INPUT_CAUSES + (too_few_parameters, silent_inputs)) or jacobian_rank_bound(ev)
          or no_structural_cause(ev, target, "ntk_gram_singular"))
-    return Diagnosis(d.code, f"{head}: {d.message}", d.assumption)
+    return d.with_message(f"{head}: {d.message}")
 
 
 def layer_scale_spread(grams: Sequence[np.ndarray], condition_number: float, cut: float = 1e-12

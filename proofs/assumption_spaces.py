@@ -236,7 +236,7 @@ def exception_flags(exc) -> List[Flag]:
     message = f"numerics: {exc.assumption}" + (f" (condition number {cond:.3g})" if cond else "")
     carried = list(getattr(exc, "flags", None) or [])
     if carried:
-        return [Flag(carried[0].code, message, carried[0].assumption),
+        return [Flag(carried[0].code, message, carried[0].assumption, carried[0].causes),
                 *(f.with_prefix("numerics: ") for f in carried[1:])]
     if isinstance(exc, ForsterError):
         return [Flag("forster_failed", message, FORSTER_INPUTS)]

@@ -137,7 +137,8 @@ examples:
   ngd-verify falsify ngd.kfac.alpha_definition --relax "M_0 >= N"    # exit 1: a minimal counterexample
   ngd-verify audit sanity --seeds 20           # verdict counts over master seeds 0..19
 
-exit status: 0 every verdict as expected, 1 some verdict differs (falsify: counterexample found),
+exit status: 0 every verdict as expected (falsify: no counterexample; an inconclusive search says so on its line),
+1 some verdict differs (falsify: counterexample found),
 2 bad usage or bad input (one line naming the option), 3 internal error (a bug; --debug shows the traceback)
 """
 

@@ -73,6 +73,9 @@ class FalsifyOutcome:
     rejected_reason: str = ""
     seed: int = 0
     search: str = "hypothesis"
+    found_at: Optional[int] = None   # the draw at which the first counterexample was found (before shrinking)
+    #: the search ran but says nothing: every example fell outside the relaxed space (not an error)
+    inconclusive: Optional[str] = None
 
 
 def _check_max_examples(max_examples) -> None:
@@ -225,14 +228,18 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
                 # a flag naming another (non-relaxed) assumption puts the example outside the relaxed space
                 # (e.g. width < N relaxed, but an input on which every layer-1 relu unit is inactive makes
                 # the NTK singular: that is the "NTK positive definite" assumption failing, not the width's)
+                # the flag's named causes decide when the verifier found them (Flag.causes: e.g. a singular
+                # layer Gram caused by a silent input is "no silent inputs", not the width)
                 target = space.relaxed_assumptions.get(name)
-                unexpected = [f for f in unexpected if f.assumption is not None and not f.assumption.stems_from(target)]
+                unexpected = [f for f in unexpected if f.attributed and not f.explained_by(target)]
             if unexpected:  # the verifier says a (non-relaxed) assumption fails: outside the space
                 outcome.rejected += 1
                 outcome.rejected_reason = outcome.rejected_reason or unexpected[0].message
                 verdict = False
             else:
                 verdict = not result.holds
+            if verdict and outcome.found_at is None:
+                outcome.found_at = outcome.draws
             cache[scenario] = (verdict, result)
             return verdict
 
@@ -253,9 +260,9 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
                          database_key=f"ngd-verify falsify {claim_id} relax={name}".encode())
         except NoSuchExample:
             if outcome.draws and outcome.rejected == outcome.draws:
-                outcome.error = (f"every one of the {outcome.draws} examples of relaxation {name!r} was flagged by the "
-                                 f"verifier as outside the assumptions (e.g. {outcome.rejected_reason[:160]}): "
-                                 "the search says nothing")
+                outcome.inconclusive = (f"every one of the {outcome.draws} examples of relaxation {name!r} was flagged "
+                                        f"by the verifier as outside the assumptions (e.g. "
+                                        f"{outcome.rejected_reason[:160]}): the search says nothing about the claim")
                 break
             continue
         except Unsatisfiable as exc:
@@ -389,6 +396,8 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
                 f"{outcome.rejected_reason[:200]}" if outcome.rejected else "")
     if outcome.counterexample is None and outcome.error is not None:
         return f"{head}: stopped after {_examples(outcome.draws)}: {outcome.error}"
+    if outcome.counterexample is None and outcome.inconclusive is not None:
+        return f"{head}: inconclusive after {_examples(outcome.draws)} ({outcome.seconds:.1f} s): {outcome.inconclusive}"
     if outcome.counterexample is None:
         return (f"{head}: no counterexample in {_examples(outcome.draws)}{budget} "
                 f"({outcome.seconds:.1f} s){rejected}")
@@ -396,8 +405,14 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     numbers = dict(ex.numbers)
     flagged = numbers.pop("flagged", "")
     data = numbers.pop("data", None)
-    lines = [f"{head}: minimal counterexample (shrunk) after {_examples(outcome.draws)}, "
-             f"{outcome.seconds:.1f} s{budget}",
+    if outcome.found_at is not None and outcome.draws > outcome.found_at:
+        when = (f"found at example {outcome.found_at}, shrunk in {outcome.draws - outcome.found_at} more "
+                f"check{'s' if outcome.draws - outcome.found_at != 1 else ''}")
+    elif outcome.found_at is not None:
+        when = f"found at example {outcome.found_at}"
+    else:
+        when = f"after {_examples(outcome.draws)}"
+    lines = [f"{head}: minimal counterexample (shrunk), {when}, {outcome.seconds:.1f} s{budget}",
              f"  relaxed assumption: {ex.relaxed or 'none: the statement fails within its own assumptions'}",
              f"  example: {ex.description}"]
     if data:

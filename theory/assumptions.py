@@ -135,8 +135,15 @@ class Flag:
     code: str
     message: str
     assumption: Optional[Assumption] = None
+    #: the root causes the verifier named (e.g. :data:`NO_DEAD_UNITS` behind a singular layer Gram whose
+    #: flag keeps the approximation's own :attr:`assumption`); empty when the assumption is the cause
+    causes: Tuple[Assumption, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "causes", tuple(self.causes))
+        for a in self.causes:
+            if not isinstance(a, Assumption):
+                raise TypeError(f"Flag causes must be Assumption objects, got {a!r}")
         if not isinstance(self.code, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.code):
             raise ValueError(f"Flag code={self.code!r} is not allowed: expected snake_case like 'layer_gram_singular'")
         if not isinstance(self.message, str) or not self.message:
@@ -154,11 +161,33 @@ class Flag:
 
     def with_prefix(self, prefix: str) -> "Flag":
         """The same flag with ``prefix`` before its message (e.g. ``"numerics: "``)."""
-        return Flag(self.code, prefix + self.message, self.assumption)
+        return Flag(self.code, prefix + self.message, self.assumption, self.causes)
+
+    @property
+    def attributed(self) -> Tuple[Assumption, ...]:
+        """What the finding is attributed to: the named :attr:`causes`, else the violated
+        :attr:`assumption` (``()`` when neither is known)."""
+        if self.causes:
+            return self.causes
+        return () if self.assumption is None else (self.assumption,)
+
+    def explained_by(self, relaxed: Assumption) -> bool:
+        """Whether the finding is a consequence of relaxing ``relaxed``: every assumption it is
+        :attr:`attributed` to stems from it (:meth:`Assumption.stems_from`).  A flag attributed to
+        nothing is not explained (it names no assumption to compare).
+
+        >>> f = Flag("dead_units", "2 of 4 units of layer 1 are dead", FULL_ROW_RANK_JACOBIANS, (NO_DEAD_UNITS,))
+        >>> f.explained_by(NO_DEAD_UNITS), f.explained_by(HIDDEN_WIDTH)
+        (True, False)
+        """
+        return bool(self.attributed) and all(a.stems_from(relaxed) for a in self.attributed)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"code": self.code, "message": self.message,
-                "assumption": None if self.assumption is None else self.assumption.name}
+        d = {"code": self.code, "message": self.message,
+             "assumption": None if self.assumption is None else self.assumption.name}
+        if self.causes:
+            d["causes"] = [a.name for a in self.causes]
+        return d
 
 
 def failed_assumption_text(flags: Sequence[Flag]) -> Optional[str]:
@@ -495,9 +524,18 @@ KFAC_RANK = Assumption(
     parts=(HIDDEN_WIDTH, DISTINCT_INPUTS))
 UNIT_INPUT_RANK = Assumption("Z_l full row rank", "M_0 >= N and hidden widths >= N (Z_l full row rank)",
                              _layer_input_widths, parts=(INPUT_WIDTH, HIDDEN_WIDTH))
-NO_DEAD_UNITS = Assumption("no dead relu units", "no dead units (every unit passes a signal on some input)", _no_dead)
 PHI_PRIME_NONZERO = Assumption("phi' != 0 almost everywhere", "phi' != 0 almost everywhere (gamma = 1)",
                                _phi_prime_nonzero)
+# a unit is dead only where phi' vanishes on its pre-activation for every input: on an interval (relu) or by
+# float64 rounding (saturated tanh), so a dead unit is a consequence of relaxing phi' != 0
+NO_DEAD_UNITS = Assumption("no dead relu units", "no dead units (every unit passes a signal on some input)", _no_dead,
+                           parts=(PHI_PRIME_NONZERO,))
+# the input-side twin of a dead unit: every unit of a layer inactive on one input (probability 2^-M_l for
+# relu at width M_l, so likelier at small width -- but a consequence of inactive units, not of the width:
+# a narrow layer without a silent input fails "hidden width >= N" on its own)
+NO_SILENT_INPUTS = Assumption(
+    "no silent inputs", "every nonzero input passes a signal through every layer (some unit of each layer active "
+    "on it)", parts=(NO_DEAD_UNITS,))
 WELL_CONDITIONED = Assumption("well-conditioned systems",
                               "the systems solved are well conditioned (float64 round-off stays small)")
 

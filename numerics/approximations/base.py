@@ -222,9 +222,10 @@ class Approximation(ABC):
         ``violated``."""
         from theory.assumptions import FULL_ROW_RANK_JACOBIANS
 
+        causes = ()
         if isinstance(assumption, Diagnosis):
-            code, assumption = assumption.code, assumption.message
-        self.set_flags([Flag(code, assumption, violated or FULL_ROW_RANK_JACOBIANS)])
+            code, assumption, causes = assumption.code, assumption.message, assumption.roots
+        self.set_flags([Flag(code, assumption, violated or FULL_ROW_RANK_JACOBIANS, causes)])
         err = SingularSystemError(message, condition_number, assumption)
         err.flags = list(self.diagnostics["flags"])
         return err

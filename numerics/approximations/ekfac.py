@@ -66,7 +66,7 @@ from theory.assumptions import KFAC_RANK, RHO_TO_ZERO, WELL_CONDITIONED, Flag
 from theory.tolerances import ILL_CONDITIONED, RANK_RTOL
 from theory.validation import check_nonnegative
 
-from ..diagnosis import diagnose_factor, relation
+from ..diagnosis import diagnose_factor, relation, roots_of
 from .base import Approximation, reject_options, register_approximation
 from .kfac import ThinGram, thin_gram
 
@@ -162,7 +162,8 @@ class EKFACApproximation(Approximation):
                 problems.append(Flag(causes[0].code if causes else "rank_deficient",
                                      f"layer {l}: rank(Delta_{l}) = {gb.rank} (needs {need}), rank(Z_{l}) = {ga.rank} "
                                      f"(needs {n}): the layer's frame has fewer than {need * n} pairs"
-                                     + (": " + "; ".join(d.message for d in causes) if causes else ""), KFAC_RANK))
+                                     + (": " + "; ".join(d.message for d in causes) if causes else ""), KFAC_RANK,
+                                     roots_of(causes)))
             elif not flat:
                 problems.append(Flag("no_flat_eigenbasis",
                                      f"layer {l}: neither Kronecker factor has a flat eigenbasis (max |N W_ni^2 - 1| = "

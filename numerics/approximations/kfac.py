@@ -262,7 +262,7 @@ class KFACApproximation(Approximation):
         if last or problems:
             tail = (": it contributes the projection Z (Z^T Z)^+ Z^T (x) I_C, not I" if last and not problems
                     else ": its projection P_Z is not I")
-            problems.append(Diagnosis(cause.code, cause.message + tail, cause.assumption))
+            problems.append(cause.with_message(cause.message + tail))
             return None, self._rank_flags(l, problems)
         lev = leverage_scores(self.factors.Z[l - 1])
         mean = float(lev.mean())
@@ -278,7 +278,8 @@ class KFACApproximation(Approximation):
         code = "leverage_spread" if cause.code == "narrow_layer" else cause.code
         return None, [Flag(code, cause.message + ": the layer contributes N diag(leverage scores), "
                            + relation("relative spread", spread, "tolerance", tol) + f" (isotropic-position rounding), "
-                           f"not a multiple of I{hint}", KFAC_INPUTS if l == 1 and fan_in < n else KFAC_RANK)]
+                           f"not a multiple of I{hint}", KFAC_INPUTS if l == 1 and fan_in < n else KFAC_RANK,
+                           () if code == "leverage_spread" else cause.roots)]
 
     def _rank_flags(self, l: int, problems: List[Diagnosis]) -> List[Flag]:
         """The flags of a rank-deficient layer ``l`` (one per deficient factor, the code of its cause):

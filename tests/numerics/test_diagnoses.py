@@ -309,3 +309,54 @@ def test_duplicates_named_for_any_activation_and_bias(activation, bias, n, pair,
     net = MLP([8, 48, 48, 1], activation=activation, sigma_w2=1.5, sigma_b2=0.2 if bias else 0.0, seed=seed)
     text, codes = outcome("exact", net, X)
     assert codes == ["duplicate_inputs"] and f"duplicate inputs (rows {i}&{j} of X are equal)" in text, text
+
+
+# -- the root cause travels with the flag (Flag.causes), whatever assumption the approximation names --------
+def flags_of(name, net, X, **kw):
+    try:
+        approx = get_approximation(name)(net, X, **kw)
+    except SingularSystemError as err:
+        return list(err.flags)
+    return list(approx.diagnostics["flags"])
+
+
+@pytest.mark.parametrize("name", ["block_diagonal", "block_tridiagonal", "kfac"])   # exact NGD: J J^T stays PD
+def test_dead_unit_flags_carry_the_dead_unit_cause(name):
+    """The dead-unit case above: each approximation keeps its own assumption on the flag (NTK positive
+    definite, layer Jacobians of full row rank, the K-FAC rank condition) but attributes the failure to
+    "no dead relu units" -- the relaxed search relies on it (relaxing the width must reject it)."""
+    from theory.assumptions import HIDDEN_WIDTH, NO_DEAD_UNITS, PHI_PRIME_NONZERO
+
+    X = _unit_rows(12, 10)
+    net = MLP([10, 64, 64, 1], activation="relu", seed=1)
+    net.params[1][:60] = -np.abs(net.params[1][:60])
+    flags = [f for f in flags_of(name, net, X) if f.code == "dead_units"]
+    assert flags, [f.to_dict() for f in flags_of(name, net, X)]
+    for f in flags:
+        assert f.causes == (NO_DEAD_UNITS,), f.to_dict()
+        assert f.explained_by(NO_DEAD_UNITS) and f.explained_by(PHI_PRIME_NONZERO) and not f.explained_by(HIDDEN_WIDTH)
+        assert f.to_dict()["causes"] == ["no dead relu units"]
+
+
+def test_silent_input_flags_are_attributed_to_silent_inputs_not_the_width():
+    from theory.assumptions import FULL_ROW_RANK_JACOBIANS, HIDDEN_WIDTH, NO_DEAD_UNITS, NO_SILENT_INPUTS
+
+    X = _unit_rows(16, 10)
+    net = MLP([10, 5, 5, 1], activation="relu", seed=2)       # inputs 3 and 11 silent on layer 1
+    flags = flags_of("block_diagonal", net, X)
+    silent = [f for f in flags if f.code == "silent_inputs"]
+    assert silent and all(f.assumption is FULL_ROW_RANK_JACOBIANS for f in silent), [f.to_dict() for f in flags]
+    for f in silent:
+        assert f.causes == (NO_SILENT_INPUTS,)
+        # the approximation's assumption stems from the width, the named cause does not
+        assert f.assumption.stems_from(HIDDEN_WIDTH) and not f.explained_by(HIDDEN_WIDTH)
+        assert f.explained_by(NO_SILENT_INPUTS) and f.explained_by(NO_DEAD_UNITS)
+
+
+def test_a_narrow_layer_is_attributed_to_the_width():
+    from theory.assumptions import HIDDEN_WIDTH
+
+    X = _unit_rows(16, 10)
+    net = MLP([10, 64, 3, 1], activation="tanh", seed=0)      # P_2 = 3 x 65 >= N, but rank(Z_3) <= 3 < N
+    flags = flags_of("block_diagonal", net, X)
+    assert flags and all(f.explained_by(HIDDEN_WIDTH) for f in flags), [f.to_dict() for f in flags]

@@ -151,8 +151,49 @@ def test_a_search_whose_every_example_is_flagged_is_reported_not_passed():
                             lambda x: Outcome(True, flags=[Flag("layer_gram_singular", "numerics: layer Gram singular")]))
     demo = claim("demo.flagged", title="t", statement="s", register=False, space=space)(lambda cfg: None)
     out = falsify(demo, RunConfig(), max_examples=10)
-    assert out.counterexample is None and out.error and "the search says nothing" in out.error
-    assert "stopped after" in format_outcome(out)
+    # not a counterexample, not an internal error (exit 3): an inconclusive search, said so
+    assert out.counterexample is None and out.error is None
+    assert out.inconclusive and "the search says nothing" in out.inconclusive
+    assert "inconclusive after 10 examples" in format_outcome(out)
+
+
+def test_every_example_rejected_exits_0_with_inconclusive_not_3():
+    space = AssumptionSpace("s", st.integers(0, 10),
+                            lambda x: Outcome(True, flags=[Flag("layer_gram_singular", "numerics: layer Gram singular")]))
+    demo = claim("demo.flagged_cli", title="t", statement="s", register=False, space=space)(lambda cfg: None)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["falsify", "demo.flagged_cli", "--max-examples", "5"], claims=[demo], out=out, err=err)
+    out, err = out.getvalue(), err.getvalue()
+    assert code == 0 and "inconclusive after 5 examples" in out, out + err
+
+
+def test_relaxing_width_rejects_a_silent_input_and_finds_a_width_only_counterexample():
+    """widths [3, 2, 1] at N = 3: data seed 0 has an input on which both layer-1 relu units are inactive
+    (a silent input: "no silent inputs" fails, not the width); the search must move on to an example
+    whose only numerics finding is the width (P_2 = 2 < N C = 3)."""
+    from theory.assumptions import HIDDEN_WIDTH, NO_SILENT_INPUTS
+
+    out = falsify(get_claim("ngd.block_tridiagonal.alpha", None), RunConfig(), max_examples=30, relax=HIDDEN_WIDTH)
+    ex = out.counterexample
+    assert ex is not None and out.rejected >= 1 and "silent" not in " ".join(f.message for f in ex.flags)
+    assert all(f.explained_by(HIDDEN_WIDTH) for f in ex.flags if f.attributed), [f.to_dict() for f in ex.flags]
+    assert not any(NO_SILENT_INPUTS in f.causes for f in ex.flags)
+    assert "found at example" in format_outcome(out)
+
+
+def test_relaxing_phi_prime_finds_the_relu_counterexample_to_tanh_exactness():
+    """Dead relu units are a consequence of phi' = 0 on an interval: relaxing "phi' != 0 almost
+    everywhere" must not reject every example for its dead units (it did: exit 3)."""
+    code, out, err = run(["falsify", "ngd.unit_wise.tanh_exact", "--relax", "phi' != 0 almost everywhere",
+                          "--max-examples", "20"])
+    assert code == 1 and "relu" in out and "minimal counterexample" in out, out + err
+
+
+def test_relaxing_dead_units_finds_a_counterexample():
+    """Every dead-unit finding is attributed to "no dead relu units" (Flag.causes), whatever assumption
+    the approximation's own flag names (NTK positive definite, layer Jacobians of full row rank)."""
+    code, out, err = run(["falsify", "ngd.block_diagonal", "--relax", "no dead relu units", "--max-examples", "30"])
+    assert code == 1 and "relaxed assumption: no dead relu units" in out and "dead" in out, out + err
 
 
 def test_a_crashing_check_is_shrunk_and_reported_as_an_error():
