@@ -18,6 +18,11 @@ Rows:
    subprocess spinning multi-threaded GEMMs; target: within 1.5x of the one-thread time.
 5. Peak resident memory of an exact NGD step at width 16384, depth 3, N = 256 (child process,
    ``resource.getrusage``); target well under 24 GiB, i.e. no O(N P) Jacobian and no O(P^2).
+6. Only with ``--unit-wise-multiclass``: one unit-wise NGD step (build at the current parameters + step) on
+   the ten-class digits setting of :mod:`proofs.experiments.digits_multiclass` (N = 200, C = 10, depth 3,
+   relu, width 2048, rho = 0; M_0 = 64 < N, so layer 1 goes through the SVD path), for each loss: the
+   per-unit (N C)-sized systems (``solve_form="dual_full"``) against the projected N-sized ones (default),
+   ONE run each (the old path takes minutes), with the relative difference of the two directions.
 
 Every ratio is measured in one run: the candidates are timed round-robin (fwd+bwd, GEMM, step_1, ...)
 so that each sees the same machine load, and the MEDIAN over the repeats is reported (the minimum too).
@@ -190,6 +195,36 @@ def bench_memory(width: int, n: int):
              f"{peak_kib / 2 ** 20 / 24:.0%} of 24 GiB", "well under 24 GiB")]
 
 
+def bench_unit_wise_multiclass(width: int, losses=("mse", "cross_entropy"), forms=("dual_full", "auto")):
+    """One unit-wise step per (loss, solve_form) on the digits multiclass setting; one run each."""
+    from proofs.experiments.digits_multiclass import load_digits_multiclass
+
+    data = load_digits_multiclass()
+    X, Y = data.X_train, data.Y_train
+    widths = [X.shape[1], width, width, data.n_classes]
+    rows = []
+    for loss in losses:
+        dirs = {}
+        for form in forms:
+            net = MLP(widths, activation="relu", sigma_w2=2.0, sigma_b2=0.0, seed=0)
+            before = load()
+            t0 = time.perf_counter()
+            approx = get_approximation("unit_wise")(net, X, loss=loss, solve_form=form)
+            t_build = time.perf_counter() - t0
+            # the step's work: build + direction (ngd_step adds one axpy on the parameters)
+            dirs[form] = np.concatenate([d.ravel() for d in approx.direction(approx.loss_residual(Y))])
+            t_step = time.perf_counter() - t0
+            forms_used = approx.diagnostics["direction_forms"]
+            rows.append((f"unit-wise step, digits C=10, {loss}", f"M={width}, L=3, N={X.shape[0]}, rho=0",
+                         f"solve_form={form}: {t_step:.1f} s (build {t_build:.1f} s); forms {forms_used}; "
+                         f"{before} -> {load()}", "", "<= ~20 s (MAX_STEPS)" if form == "auto" else ""))
+        if len(dirs) == 2:
+            a, b = dirs.values()
+            rows.append((f"  directions agree ({loss})", "", f"relative difference {np.linalg.norm(a - b) / np.linalg.norm(b):.1e}",
+                         "", ""))
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, skip the memory and busy cases")
@@ -197,12 +232,18 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-memory", action="store_true", help="skip the width-16384 memory case")
     parser.add_argument("--skip-busy", action="store_true", help="skip the busy-process BLAS-threads case")
     parser.add_argument("--out", help="also write the table to this file")
+    parser.add_argument("--unit-wise-multiclass", action="store_true",
+                        help="only row 6: one unit-wise step on the ten-class digits, (N C)- vs N-sized systems")
+    parser.add_argument("--width", type=int, default=2048, help="hidden width of row 6 (default 2048)")
     parser.add_argument("--only", nargs="+", metavar="APPROXIMATION",
                         help="time only these steps (e.g. block_tridiagonal unit_wise); skips the Gram row")
     args = parser.parse_args(argv)
     width, n, uw_width, uw_n = (1024, 64, 512, 32) if args.quick else (4096, 256, 2048, 128)
     present = [a for a in available_approximations() if args.only is None or a in args.only]
     start = load()
+    if args.unit_wise_multiclass:
+        rows = bench_unit_wise_multiclass(args.width)
+        return _emit(rows, args, start, "one run per row")
     rows = bench_layer_gram(width, n, args.repeats) if args.only is None else []
     layerwise = [a for a in ("exact", "block_diagonal", "block_tridiagonal", "kfac") if a in present]
     if layerwise:
@@ -213,14 +254,17 @@ def main(argv=None) -> int:
         rows += bench_busy_threads(2048, 300, max(3, args.repeats // 2))
     if not (args.quick or args.skip_memory):
         rows += bench_memory(16384, 256)
+    return _emit(rows, args, start, f"median of {args.repeats} round-robin repeats")
+
+
+def _emit(rows, args, start, how: str) -> int:
     header = ("case", "size", "measured", "ratio", "target")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
     line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
     lines = [line(header), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows]
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     lines.append("")
-    lines.append(f"(OPENBLAS_NUM_THREADS={threads}; {os.cpu_count()} CPUs; median of {args.repeats} round-robin "
-                 f"repeats; {start} at start, {load()} at the end; peak RSS of this process "
+    lines.append(f"(OPENBLAS_NUM_THREADS={threads}; {os.cpu_count()} CPUs; {how}; {start} at start, {load()} at the end; peak RSS of this process "
                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)")
     text = "\n".join(lines)
     print(text)

@@ -55,8 +55,25 @@ where unit ``i`` is active and ``D = diag(|delta_i|)``, the rows/columns of ``K_
 shift and ``m = M_{l-1} + b < N`` the primal twin (push-through)
 ``x_i = (Z^T diag(delta_i^2) Z + sigma_i I)^{-1} Z^T (delta_i r)`` solves ``m x m`` systems instead; option
 ``solve_form`` (``"auto"``: the smaller flop count ``M_l (N m^2 + 2 m^3 / 3)`` vs
-``sum_i (2 |S_i|^3 / 3 + 4 |S_i|^2)``; ``"dual"``, ``"primal"``), recorded per layer in
-``diagnostics["direction_forms"]`` (``"dual_full"``: C > 1 or the SVD/eigh methods, the code above).
+``sum_i (2 |S_i|^3 / 3 + 4 |S_i|^2)``; ``"dual"``, ``"primal"``; ``"dual_full"``: the per-unit ``N C``-sized
+systems above for every C, kept for cross-checks), recorded per layer in ``diagnostics["direction_forms"]``.
+
+C > 1 (and cross-entropy, whose transformed signals have ``C - 1`` rows) reduces to the same N-sized problems.
+With ``s_n = ||delta_i[n]||`` (norm over the outputs), ``D = diag(s)`` and ``U`` (``N C x |S_i|``) the orthonormal
+columns ``u_n = e_n (x) delta_i[n] / s_n`` (``n in S_i``), unit ``i``'s Jacobian is ``J_i = U D Z_S`` and
+``K_i = U D Kz_SS D U^T``.  For a shift ``sigma_i > 0``
+
+    (K_i + sigma_i I)^{-1} = U (D Kz_SS D + sigma_i I)^{-1} U^T + (I - U U^T) / sigma_i,
+
+and ``E^T = D U^T`` annihilates the second term, so ``W[n, i] = delta_i[n] . v_i[n] = s_n [(D Kz_SS D + sigma_i
+I)^{-1} U^T r]_n`` with ``(U^T r)_n = delta_i[n] . r_n / s_n``: the C = 1 problem with ``|delta_i| -> s`` and the
+residual replaced by the per-unit projection (forms ``"dual_projected"`` / ``"primal_projected"``; the primal
+twin needs only ``J_i^T J_i = Z^T diag(s^2) Z`` and ``J_i^T r = Z^T (delta_i . r)``).  At ``rho = 0`` the same
+with ``sigma_i = 0`` (``Kz_SS`` positive definite), and with ``Z Z^T`` singular ``J_i^+ = V (D R)^+ U^T``
+(``(Q B)^+ = B^+ Q^T`` for orthonormal ``Q``): a stacked SVD of the ``N x r`` matrices ``diag(s) R`` instead of
+the ``N C x r`` ``E_i R`` (form ``"svd_projected"``).  The operator uses the same reduction for the damped
+(``"batched_cholesky"``) layers: ``K_i(X2, X) (K_i + sigma_i I)^{-1} = E2 Kz(X2, X) D (D Kz D + sigma_i I)^{-1}
+U^T``, one ``N x N`` Cholesky per unit instead of an ``N C x N C`` one.
 All per-unit work runs with one BLAS thread, the width-sized GEMMs with the caller's threads
 (:mod:`numerics.threads`).
 
@@ -94,7 +111,7 @@ METHODS = ("auto", "eigh")
 
 #: Where the C = 1 direction solves each unit's system (option ``solve_form``): ``"auto"`` picks the cheaper
 #: of the two by a flop count (module docstring), ``"dual"``/``"primal"`` force one (cross-checks).
-SOLVE_FORMS = ("auto", "dual", "primal")
+SOLVE_FORMS = ("auto", "dual", "primal", "dual_full")
 
 #: Unit-block condition numbers beyond this are reported as an ill-conditioning problem: float64
 #: minimum-norm solves then keep fewer than ~8 digits.
@@ -274,11 +291,13 @@ class UnitWiseApproximation(Approximation):
         shift = self.n_samples * self.damping + self.relative_damping * self.unit_scales(l)[start:stop]
         return np.where(shift > 0, shift, 1.0)
 
-    def _chunks(self, l: int, rhs_columns: int):
-        """Unit index ranges whose stacked ``(N C) x (N C + rhs_columns)`` matrices fit the budget."""
+    def _chunks(self, l: int, rhs_columns: int, per_unit=None):
+        """Unit index ranges whose stacked ``(N C) x (N C + rhs_columns)`` matrices (or ``per_unit`` entries
+        per unit) fit the budget."""
         m_l = self.factors.Delta[l - 1].shape[2]
         nc = self.n_samples * self.n_outputs
-        size = self.chunk_units or max(1, CHUNK_ENTRIES // (nc * (2 * nc + rhs_columns)))
+        per_unit = per_unit or nc * (2 * nc + rhs_columns)
+        size = self.chunk_units or max(1, CHUNK_ENTRIES // per_unit)
         return [(a, min(m_l, a + size)) for a in range(0, m_l, size)]
 
     def _full_unit_grams(self, l: int, start: int, stop: int, factors2=None) -> np.ndarray:
@@ -318,6 +337,13 @@ class UnitWiseApproximation(Approximation):
             top = S[:, :1]
             keep = (S ** 2 > self.rank_rtol * top ** 2) & (top > 0)
             return "svd", (P, np.where(keep, 1.0 / np.where(keep, S, 1.0), 0.0), Qt), None
+        if method == "batched_cholesky" and self.n_outputs > 1 and self.solve_form != "dual_full":
+            # K_i = U D Kz D U^T (module docstring, "C > 1"): the N x N system D Kz D + sigma_i I
+            s = np.sqrt(self._signal_norms2(l)[:, start:stop]).T                           # (k, N)
+            A = s[:, :, None] * self.input_grams[l - 1][None] * s[:, None, :]
+            idx = np.arange(A.shape[1])
+            A[:, idx, idx] += self.unit_shifts(l, start, stop)[:, None]
+            return "reduced", np.linalg.cholesky(A), s
         K = self._full_unit_grams(l, start, stop)
         if method == "batched_cholesky":
             idx = np.arange(K.shape[1])
@@ -342,14 +368,25 @@ class UnitWiseApproximation(Approximation):
         with single_blas_thread():
             for l in range(1, self.depth + 1):
                 Delta = self.factors.Delta[l - 1]
-                if c == 1 and self.methods[l - 1] in ("batched_cholesky", "closed_form_projection"):
-                    forms[l - 1] = form = self._solve_form(l)
+                method = self.methods[l - 1]
+                reduced = self.solve_form != "dual_full"
+                if reduced and method in ("batched_cholesky", "closed_form_projection"):
+                    # C = 1: the unit's own N x N system; C > 1: the same system on the projected residual
+                    # t_n = delta_i[n] . r_n / s_n with |delta| -> s_n (module docstring, "C > 1")
+                    form = self._solve_form(l)
+                    forms[l - 1] = form if c == 1 else form + "_projected"
                     if form == "primal":
                         out.append(self._primal_direction(l, r))
                         continue
                     W = self._compressed_dual_weights(l, r)
                     with all_blas_threads():
                         out.append(W.T @ self.factors.Z[l - 1])
+                    continue
+                if reduced and method == "batched_svd" and c > 1:
+                    forms[l - 1] = "svd_projected"
+                    Y = self._projected_svd_rows(l, r)
+                    with all_blas_threads():
+                        out.append(Y @ self._input_svd[l][1].T)
                     continue
                 forms[l - 1] = "dual_full"
                 if self.methods[l - 1] == "batched_svd":
@@ -410,20 +447,37 @@ class UnitWiseApproximation(Approximation):
         size = self.chunk_units or max(1, CHUNK_ENTRIES // per)
         return [order[a:a + size] for a in range(0, order.size, size)]
 
-    def _compressed_dual_weights(self, l: int, r: np.ndarray) -> np.ndarray:
-        """``W[n, i] = delta_i[n] v_i[n]`` (C = 1) from each unit's system restricted to its active samples.
+    def _projected_rhs(self, l: int, r: np.ndarray) -> np.ndarray:
+        """``p[n, i] = delta_i[n] . r_n`` (``(N, M_l)``): ``J_i^T r = Z^T p_i``; for ``C > 1`` the residual seen
+        by unit ``i`` is ``(U^T r)_n = p[n, i] / s_n`` (module docstring, "C > 1")."""
+        D = self.factors.Delta[l - 1]
+        if D.shape[1] == 1:
+            return D[:, 0, :] * r
+        return np.einsum("nci,nc->ni", D, r)
 
-        With ``S_i = {n : delta_i[n] != 0}``, ``D = diag(|delta_i|_S)`` and ``sigma_i`` the unit's shift
-        (``N rho + lambda s_i``), rows/columns outside ``S_i`` of ``K_i + sigma_i I`` are ``sigma_i e_n``, and
-        ``delta_i`` vanishes there, so ``W_S = D (D Kz_SS D + sigma_i I)^{-1} D t_S`` with ``t = r / delta_i``,
-        i.e. ``W_S = (Kz_SS + sigma_i diag(1 / delta_i^2)_S)^{-1} t_S`` (the symmetric positive definite system
-        of the closed-form projection, ``Kz_SS^{-1} t_S``, plus a positive diagonal): no scaling pass over
-        the stacked matrices, only a gather and a diagonal.  All units of a batch are solved by one stacked
+    def _dual_targets(self, l: int, r: np.ndarray) -> np.ndarray:
+        """``t[n, i]`` of ``W_S = (Kz_SS + sigma_i diag(1 / s^2)_S)^{-1} t_S``: ``r_n / delta_i[n]`` for ``C = 1``,
+        ``delta_i[n] . r_n / s_n^2`` for ``C > 1`` (0 where the unit is inactive)."""
+        D = self.factors.Delta[l - 1]
+        s2 = self._signal_norms2(l)
+        active = s2 > 0
+        if D.shape[1] == 1:
+            return np.where(active, r / np.where(active, D[:, 0, :], 1.0), 0.0)
+        return np.where(active, self._projected_rhs(l, r) / np.where(active, s2, 1.0), 0.0)
+
+    def _compressed_dual_weights(self, l: int, r: np.ndarray) -> np.ndarray:
+        """``W[n, i] = delta_i[n] . v_i[n]`` from each unit's system restricted to its active samples.
+
+        With ``S_i = {n : s_n > 0}`` (``s_n = ||delta_i[n]||``), ``D = diag(s)_S`` and ``sigma_i`` the unit's
+        shift (``N rho + lambda s_i``), ``K_i = U D Kz D U^T`` with ``U`` orthonormal (module docstring), so
+        ``W_S = D (D Kz_SS D + sigma_i I)^{-1} U^T r = (Kz_SS + sigma_i diag(1 / s^2)_S)^{-1} t_S`` with
+        ``t = U^T r / s`` (:meth:`_dual_targets`; ``C = 1``: ``t = r / delta_i``): the symmetric positive definite
+        system of the closed-form projection, ``Kz_SS^{-1} t_S``, plus a positive diagonal -- no scaling pass
+        over the stacked matrices, only a gather and a diagonal.  All units of a batch are solved by one stacked
         LU (``numpy.linalg.solve``), padded to the batch's largest ``|S_i|`` with decoupled rows (extra
         rows/columns of ``Kz``: the identity times its mean diagonal)."""
         n = self.n_samples
-        D = self.factors.Delta[l - 1][:, 0, :]                                         # (N, M_l)
-        s2 = self._signal_norms2(l)                                                    # (N, M_l) = D^2
+        s2 = self._signal_norms2(l)                                                    # (N, M_l)
         active = s2 > 0
         k = np.count_nonzero(active, axis=0)
         damped = self.methods[l - 1] == "batched_cholesky"
@@ -434,8 +488,8 @@ class UnitWiseApproximation(Approximation):
         ext[:n, :n] = Kz
         ext[np.arange(n, size), np.arange(n, size)] = float(np.mean(np.diag(Kz)))
         ext = ext.ravel()
-        rv = r[:, 0]
-        W = np.zeros((n, D.shape[1]))
+        T = self._dual_targets(l, r)                                                   # (N, M_l)
+        W = np.zeros((n, s2.shape[1]))
 
         def solve_batch(units):
             kmax = int(k[units[-1]])
@@ -444,12 +498,13 @@ class UnitWiseApproximation(Approximation):
             valid = np.arange(kmax)[None, :] < k[units][:, None]
             idx = np.where(valid, idx, n + np.arange(kmax)[None, :])
             cols = np.broadcast_to(units[:, None], idx.shape)
+            rows = np.minimum(idx, n - 1)
             A = np.take(ext, idx[:, :, None] * size + idx[:, None, :])                  # Kz_SS, (u, kmax, kmax)
-            delta = np.where(valid, D[np.minimum(idx, n - 1), cols], 1.0)
             if damped:
                 diag = np.arange(kmax)
-                A[:, diag, diag] += np.where(valid, shifts[units][:, None] / (delta * delta), 0.0)
-            rhs = np.where(valid, rv[np.minimum(idx, n - 1)] / delta, 0.0)              # t = r / delta
+                A[:, diag, diag] += np.where(valid, shifts[units][:, None] / np.where(valid, s2[rows, cols], 1.0),
+                                             0.0)
+            rhs = np.where(valid, T[rows, cols], 0.0)
             w = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
             W[idx[valid], cols[valid]] = w[valid]                                       # disjoint columns
 
@@ -458,16 +513,17 @@ class UnitWiseApproximation(Approximation):
         return W
 
     def _primal_direction(self, l: int, r: np.ndarray) -> np.ndarray:
-        """Rows ``x_i = (Z^T diag(delta_i^2) Z + sigma_i I)^{-1} Z^T (delta_i r)`` (C = 1, ``sigma_i > 0``): the
-        push-through twin of the dual ``J_i^T (K_i + sigma_i I)^{-1} r``, with ``(M_{l-1} + b)``-sized systems."""
+        """Rows ``x_i = (Z^T diag(s_i^2) Z + sigma_i I)^{-1} Z^T p_i`` (``sigma_i > 0``; ``p_i[n] = delta_i[n] . r_n``,
+        ``s_i^2[n] = ||delta_i[n]||^2``): the push-through twin of the dual ``J_i^T (K_i + sigma_i I)^{-1} r``
+        (``J_i^T J_i = Z^T diag(s_i^2) Z``, ``J_i^T r = Z^T p_i`` for every C), with ``(M_{l-1} + b)``-sized systems."""
         Z = self.factors.Z[l - 1]
-        D = self.factors.Delta[l - 1][:, 0, :]
         s2 = self._signal_norms2(l)
         n, m = Z.shape
         shifts = self.unit_shifts(l)
+        P = self._projected_rhs(l, r)
         with all_blas_threads():
-            B = (D * r).T @ Z                                                          # rows J_i^T r, (M_l, m)
-        out = np.zeros((D.shape[1], m))
+            B = P.T @ Z                                                                # rows J_i^T r, (M_l, m)
+        out = np.zeros((s2.shape[1], m))
         k = np.count_nonzero(s2, axis=0)
         diag = np.arange(m)
 
@@ -478,6 +534,33 @@ class UnitWiseApproximation(Approximation):
 
         map_batches(solve_batch, self._unit_batches(l, k, lambda _kmax: 8 * m * max(m, n)))
         return out
+
+    def _projected_svd_rows(self, l: int, r: np.ndarray) -> np.ndarray:
+        """``C > 1``, ``rho = 0``, ``Z Z^T`` singular: rows ``(J_i^+ r)^T`` in the basis ``V`` of ``Z = R V^T``.
+
+        ``J_i = U D R V^T`` with ``U`` orthonormal columns on the active samples (module docstring), so
+        ``J_i^+ = V (D R)^+ U^T``: the stacked SVD of the ``N x r`` matrices ``B_i = diag(s_i) R`` (instead of the
+        ``N C x r`` ``E_i R``; same singular values, same rank cut) applied to ``(U^T r)_n = delta_i[n] . r_n / s_n``."""
+        R, _ = self._input_svd[l]
+        n, q = R.shape
+        s2 = self._signal_norms2(l)
+        active = s2 > 0
+        s = np.sqrt(s2)
+        t = np.where(active, self._projected_rhs(l, r) / np.where(active, s, 1.0), 0.0)    # U^T r, (N, M_l)
+        k = np.count_nonzero(active, axis=0)
+        Y = np.zeros((s2.shape[1], q))
+
+        def solve_batch(units):
+            B = s[:, units].T[:, :, None] * R[None]                                          # (u, N, r)
+            P, S, Qt = np.linalg.svd(B, full_matrices=False)
+            top = S[:, :1]
+            keep = (S ** 2 > self.rank_rtol * top ** 2) & (top > 0)
+            Sinv = np.where(keep, 1.0 / np.where(keep, S, 1.0), 0.0)
+            coef = Sinv * np.einsum("kaq,ka->kq", P, t[:, units].T)
+            Y[units] = np.einsum("kqr,kq->kr", Qt, coef)                                    # disjoint rows
+
+        map_batches(solve_batch, self._unit_batches(l, k, lambda _kmax: 6 * n * q))
+        return Y
 
     def operator(self, X2=None) -> np.ndarray:
         """``sum_{l,i} K_i(X2, X) (K_i + N rho I)^{-1}`` (closed form on the train set at ``rho = 0``).
@@ -495,7 +578,12 @@ class UnitWiseApproximation(Approximation):
             if self.methods[l - 1] == "closed_form_projection" and f2 is None:
                 total += self._closed_form_train_operator(l)
                 continue
-            for start, stop in self._chunks(l, n2 * c):
+            if self.methods[l - 1] == "batched_cholesky" and c > 1 and self.solve_form != "dual_full":
+                # the reduced N x N systems: A, L (N^2 each), rhs and solution (N N2), the (N2, k, N, C) product
+                chunks = self._chunks(l, 0, per_unit=n * (2 * n + 2 * n2 + 2 * n2 * c))
+            else:
+                chunks = self._chunks(l, n2 * c)
+            for start, stop in chunks:
                 total += self._chunk_operator(l, start, stop, f2)
         return total
 
@@ -515,16 +603,22 @@ class UnitWiseApproximation(Approximation):
         """Contribution of units ``start:stop`` of layer ``l`` to ``Theta_G(X2, X)``."""
         n, c = self.n_samples, self.n_outputs
         kind, fac, s2 = self._chunk_system(l, start, stop)
-        if kind == "closed":
-            # term_i = E2 Kz21 M Kt^{-1} E^{+T}... = sum_i delta2[a,c,i] X_i[n,a] Delta[n,d,i]/s2[n,i]
+        if kind in ("closed", "reduced"):
+            # closed: term_i = E2 Kz21_S Kz_SS^{-1} E^{+T}, E^+ row n = delta_i[n]^T / s_n^2;
+            # reduced: term_i = E2 Kz21 D (D Kz D + sigma_i I)^{-1} U^T, U^T row n = delta_i[n]^T / s_n;
+            # either way sum_i delta2[a,c,i] X_i[a,n] Dw[n,d,i] with X_i = Xs_i^T
             f2 = self.factors if f2 is None else f2
             n2 = f2.n_samples
-            active = s2 > 0
+            if kind == "closed":
+                active, weight, norm = s2 > 0, (s2 > 0).T, s2
+            else:
+                weight = s2                                                               # s, (k, N)
+                active, norm = (weight > 0).T, weight.T
             Kz12 = self.factors.Z[l - 1] @ f2.Z[l - 1].T                                 # (N, N2)
-            rhs = active.T[:, :, None] * Kz12[None]                                        # (k, N, N2)
+            rhs = weight[:, :, None] * Kz12[None]                                          # (k, N, N2)
             Xs = scipy.linalg.cho_solve((fac, True), rhs, check_finite=False)               # (k, N, N2)
             D = self.factors.Delta[l - 1][:, :, start:stop]
-            Dw = np.where(active[:, None, :], D / np.where(active, s2, 1.0)[:, None, :], 0.0)  # (N, C, k)
+            Dw = np.where(active[:, None, :], D / np.where(active, norm, 1.0)[:, None, :], 0.0)  # (N, C, k)
             tmp = Xs.transpose(2, 0, 1)[:, :, :, None] * Dw.transpose(2, 0, 1)[None]          # (N2, k, N, C)
             D2 = f2.Delta[l - 1][:, :, start:stop]                                          # (N2, C, k)
             block = np.matmul(D2, tmp.reshape(n2, stop - start, n * c))                     # (N2, C, N C)
