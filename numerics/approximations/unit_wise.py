@@ -56,7 +56,9 @@ shift and ``m = M_{l-1} + b < N`` the primal twin (push-through)
 ``x_i = (Z^T diag(delta_i^2) Z + sigma_i I)^{-1} Z^T (delta_i r)`` solves ``m x m`` systems instead; option
 ``solve_form`` (``"auto"``: the smaller flop count ``M_l (N m^2 + 2 m^3 / 3)`` vs
 ``sum_i (2 |S_i|^3 / 3 + 4 |S_i|^2)``; ``"dual"``, ``"primal"``; ``"dual_full"``: the per-unit ``N C``-sized
-systems above for every C, kept for cross-checks), recorded per layer in ``diagnostics["direction_forms"]``.
+systems above for every C, kept for cross-checks), recorded per layer in ``diagnostics["direction_forms"]``
+(also ``"svd"``: the stacked SVD at C = 1, ``"svd_full"``: the same on ``N C x r`` matrices, ``"dual_full"``:
+eigh, or the ``N C``-sized Cholesky / closed-form systems).
 
 C > 1 (and cross-entropy, whose transformed signals have ``C - 1`` rows) reduces to the same N-sized problems.
 With ``s_n = ||delta_i[n]||`` (norm over the outputs), ``D = diag(s)`` and ``U`` (``N C x |S_i|``) the orthonormal
@@ -390,6 +392,7 @@ class UnitWiseApproximation(Approximation):
                     continue
                 forms[l - 1] = "dual_full"
                 if self.methods[l - 1] == "batched_svd":
+                    forms[l - 1] = "svd" if c == 1 else "svd_full"      # stacked SVD of the N C x r E_i R
                     # J_i^+ r = V B_i^+ r = V Q S^{-1} P^T r: rows of the direction are (B_i^+ r)^T V^T
                     Y = np.empty((Delta.shape[2], self._input_svd[l][0].shape[1]))
                     for start, stop in self._chunks(l, 1):
