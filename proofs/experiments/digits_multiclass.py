@@ -275,10 +275,12 @@ def sp_ratio(C: int) -> float:
     return C / (C - 1)
 
 
-#: unit-wise runs one step: with M_0 = 64 < N = 200 its layer-1 unit blocks go through the batched SVD path
-#: (numerics.approximations.unit_wise), O(M N C r^2) per step -- 990 s for three steps at width 2048 (loaded
-#: 2-core machine), against 14-45 s for the others
-MAX_STEPS = {"unit_wise": 1}
+#: steps cap per approximation (none now).  Unit-wise was capped at one step (990 s for three steps at width 2048,
+#: measured with an earlier version on a loaded machine); its C > 1 step now solves N-sized per-unit systems on the
+#: projected residual (numerics.approximations.unit_wise, "C > 1"): ~1 s per step at width 2048 against 5 s for the
+#: N C-sized ones (solve_form="dual_full"), three steps 4.8 s (mse) / 3.8 s (cross-entropy) in all, idle machine
+#: (benchmarks/results/bench-numerics-unit-wise-C10.txt)
+MAX_STEPS: Dict[str, int] = {}
 
 
 def run_multiclass(data: MulticlassData, name: str, loss: str, width: int, seed: int, steps: int = 2,
