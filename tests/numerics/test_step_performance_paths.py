@@ -96,14 +96,32 @@ def test_unit_wise_fast_direction_matches_explicit_jacobian(widths, activation, 
 
 def test_unit_wise_primal_and_dual_agree_at_scale():
     """The switch itself: the two forms (different algebra, different systems) on the same step, relu
-    (units inactive on part of the batch, so the compression is exercised) -- and the same as before the
-    fast path existed (C = 2 still runs the full dual code, checked in test_unit_wise.py)."""
+    (units inactive on part of the batch, so the compression is exercised); C > 1 (projected residual, the
+    same N-sized systems) against ``solve_form="dual_full"`` in test_unit_wise.py and below."""
     net, X, Y = problem([20, 96, 96, 1], "relu", n=40, seed=3)
     dirs = {}
     for form in ("dual", "primal"):
         approx = get_approximation("unit_wise")(net, X, damping=1e-3, solve_form=form, chunk_units=17)
         dirs[form] = flat(approx.direction(approx.factors.outputs - Y))
     assert rel(dirs["primal"], dirs["dual"]) < RTOL
+
+
+@pytest.mark.parametrize("widths,activation,n,rho,lam,form", [
+    ([5, 24, 24, 3], "relu", 8, 1e-2, 0.0, "dual"),
+    ([5, 24, 24, 3], "relu", 8, 1e-2, 0.0, "primal"),
+    ([5, 24, 24, 10], "tanh", 8, 0.0, 0.1, "auto"),
+    ([12, 32, 32, 4], "relu", 6, 0.0, 0.0, "auto"),        # rho = 0, Z Z^T positive definite: Kz_SS^{-1} t_S
+    ([3, 16, 16, 2], "relu", 6, 0.0, 0.0, "auto"),         # rho = 0, M_0 < N: the N x r SVD on layer 1
+])
+def test_unit_wise_multi_output_direction_matches_explicit_jacobian(widths, activation, n, rho, lam, form):
+    """C > 1: each unit sees the projection t_n = delta_i[n] . r_n / s_n of the residual (module docstring of
+    numerics.approximations.unit_wise); the reference solves with the explicit N C x P_l unit Jacobian."""
+    net, X, Y = problem(widths, activation, n)
+    approx = get_approximation("unit_wise")(net, X, damping=rho, relative_damping=lam, solve_form=form)
+    r = approx.factors.outputs - Y
+    fast = approx.direction(r)
+    assert all(f.endswith("_projected") for f in approx.diagnostics["direction_forms"])
+    assert rel(flat(fast), flat(unit_wise_reference(approx, r))) < RTOL
 
 
 def test_unit_wise_dead_units_and_single_active_sample():
