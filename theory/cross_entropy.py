@@ -376,6 +376,24 @@ def kfac_deviation_first_order(logits, depth: int) -> float:
     return float(np.sqrt(np.sum(E * E)) / (alpha * np.sqrt(n * (c - 1))))
 
 
+def _finite_matrix(name: str, value, shape=None) -> np.ndarray:
+    """``value`` as a finite float 2-D array (``shape`` when given), else ``ValueError``/``TypeError``
+    naming ``name``."""
+    A = np.asarray(value)
+    if A.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {A.dtype}: expected a real (float) array")
+    A = A.astype(float)
+    if A.ndim != 2:
+        raise ValueError(f"{name} has shape {A.shape}: expected a 2-D array")
+    if shape is not None and A.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {A.shape}: expected {tuple(shape)}")
+    if not np.all(np.isfinite(A)):
+        bad = np.argwhere(~np.isfinite(A))[0]
+        raise ValueError(f"{name} has a non-finite entry {A[tuple(bad)]} at {tuple(int(i) for i in bad)}: "
+                         "expected finite values")
+    return A
+
+
 def kfac_cross_entropy_test_operator_from_grams(backward_train, backward_test, nngp_train, nngp_test) -> np.ndarray:
     """K-FAC's ``J_l(X') G_l^+ J~_l^T / N`` summed over layers, from the factor Grams (exact at finite width).
 
@@ -387,9 +405,13 @@ def kfac_cross_entropy_test_operator_from_grams(backward_train, backward_test, n
 
         J_l(X') (B~_l (x) A_l)^+ J~_l^T / N = N [Delta(X') Delta~^T (Delta~ Delta~^T)^+] o [Z(X') Z^T (Z Z^T)^+ (x) 1 1^T]
 
-    (the squared-loss K-FAC test kernel, :func:`theory.kfac_theory.kfac_test_kernel`, on the transformed factors).
-    Returns ``(N' C, N (C-1))``; times the transformed residual ``M r`` it is K-FAC's first-order logit move at
-    ``X'`` per unit learning rate.  ``ValueError`` on inconsistent shapes.
+    (the squared-loss K-FAC test kernel, :func:`theory.kfac_theory.kfac_test_kernel`, on the transformed factors),
+    each pseudo-inverse with the eigenvalue cut ``RANK_RTOL`` relative to the Gram's largest eigenvalue -- the
+    cut the finite-width K-FAC numerics use.  Returns ``(N' C, N (C-1))``; times the transformed residual
+    ``M r`` it is K-FAC's first-order logit move at ``X'`` per unit learning rate.
+
+    Raises ``ValueError`` naming the argument on inconsistent layer counts or shapes (every layer must have
+    the first layer's ``N``, ``N'``, ``C``) and on non-finite entries; ``TypeError`` on non-real arrays.
     """
     from theory.kfac_theory import factor_regression
 
@@ -397,19 +419,71 @@ def kfac_cross_entropy_test_operator_from_grams(backward_train, backward_test, n
     if not (len(backward_test) == len(nngp_train) == len(nngp_test) == L) or L == 0:
         raise ValueError("backward_train, backward_test, nngp_train, nngp_test must all have the same number "
                          f"L >= 1 of layers (got {L}, {len(backward_test)}, {len(nngp_train)}, {len(nngp_test)})")
-    n = np.asarray(nngp_train[0]).shape[0]
-    n_test = np.asarray(nngp_test[0]).shape[0]
-    rows, cols = np.asarray(backward_test[0]).shape
-    if cols % n or rows % n_test:
+    n = _finite_matrix("nngp_train[0]", nngp_train[0]).shape[0]
+    n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0]
+    rows, cols = _finite_matrix("backward_test[0]", backward_test[0]).shape
+    if cols % n or rows % n_test or cols // n < 1 or rows // n_test != cols // n + 1:
         raise ValueError(f"backward_test[0] has shape {(rows, cols)}: expected (N' C, N (C-1)) with N = {n}, "
-                         f"N' = {n_test}")
+                         f"N' = {n_test} and C >= 2")
     c, a = rows // n_test, cols // n
     out = np.zeros((rows, cols))
     for l in range(L):
-        rb = factor_regression(np.asarray(backward_test[l], float), np.asarray(backward_train[l], float))
-        rz = factor_regression(np.asarray(nngp_test[l], float), np.asarray(nngp_train[l], float))
+        Kb = _finite_matrix(f"backward_train[{l}]", backward_train[l], (n * a, n * a))
+        Kb_x = _finite_matrix(f"backward_test[{l}]", backward_test[l], (n_test * c, n * a))
+        Kz = _finite_matrix(f"nngp_train[{l}]", nngp_train[l], (n, n))
+        Kz_x = _finite_matrix(f"nngp_test[{l}]", nngp_test[l], (n_test, n))
+        rb = factor_regression(Kb_x, Kb)
+        rz = factor_regression(Kz_x, Kz)
         out += n * rb * np.kron(rz, np.ones((c, a)))
     return out
+
+
+def _ce_backward_regression(K_test: np.ndarray, K: np.ndarray, S: np.ndarray, layer: int) -> np.ndarray:
+    """``Delta(X') Delta~^T (Delta~ Delta~^T)^+`` (``(N' C, N (C-1))``) at infinite width, where
+    ``Delta~ Delta~^T = S (K (x) I_C) S^T`` and ``Delta(X') Delta~^T = (K' (x) I_C) S^T`` with
+    ``S = blockdiag(S_n)``, computed without forming that Gram: its eigenvalues scale with the smallest
+    probabilities (``S_n`` has singular values ``~ sqrt(p)``), so a relative eigenvalue cut would drop true
+    directions of saturated samples.
+
+    * ``K`` positive definite (hidden layers): ``S_n = A_n W^T`` with ``W`` an orthonormal basis of
+      ``1^perp`` (the row space of every ``S_n``) and ``A_n = S_n W`` invertible, so
+      ``(S (K (x) I) S^T)^{-1} = A^{-T} (K^{-1} (x) I) A^{-1}`` and the regression is
+      ``[K' K^{-1}]_{x'm} (S_m^+)_{ck}`` with ``S_m^+ = W A_m^{-1}``.
+    * ``K = w v v^T`` of rank one (the output layer, ``b_L = 1``): with ``F = sqrt(w) v (x) I_C`` and
+      ``T = S F`` (``N (C-1) x C``), ``(K' v / sqrt(w) (x) I) T^+`` and ``T^+ = (T^T T)^+ T^T``,
+      ``T^T T = w sum_n v_n^2 H_n`` -- a ``C x C`` pseudo-inverse on ``1^perp`` whose scale is set by the
+      unsaturated samples.
+    * anything else (a singular ``K`` of rank > 1, e.g. duplicate inputs): ``ValueError`` with the rank.
+    """
+    from theory.kfac_theory import factor_regression
+
+    n, a, c = S.shape
+    w, V = np.linalg.eigh((K + K.T) / 2)
+    top = max(float(w[-1]), 0.0)
+    if top <= 0.0:
+        raise ValueError(f"backward_train[{layer}] is zero on the training inputs: no direction to regress on")
+    if w[0] > RANK_RTOL * top:
+        R = factor_regression(K_test, K)                                   # N' x N, K well enough conditioned
+        W = np.linalg.svd(np.eye(c) - 1.0 / c)[0][:, : c - 1]              # orthonormal basis of 1^perp
+        A = S @ W                                                          # N x (C-1) x (C-1), A_n = S_n W
+        Sp = np.einsum("ck,nkj->ncj", W, np.linalg.inv(A))                 # S_n^+ = W A_n^{-1}, N x C x (C-1)
+        return np.einsum("pm,mck->pcmk", R, Sp).reshape(K_test.shape[0] * c, n * a)
+    rank = int(np.sum(w > RANK_RTOL * top))
+    if rank == 1:
+        v, lam = V[:, -1], float(w[-1])
+        if np.abs(K_test - np.outer(K_test @ v, v)).max() > 1e-8 * max(np.abs(K_test).max(), 1e-300):
+            raise ValueError(f"backward_test[{layer}] is not in the row space of the rank-one backward_train[{layer}]: "
+                             "the regression is not defined")
+        Hs = np.einsum("nkc,nkd->ncd", S, S)                               # H_n = S_n^T S_n
+        TT = lam * np.einsum("n,ncd->cd", v ** 2, Hs)
+        e, U = np.linalg.eigh((TT + TT.T) / 2)
+        keep = e > RANK_RTOL * max(float(e[-1]), 0.0)
+        TT_pinv = (U[:, keep] / e[keep]) @ U[:, keep].T
+        coef = np.einsum("cd,mkd->mck", TT_pinv, S) * v[:, None, None]     # (T^T T)^+ T^T / sqrt(w), per m
+        return np.einsum("p,mck->pcmk", K_test @ v, coef).reshape(K_test.shape[0] * c, n * a)
+    raise ValueError(f"backward_train[{layer}] has rank {rank} < N = {n} (eigenvalues {w[0]:.3g} .. {top:.3g}; "
+                     f"condition number {top / max(float(w[0]), 1e-300):.3g}): the cross-entropy K-FAC regression "
+                     "is computed stably only for a positive definite or rank-one backward kernel (duplicate inputs?)")
 
 
 def kfac_cross_entropy_test_operator(nngp_train, backward_train, nngp_test, backward_test, S) -> np.ndarray:
@@ -421,18 +495,51 @@ def kfac_cross_entropy_test_operator(nngp_train, backward_train, nngp_test, back
     At infinite width the backward signals of different output channels are independent,
     ``Delta_l[n] Delta_l[m]^T -> b_l(x_n, x_m) I_C``, so ``Delta~ Delta~^T = [b_l(x_n, x_m) S_n S_m^T]`` and
     ``Delta(x') Delta~^T = [b_l(x', x_m) S_m^T]``; the output layer has ``b_L = 1``, which makes its term the
-    ``blockdiag(H_n Hbar^+)`` of :func:`kfac_output_operator` on the training set.  Source: arXiv:2010.00879
-    Sec. 4.3 (K-FAC) with the cross-entropy Fisher of its appendix; ``../shared/paper.md`` R7.
+    ``blockdiag(H_n Hbar^+)`` of :func:`kfac_output_operator` on the training set.  The backward regression is
+    computed in factored form (:func:`_ce_backward_regression`), accurate for saturated softmax outputs
+    (probabilities down to the smallest float64) where the Gram's eigenvalues span more than ``1 / RANK_RTOL``.
+    Source: arXiv:2010.00879 Sec. 4.3 (K-FAC) with the cross-entropy Fisher of its appendix;
+    ``../shared/paper.md`` R7.
+
+    Raises ``ValueError`` naming the argument on bad shapes, non-finite entries, ``S`` rows that are not thin
+    factors of a softmax Hessian with every probability positive (``S_n 1 != 0`` or rank ``< C-1``), and on a
+    backward kernel that is neither positive definite nor of rank one.
     """
-    S = np.asarray(S, dtype=float)
-    if S.ndim != 3 or S.shape[2] != S.shape[1] + 1:
-        raise ValueError(f"S has shape {S.shape}: expected (N, C-1, C)")
+    from theory.kfac_theory import factor_regression
+
+    S = np.asarray(S)
+    if S.dtype.kind not in "biuf":
+        raise TypeError(f"S has dtype {S.dtype}: expected a real (float) array")
+    S = S.astype(float)
+    if S.ndim != 3 or S.shape[2] != S.shape[1] + 1 or S.shape[1] < 1:
+        raise ValueError(f"S has shape {S.shape}: expected (N, C-1, C) with C >= 2")
+    if not np.all(np.isfinite(S)):
+        raise ValueError("S has non-finite entries: expected finite thin factors")
     n, a, c = S.shape
-    SS = np.einsum("nac,mbc->namb", S, S)
-    b_train = [(SS * np.asarray(K, float)[:, None, :, None]).reshape(n * a, n * a) for K in backward_train]
-    b_test = [np.einsum("pm,mbc->pcmb", np.asarray(K, float), S).reshape(np.asarray(K).shape[0] * c, n * a)
-              for K in backward_test]
-    return kfac_cross_entropy_test_operator_from_grams(b_train, b_test, nngp_train, nngp_test)
+    L = len(backward_train)
+    if not (len(backward_test) == len(nngp_train) == len(nngp_test) == L) or L == 0:
+        raise ValueError("nngp_train, backward_train, nngp_test, backward_test must all have the same number "
+                         f"L >= 1 of layers (got {len(nngp_train)}, {L}, {len(nngp_test)}, {len(backward_test)})")
+    scale = np.abs(S).max()
+    if np.abs(S.sum(axis=2)).max() > 1e-8 * max(scale, 1e-300):
+        raise ValueError("S rows do not sum to 0 (S_n 1 != 0): expected thin factors of softmax Hessians "
+                         "(S_n^T S_n = diag(p_n) - p_n p_n^T)")
+    sv = np.linalg.svd(S, compute_uv=False)                      # N x (C-1)
+    if np.any(sv[:, -1] <= 0.0):
+        bad = int(np.argmin(sv[:, -1]))
+        raise ValueError(f"S[{bad}] has rank < C-1 = {a} (a probability of exactly 0): the cross-entropy Fisher "
+                         "of that sample is singular on 1^perp")
+    n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0]
+    out = np.zeros((n_test * c, n * a))
+    for l in range(L):
+        Kb = _finite_matrix(f"backward_train[{l}]", backward_train[l], (n, n))
+        Kb_x = _finite_matrix(f"backward_test[{l}]", backward_test[l], (n_test, n))
+        Kz = _finite_matrix(f"nngp_train[{l}]", nngp_train[l], (n, n))
+        Kz_x = _finite_matrix(f"nngp_test[{l}]", nngp_test[l], (n_test, n))
+        rb = _ce_backward_regression(Kb_x, Kb, S, l)
+        rz = factor_regression(Kz_x, Kz)
+        out += n * rb * np.kron(rz, np.ones((c, a)))
+    return out
 
 
 @cached_derivation
