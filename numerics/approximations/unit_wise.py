@@ -75,7 +75,8 @@ with ``sigma_i = 0`` (``Kz_SS`` positive definite), and with ``Z Z^T`` singular 
 (``(Q B)^+ = B^+ Q^T`` for orthonormal ``Q``): a stacked SVD of the ``N x r`` matrices ``diag(s) R`` instead of
 the ``N C x r`` ``E_i R`` (form ``"svd_projected"``).  The operator uses the same reduction for the damped
 (``"batched_cholesky"``) layers: ``K_i(X2, X) (K_i + sigma_i I)^{-1} = E2 Kz(X2, X) D (D Kz D + sigma_i I)^{-1}
-U^T``, one ``N x N`` Cholesky per unit instead of an ``N C x N C`` one.
+U^T``, one ``N x N`` Cholesky per unit instead of an ``N C x N C`` one, and for the SVD layers:
+``J_i(X2) J_i^+ = E2 (Z2 V) (D R)^+ U^T``.
 All per-unit work runs with one BLAS thread, the width-sized GEMMs with the caller's threads
 (:mod:`numerics.threads`).
 
@@ -333,12 +334,18 @@ class UnitWiseApproximation(Approximation):
         if method == "batched_svd":
             n, c = self.n_samples, self.n_outputs
             R, _ = self._input_svd[l]
-            d = self.factors.Delta[l - 1][:, :, start:stop].reshape(n * c, -1).T            # (k, N C)
-            B = d[:, :, None] * np.repeat(R, c, axis=0)[None]                                # (k, N C, r)
+            if c > 1 and self.solve_form != "dual_full":
+                # J_i = U diag(s) R V^T (module docstring, "C > 1"): the N x r matrices diag(s) R
+                s = np.sqrt(self._signal_norms2(l)[:, start:stop]).T                       # (k, N)
+                kind, B = "svd_reduced", s[:, :, None] * R[None]                           # (k, N, r)
+            else:
+                s = None
+                d = self.factors.Delta[l - 1][:, :, start:stop].reshape(n * c, -1).T        # (k, N C)
+                kind, B = "svd", d[:, :, None] * np.repeat(R, c, axis=0)[None]             # (k, N C, r)
             P, S, Qt = np.linalg.svd(B, full_matrices=False)
             top = S[:, :1]
             keep = (S ** 2 > self.rank_rtol * top ** 2) & (top > 0)
-            return "svd", (P, np.where(keep, 1.0 / np.where(keep, S, 1.0), 0.0), Qt), None
+            return kind, (P, np.where(keep, 1.0 / np.where(keep, S, 1.0), 0.0), Qt), s
         if method == "batched_cholesky" and self.n_outputs > 1 and self.solve_form != "dual_full":
             # K_i = U D Kz D U^T (module docstring, "C > 1"): the N x N system D Kz D + sigma_i I
             s = np.sqrt(self._signal_norms2(l)[:, start:stop]).T                           # (k, N)
@@ -581,7 +588,7 @@ class UnitWiseApproximation(Approximation):
             if self.methods[l - 1] == "closed_form_projection" and f2 is None:
                 total += self._closed_form_train_operator(l)
                 continue
-            if self.methods[l - 1] == "batched_cholesky" and c > 1 and self.solve_form != "dual_full":
+            if self.methods[l - 1] in ("batched_cholesky", "batched_svd") and c > 1 and self.solve_form != "dual_full":
                 # the reduced N x N systems: A, L (N^2 each), rhs and solution (N N2), the (N2, k, N, C) product
                 chunks = self._chunks(l, 0, per_unit=n * (2 * n + 2 * n2 + 2 * n2 * c))
             else:
@@ -606,10 +613,11 @@ class UnitWiseApproximation(Approximation):
         """Contribution of units ``start:stop`` of layer ``l`` to ``Theta_G(X2, X)``."""
         n, c = self.n_samples, self.n_outputs
         kind, fac, s2 = self._chunk_system(l, start, stop)
-        if kind in ("closed", "reduced"):
+        if kind in ("closed", "reduced", "svd_reduced"):
             # closed: term_i = E2 Kz21_S Kz_SS^{-1} E^{+T}, E^+ row n = delta_i[n]^T / s_n^2;
             # reduced: term_i = E2 Kz21 D (D Kz D + sigma_i I)^{-1} U^T, U^T row n = delta_i[n]^T / s_n;
-            # either way sum_i delta2[a,c,i] X_i[a,n] Dw[n,d,i] with X_i = Xs_i^T
+            # svd_reduced: term_i = E2 (Z2 V) (D R)^+ U^T;
+            # each is sum_i delta2[a,c,i] X_i[a,n] Dw[n,d,i] with X_i = Xs_i^T
             f2 = self.factors if f2 is None else f2
             n2 = f2.n_samples
             if kind == "closed":
@@ -617,9 +625,15 @@ class UnitWiseApproximation(Approximation):
             else:
                 weight = s2                                                               # s, (k, N)
                 active, norm = (weight > 0).T, weight.T
-            Kz12 = self.factors.Z[l - 1] @ f2.Z[l - 1].T                                 # (N, N2)
-            rhs = weight[:, :, None] * Kz12[None]                                          # (k, N, N2)
-            Xs = scipy.linalg.cho_solve((fac, True), rhs, check_finite=False)               # (k, N, N2)
+            if kind == "svd_reduced":
+                P, Sinv, Qt = fac
+                R2 = f2.Z[l - 1] @ self._input_svd[l][1]                                     # (N2, r)
+                T = np.matmul(R2[None], Qt.transpose(0, 2, 1) * Sinv[:, None, :])             # (k, N2, q)
+                Xs = np.matmul(P, T.transpose(0, 2, 1))                                        # (k, N, N2)
+            else:
+                Kz12 = self.factors.Z[l - 1] @ f2.Z[l - 1].T                             # (N, N2)
+                rhs = weight[:, :, None] * Kz12[None]                                      # (k, N, N2)
+                Xs = scipy.linalg.cho_solve((fac, True), rhs, check_finite=False)           # (k, N, N2)
             D = self.factors.Delta[l - 1][:, :, start:stop]
             Dw = np.where(active[:, None, :], D / np.where(active, norm, 1.0)[:, None, :], 0.0)  # (N, C, k)
             tmp = Xs.transpose(2, 0, 1)[:, :, :, None] * Dw.transpose(2, 0, 1)[None]          # (N2, k, N, C)

@@ -492,7 +492,7 @@ def test_projected_systems_equal_full_dual_and_dense(c, rho, lam, loss, form):
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 def test_projected_svd_path_equals_full_dual_and_dense(c, loss):
     """rho = 0 with M_0 = 3 < N = 4: layer 1 goes through the stacked SVD, of diag(s_i) R (N x r) instead of
-    E_i R (N C x r)."""
+    E_i R (N C x r), in the direction and in both operators."""
     net, X, X2, Y = projected_problem(c, 3, seed=10 + c)
     approx = UnitWiseApproximation(net, X, loss=loss)
     full = UnitWiseApproximation(net, X, loss=loss, solve_form="dual_full")
@@ -505,6 +505,10 @@ def test_projected_svd_path_equals_full_dual_and_dense(c, loss):
     assert ref["cond"] < 1e6
     assert rel(flat(fast), flat(slow)) < PROJECTED_RTOL
     assert rel(flat(fast), ref["update"]) < PROJECTED_RTOL
+    op = (lambda a, x: a.operator(x)) if loss == "mse" else (lambda a, x: a.logit_operator(x))
+    for x, key in ((None, "operator"), (X2, "test_operator")):
+        assert rel(op(approx, x), op(full, x)) < PROJECTED_RTOL, key
+        assert rel(op(approx, x), ref[key]) < PROJECTED_RTOL, key
 
 
 def test_projected_direction_at_moderate_size_with_chunks():
