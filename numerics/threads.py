@@ -40,6 +40,8 @@ import contextlib
 import sys
 from typing import List, Optional
 
+import numpy as np
+
 __all__ = ["blas_threads", "single_blas_thread", "all_blas_threads", "allowed_threads", "blas_thread_count",
            "blas_thread_info", "map_batches"]
 
@@ -98,9 +100,12 @@ class blas_threads(contextlib.ContextDecorator):
     """
 
     def __init__(self, n: Optional[int], *, small_work: bool = False):
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer))):
+            raise TypeError(f"n={n!r} ({type(n).__name__}) is not allowed: expected a positive integer number of "
+                            "BLAS threads, or None")
+        if n is not None and n < 1:
             raise ValueError(f"n={n!r} is not allowed: expected a positive integer number of BLAS threads, or None")
-        self.n = n
+        self.n = None if n is None else int(n)
         #: a region of small-matrix work (:func:`single_blas_thread`), not a caller's budget: what it
         #: replaced is what :func:`all_blas_threads` gives back
         self.small_work = bool(small_work)
@@ -142,8 +147,11 @@ def single_blas_thread() -> blas_threads:
 
 @contextlib.contextmanager
 def all_blas_threads():
-    """Inside a :func:`blas_threads` region: the counts the caller had outside the outermost region, for
-    a large GEMM; outside any region: no change.  Restores the region's count on exit."""
+    """For a large GEMM inside small-matrix work: inside a :func:`single_blas_thread` region (a
+    ``blas_threads(..., small_work=True)`` region), every BLAS library gets back the thread count it had
+    just outside the *outermost* such region (the caller's budget, e.g. a Dask worker's one thread);
+    outside every such region -- including inside a plain ``blas_threads(n)`` region, which is the
+    caller's budget -- nothing changes.  On exit the counts in effect before the call are restored."""
     if not _OUTER:
         yield
         return

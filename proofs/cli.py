@@ -6,18 +6,21 @@
     ngd-verify verify [CLAIM_ID ...] [--quick | --full] [--seed S] [--workers W | --scheduler ADDRESS] [--json PATH]
     ngd-verify report --out DIR [CLAIM_ID ...] [--pdf] [--quick | --full] [--seed S] [--workers W | --scheduler ADDRESS]
     ngd-verify falsify CLAIM_ID [--max-examples N] [--relax ASSUMPTION] [--seed S] [--max-seconds T] [--database DIR]
+                       [--shards K] [--workers W | --scheduler ADDRESS]
     ngd-verify audit [CLAIM_ID ...] --seeds N [--start S] [--quick | --full] [--workers W | --scheduler ADDRESS]
                      [--json PATH]
     ngd-verify --version | --help          (a bare ``ngd-verify`` prints the help)
 
 CLAIM_ID may be an exact id, a topic prefix (``ngd.kfac`` = ``ngd.kfac.*``) or a glob (``*.alpha``).
-``--workers W`` (W > 1) runs the claims (``audit``: each claim at each seed) as tasks on an embedded Dask
-cluster of W processes, one BLAS thread each; ``--scheduler ADDRESS`` on a running Dask cluster
-(:mod:`proofs.distributed`; both need the ``[distributed]`` extra).  The results are the serial run's.
+``--workers W`` (W > 1) runs the claims (``audit``: each claim at each seed; ``falsify``: each of ``--shards``
+independent searches) as tasks on an embedded Dask cluster of W processes, one BLAS thread each;
+``--scheduler ADDRESS`` on a running Dask cluster (:mod:`proofs.distributed`; both need the ``[distributed]``
+extra).  The results are the serial run's (``falsify``: the serial run with the same ``--shards``).
 
 Exit status:
 
-* 0 -- every verdict equals the claim's expected verdict (``falsify``: no counterexample in the budget;
+* 0 -- every verdict equals the claim's expected verdict (``falsify``: no counterexample in the budget, or an
+  inconclusive search -- every example outside the relaxed space -- said on its line;
   ``list``, ``--help``, ``--version``, a bare call);
 * 1 -- some verdict differs (``falsify``: a counterexample was found);
 * 2 -- bad usage or bad input, i.e. a :class:`UsageError` or :class:`InputError`: argument
@@ -233,10 +236,17 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
 
     def budget(p, seed: bool = True, what: str = "verify"):
         group = p.add_mutually_exclusive_group()
-        group.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                           help=f"small widths (default; `verify`: {TIMINGS['verify']} on 2 cores)")
-        group.add_argument("--full", dest="mode", action="store_const", const="full",
-                           help=f"the large-width sweeps, widths to 8192 (`verify`: {TIMINGS['verify_full']})")
+        per = {"verify": "", "report": f"; `report` {TIMINGS['report']} plus the figures",
+               "audit": "; `audit`: that times the number of seeds, divided by the workers",
+               "falsify": ""}.get(what, "")
+        if what == "falsify":   # the spaces draw small networks whatever the budget
+            quick_help = full_help = "accepted for symmetry with verify; the search space does not depend on it"
+        else:
+            quick_help = f"small widths (default; every claim: {TIMINGS['verify']} on 2 cores{per})"
+            full_help = (f"the large-width sweeps, widths to 8192 (every claim: {TIMINGS['verify_full']} on 2 "
+                         f"cores{'' if what == 'report' else per})")
+        group.add_argument("--quick", dest="mode", action="store_const", const="quick", help=quick_help)
+        group.add_argument("--full", dest="mode", action="store_const", const="full", help=full_help)
         p.set_defaults(mode="quick")
         if seed:
             p.add_argument("--seed", type=_seed, default=0, metavar="S",
@@ -284,7 +294,7 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
                           help="output directory (created with its parents; checked before the run)")
     p_report.add_argument("--pdf", action="store_true",
                           help="also compile report.pdf with pdflatex (checked for before the run)")
-    budget(p_report)
+    budget(p_report, what="report")
     execution(p_report, "the claims")
 
     p_fals = add("falsify", help="search for a counterexample with the claim's assumptions relaxed",
@@ -307,7 +317,12 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
                         help="stop searching after T seconds (default 120)")
     p_fals.add_argument("--database", metavar="DIR", default=None,
                         help="keep counterexamples in DIR (created) and replay them first next time")
-    budget(p_fals)
+    p_fals.add_argument("--shards", type=_positive_int, default=None, metavar="K",
+                        help="split the budget into K independent searches, each seeded from (claim, relaxation, "
+                             "shard): the result depends on K and --seed, not on where the shards run (default: W "
+                             "with --workers W, else 1; required with --scheduler)")
+    budget(p_fals, what="falsify")
+    execution(p_fals, "the search shards")
 
     p_audit = add("audit", help="run claims over many seeds: verdict counts and as-expected rate per claim",
                   description="Run the claims at master seeds S .. S+N-1 and print, per claim, the verdict counts, "
@@ -323,7 +338,7 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
     execution(p_audit, "each claim at each seed")
     p_audit.add_argument("--json", metavar="PATH",
                          help="also write the audit as JSON to PATH (checked before the run; '-': standard output)")
-    budget(p_audit, seed=False)  # the seeds are --start .. --start + --seeds - 1
+    budget(p_audit, seed=False, what="audit")  # the seeds are --start .. --start + --seeds - 1
     return parser
 
 
@@ -829,9 +844,21 @@ def _cmd_falsify(args, claims: ClaimSource, out: TextIO, err: TextIO) -> int:
         _database_dir(args.database)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    ex = _execution(args, claims)
+    shards = args.shards
+    if shards is None:
+        if ex.scheduler is not None:
+            raise InputError("--scheduler needs --shards K for falsify: the search is split into K independent "
+                             "searches, and the result depends on K, not on the size of the cluster")
+        shards = ex.workers
+    if shards > args.max_examples:
+        raise InputError(f"--shards {shards} is not allowed with --max-examples {args.max_examples}: every shard "
+                         "needs at least one example (K <= N)")
     cfg = _config(args, err)
-    outcome = falsify(target, cfg, max_examples=args.max_examples, relax=args.relax, max_seconds=args.max_seconds,
-                      database=args.database, others=select_claims(None, claims))
+    with _distributed_errors(ex):
+        outcome = falsify(target, cfg, max_examples=args.max_examples, relax=args.relax, max_seconds=args.max_seconds,
+                          database=args.database, others=select_claims(None, claims), shards=shards,
+                          execution=ex if ex.distributed else None)
     out.write(format_outcome(outcome) + "\n")
     relaxed = [a.name for a in target.assumptions if isinstance(a, Relaxed)]
     if relaxed and "none" in outcome.relaxations:

@@ -39,7 +39,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from proofs.claim import Claim, RunConfig
 from proofs.report import fmt
@@ -74,6 +74,10 @@ class FalsifyOutcome:
     seed: int = 0
     search: str = "hypothesis"
     found_at: Optional[int] = None   # the draw at which the first counterexample was found (before shrinking)
+    shards: int = 1                  # independent searches the budget was split into (falsify_sharded)
+    shard: Optional[int] = None      # the shard whose counterexample is reported
+    shard_draws: Optional[int] = None  # that shard's checks (found_at counts within it)
+    example: Any = field(default=None, repr=False)   # the shrunk scenario itself (for the database)
     #: the search ran but says nothing: every example fell outside the relaxed space (not an error)
     inconclusive: Optional[str] = None
 
@@ -132,15 +136,21 @@ def spaces(claims=None) -> Dict[str, Any]:
 
 def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int = 50,
             relax: Optional[Sequence[str]] = None, max_seconds: float = 120.0, database=None,
-            others=None) -> FalsifyOutcome:
+            others=None, shards: int = 1, execution=None) -> FalsifyOutcome:
     """Search for a counterexample to ``claim`` in its space (:attr:`Claim.space`): see
     :func:`falsify_hypothesis`.  ``relax``: assumption names (default: none relaxed); ``database``: a
     directory keeping counterexamples.  A claim without a space is a ``ValueError`` naming the claims
-    of ``others`` (default: the registry) that have one."""
+    of ``others`` (default: the registry) that have one.
+
+    ``shards = K > 1`` splits the budget into ``K`` independent searches (:func:`falsify_sharded`), run
+    serially or, with a distributed ``execution`` (:class:`proofs.distributed.Execution`), as Dask tasks;
+    the outcome depends on ``K`` and the seed only, never on where or in which order the shards ran."""
     if not isinstance(claim, Claim):
         raise TypeError(f"claim={claim!r} is not allowed: expected a proofs.claim.Claim")
     config = config or RunConfig()
     _check_max_examples(max_examples)
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= max_examples:
+        raise ValueError(f"shards={shards!r} is not allowed: expected an integer in 1 .. max_examples = {max_examples}")
     if claim.space is None:
         if others is None:
             from proofs.registry import load_claims
@@ -149,12 +159,118 @@ def falsify(claim: Claim, config: Optional[RunConfig] = None, max_examples: int 
         names = falsifiable(others)
         raise ValueError(f"claim {claim.id!r} has no falsify search space; claims with one: "
                          + (", ".join(names) if names else "none"))
+    if shards > 1 or (execution is not None and getattr(execution, "distributed", False)):
+        return falsify_sharded(claim, config, max_examples, relax, max_seconds, database, shards, execution)
     return falsify_hypothesis(claim.id, claim.space, config, max_examples, relax, max_seconds, database)
+
+
+def shard_budgets(max_examples: int, shards: int) -> List[int]:
+    """``max_examples`` split over ``shards`` searches as evenly as possible (the first ones get the
+    remainder).
+
+    >>> shard_budgets(50, 4)
+    [13, 13, 12, 12]
+    """
+    return [max_examples // shards + (1 if i < max_examples % shards else 0) for i in range(shards)]
+
+
+def _shard_task(ref, mode: str, seed: int, shard: int, shards: int, budget: int, relax, max_seconds: float):
+    """One shard of a sharded search, on a Dask worker (the claim resolved there by id)."""
+    from proofs.distributed import resolve_claim
+
+    claim = resolve_claim(ref)
+    return falsify_hypothesis(claim.id, claim.space, RunConfig(mode=mode, seed=seed), budget, relax, max_seconds,
+                              None, shard=(shard, shards))
+
+
+def falsify_sharded(claim: Claim, config: RunConfig, max_examples: int = 50, relax: Optional[Sequence[str]] = None,
+                    max_seconds: float = 120.0, database=None, shards: int = 1, execution=None) -> FalsifyOutcome:
+    """``shards`` independent hypothesis searches of :func:`shard_budgets` examples each, shard ``i`` seeded
+    from ``(claim, relaxation, "shard", i)`` -- the same searches whether they run in this process (no
+    ``execution``, or a serial one) or as Dask tasks (``--workers`` / ``--scheduler``).  With ``database``,
+    kept counterexamples are replayed first (in this process) and a new one is stored.
+
+    The reported counterexample is that of the earliest relaxation (in ``relax`` order) any shard found
+    one for, from the lowest shard index among those; ``draws``/``rejected`` add up over the shards,
+    ``seconds`` is the wall time.  A shard that crashed is reported like the serial search's crash."""
+    names = _relaxation_names(relax)
+    start = time.perf_counter()
+    db = _database_dir(database)
+    if db is not None:
+        replayed = _replay_only(claim.id, claim.space, config, names, db)
+        if replayed is not None:
+            replayed.seconds = time.perf_counter() - start
+            return replayed
+    budgets = shard_budgets(max_examples, shards)
+    if execution is not None and getattr(execution, "distributed", False):
+        from proofs.distributed import claim_ref, run_tasks
+
+        ref = claim_ref(claim)
+        tasks = [(f"{claim.id} falsify shard {i + 1}/{shards}",
+                  (ref, config.mode, int(config.seed), i, shards, budgets[i], list(names), max_seconds))
+                 for i in range(shards)]
+        parts = [_rehydrate(o) for o in run_tasks(execution, _shard_task, tasks)]
+    else:
+        parts = [falsify_hypothesis(claim.id, claim.space, config, budgets[i], list(names), max_seconds, None,
+                                    shard=(i, shards)) for i in range(shards)]
+    merged = FalsifyOutcome(claim.id, sum(o.draws for o in parts), 0.0, relaxations=names,
+                            max_examples=max_examples, seed=int(config.seed), shards=shards)
+    merged.rejected = sum(o.rejected for o in parts)
+    merged.rejected_reason = next((o.rejected_reason for o in parts if o.rejected_reason), "")
+    merged.stopped_by_time = any(o.stopped_by_time for o in parts)
+    crashed = [o for o in parts if o.error is not None]
+    found = [(names.index(o.counterexample.relaxation) if o.counterexample.relaxation in names else len(names), i, o)
+             for i, o in enumerate(parts) if o.counterexample is not None]
+    if crashed and not found:
+        merged.error = crashed[0].error
+    elif found:
+        _, index, best = min(found, key=lambda t: (t[0], t[1]))
+        merged.counterexample = best.counterexample
+        merged.found_at = best.found_at
+        merged.shard = index
+        merged.shard_draws = best.draws
+        if db is not None and best.example is not None:
+            _store(db, claim.id, best.counterexample.relaxation, best.example)
+    elif parts and all(o.inconclusive is not None for o in parts):
+        merged.inconclusive = parts[0].inconclusive.replace(f"{parts[0].draws} examples",
+                                                            f"{merged.draws} examples (all shards)")
+    merged.seconds = time.perf_counter() - start
+    return merged
+
+
+def _replay_only(claim_id: str, space, config: RunConfig, names: List[str], db) -> Optional[FalsifyOutcome]:
+    """The outcome of replaying the kept counterexamples of every relaxation (no search), ``None`` when
+    none of them is still a counterexample."""
+    with _private_hypothesis_storage():
+        out = _falsify_hypothesis(claim_id, space, config, 1, names, float("inf"), db, search=False)
+    return out if out.counterexample is not None else None
+
+
+def _relaxation_names(relax) -> List[str]:
+    if isinstance(relax, str) or hasattr(relax, "name"):
+        relax = [relax]
+    return [getattr(r, "name", r) for r in relax] if relax else ["none"]
+
+
+def _rehydrate(outcome: FalsifyOutcome) -> FalsifyOutcome:
+    """An outcome computed in another process: its assumptions are copies; put back this process's
+    catalogue objects (by name) so identity checks (``Flag.violates``) keep working."""
+    from theory.assumptions import CATALOGUE, Flag
+
+    def same(a):
+        return CATALOGUE.get(getattr(a, "name", None), a) if a is not None else None
+
+    ex = outcome.counterexample
+    if ex is not None:
+        ex.relaxed_assumption = same(ex.relaxed_assumption)
+        ex.flags = [Flag(f.code, f.message, same(f.assumption), tuple(same(a) for a in f.causes))
+                    if isinstance(f, Flag) else f for f in ex.flags]
+    return outcome
 
 
 def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: int = 50,
                        relax: Optional[Sequence[str]] = None, max_seconds: float = 120.0,
-                       database=None) -> FalsifyOutcome:
+                       database=None, shard: Optional[Tuple[int, int]] = None) -> FalsifyOutcome:
     """Hypothesis search over ``space`` (an :class:`~proofs.assumption_spaces.AssumptionSpace`)
     with each relaxation in ``relax`` in turn (default ``["none"]``); stops at the first
     relaxation with a counterexample, shrunk to a minimal one.
@@ -162,10 +278,12 @@ def falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: in
     Deterministic for a given ``config.seed`` (and empty database).  ``max_seconds`` bounds the
     search and the shrinking: past it, examples not yet evaluated count as passing, evaluated ones
     keep their cached verdict (so the minimal example found so far is still reported).
+    ``shard = (i, K)`` with ``K > 1`` seeds the search from ``(claim, relaxation, "shard", i)`` instead
+    (one of :func:`falsify_sharded`'s independent searches).
     """
     _check_max_examples(max_examples)
     with _private_hypothesis_storage():
-        return _falsify_hypothesis(claim_id, space, config, max_examples, relax, max_seconds, database)
+        return _falsify_hypothesis(claim_id, space, config, max_examples, relax, max_seconds, database, shard)
 
 
 @contextmanager
@@ -192,7 +310,8 @@ def _private_hypothesis_storage():
 
 
 def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: int,
-                        relax: Optional[Sequence[str]], max_seconds: float, database) -> FalsifyOutcome:
+                        relax: Optional[Sequence[str]], max_seconds: float, database,
+                        shard: Optional[Tuple[int, int]] = None, search: bool = True) -> FalsifyOutcome:
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample, Unsatisfiable
 
@@ -250,11 +369,15 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
                                              False, _with_data(result.summary(), replayed),
                                              None if name == "none" else name, list(result.flags),
                                              getattr(space, "relaxed_assumptions", {}).get(name))
+            outcome.example = replayed
             break
+        if not search:   # replay only (falsify_sharded's first pass)
+            continue
         options = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
                            suppress_health_check=list(HealthCheck), print_blob=False,
                            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
-        rng = random.Random(config.sub_seed("falsify", claim_id, name))
+        keys = ("falsify", claim_id, name) + (("shard", shard[0]) if shard is not None and shard[1] > 1 else ())
+        rng = random.Random(config.sub_seed(*keys))
         try:
             found = find(strategies[name], is_counterexample, settings=options, random=rng,
                          database_key=f"ngd-verify falsify {claim_id} relax={name}".encode())
@@ -273,6 +396,7 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
             outcome.error = (f"the check raised {result.numbers['crash']} on (minimal example) {_describe(found)}")
             break
         _store(db, claim_id, name, found)
+        outcome.example = found
         outcome.counterexample = Example(outcome.draws, name, _describe(found), False,
                                          _with_data(result.summary(), found), None if name == "none" else name,
                                          list(result.flags), getattr(space, "relaxed_assumptions", {}).get(name))
@@ -390,7 +514,9 @@ def _examples(n: int) -> str:
 
 def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     relaxing = ", ".join(outcome.relaxations)
-    head = f"falsify {outcome.claim_id} (relaxing: {relaxing}; hypothesis search, seed {outcome.seed})"
+    search = ("hypothesis search" if outcome.shards == 1 else
+              f"{outcome.shards} independent hypothesis searches of {'/'.join(map(str, sorted(set(shard_budgets(outcome.max_examples, outcome.shards)), reverse=True)))} examples")
+    head = f"falsify {outcome.claim_id} (relaxing: {relaxing}; {search}, seed {outcome.seed})"
     budget = " (time budget reached)" if outcome.stopped_by_time else ""
     rejected = (f"; {outcome.rejected} example(s) rejected because the verifier flagged an assumption, e.g. "
                 f"{outcome.rejected_reason[:200]}" if outcome.rejected else "")
@@ -405,11 +531,13 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     numbers = dict(ex.numbers)
     flagged = numbers.pop("flagged", "")
     data = numbers.pop("data", None)
-    if outcome.found_at is not None and outcome.draws > outcome.found_at:
-        when = (f"found at example {outcome.found_at}, shrunk in {outcome.draws - outcome.found_at} more "
-                f"check{'s' if outcome.draws - outcome.found_at != 1 else ''}")
+    own = outcome.draws if outcome.shard_draws is None else outcome.shard_draws
+    where = "" if outcome.shard is None else f" of shard {outcome.shard + 1}"
+    if outcome.found_at is not None and own > outcome.found_at:
+        when = (f"found at example {outcome.found_at}{where}, shrunk in {own - outcome.found_at} more "
+                f"check{'s' if own - outcome.found_at != 1 else ''}")
     elif outcome.found_at is not None:
-        when = f"found at example {outcome.found_at}"
+        when = f"found at example {outcome.found_at}{where}"
     else:
         when = f"after {_examples(outcome.draws)}"
     lines = [f"{head}: minimal counterexample (shrunk), {when}, {outcome.seconds:.1f} s{budget}",

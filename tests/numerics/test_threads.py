@@ -69,9 +69,14 @@ def test_blas_threads_as_decorator_and_bad_counts():
         return blas_thread_count()
 
     assert inside() == 1
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="positive integer"):
+    for bad in (0, -1, np.int64(0)):
+        with pytest.raises(ValueError, match="n=.* is not allowed: expected a positive integer"):
             blas_threads(bad)
+    for bad in (1.5, True, np.bool_(True), "2"):
+        with pytest.raises(TypeError, match=r"n=.* \((float|bool|bool_|str)\) is not allowed: expected a positive integer"):
+            blas_threads(bad)
+    with blas_threads(np.int64(1)) as region:          # numpy integers (e.g. from a config array) are accepted
+        assert region.n == 1 and type(region.n) is int and blas_thread_count() == 1
 
 
 def test_map_batches_keeps_order_and_runs_serially_with_one_thread():

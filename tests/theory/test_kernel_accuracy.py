@@ -263,8 +263,9 @@ def test_mutation_naive_one_minus_rho_squared_fails(monkeypatch):
     assert rel(dual_kernel("relu").derivative(*q), ref) > 10 * TOL          # measured 3e-11
 
 
-def test_mutation_raw_gelu_form_fails(monkeypatch):
-    form = D.closed_form("gelu")
+def _install_raw_closed_form(monkeypatch, activation):
+    """Mutation: evaluate ``activation``'s SymPy closed form as printed (no stable rewriting)."""
+    form = D.closed_form(activation)
     raw_v = sp.lambdify((q11, q12, q22), form.value, modules=D._NUMPY_MODULES)
     raw_d = sp.lambdify((q11, q12, q22), form.derivative, modules=D._NUMPY_MODULES)
 
@@ -272,21 +273,17 @@ def test_mutation_raw_gelu_form_fails(monkeypatch):
         with np.errstate(all="ignore"):
             return (raw_v(a, c, b) if want[0] else None, raw_d(a, c, b) if want[1] else None, None)
 
-    monkeypatch.setitem(D._NUMERIC_FAMILIES, "gelu", raw)
+    monkeypatch.setitem(D._NUMERIC_FAMILIES, activation, raw)
+
+
+def test_mutation_raw_gelu_form_fails(monkeypatch):
+    _install_raw_closed_form(monkeypatch, "gelu")
     d = dual_kernel("gelu").derivative(1e12, 1e12, 1e12)
     assert not (rel(d, mp_reference("gelu", "derivative", 1e12, 1e12, 1e12)) < TOL)   # the issue's -1.987
 
 
 def test_mutation_raw_sin_form_fails(monkeypatch):
-    form = D.closed_form("sin")
-    raw_v = sp.lambdify((q11, q12, q22), form.value, modules=D._NUMPY_MODULES)
-    raw_d = sp.lambdify((q11, q12, q22), form.derivative, modules=D._NUMPY_MODULES)
-
-    def raw(params, a, c, b, geo, want):
-        with np.errstate(all="ignore"):
-            return (raw_v(a, c, b) if want[0] else None, raw_d(a, c, b) if want[1] else None, None)
-
-    monkeypatch.setitem(D._NUMERIC_FAMILIES, "sin", raw)
+    _install_raw_closed_form(monkeypatch, "sin")
     with pytest.raises(ValueError, match="not finite"):
         analytic_kernels(np.full((1, 4), 30.0), depth=2, activation="sin", sigma_w2=1.0)
 
