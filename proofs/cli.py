@@ -708,6 +708,13 @@ def _execution(args, claims: ClaimSource):
     scheduler = getattr(args, "scheduler", None)
     if scheduler is not None and not scheduler.strip():
         raise InputError(f"--scheduler {scheduler!r} is empty: expected an address such as tcp://127.0.0.1:8786")
+    if scheduler is not None:
+        import re
+
+        port = re.search(r":(\d+)/?$", scheduler.strip())
+        if port is not None and not 1 <= int(port.group(1)) <= 65535:
+            raise InputError(f"--scheduler {scheduler!r}: port {int(port.group(1))} is not allowed: expected a TCP "
+                             "port in 1 .. 65535, e.g. tcp://127.0.0.1:8786")
     ex = Execution(workers=getattr(args, "workers", 1), scheduler=scheduler)
     if ex.distributed:
         if claims is not None:

@@ -84,3 +84,10 @@ def test_database_is_replayed_before_the_shards(tmp_path):
     assert code == 1 and any(db.iterdir())
     code, again, _ = run(argv)
     assert code == 1 and "[replayed from the database]" in again
+
+
+@pytest.mark.parametrize("address, port", [("tcp://127.0.0.1:99999", 99999), ("tcp://127.0.0.1:0", 0)])
+def test_scheduler_port_out_of_range_is_named(address, port):
+    """A port outside 1..65535 used to wrap around modulo 2^16 and read "Connection refused"."""
+    code, _, err = run(["verify", "sanity.pinv_product_rule", "--scheduler", address])
+    assert code == 2 and f"port {port} is not allowed: expected a TCP port in 1 .. 65535" in err, err
