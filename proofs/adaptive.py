@@ -18,6 +18,14 @@ its network from them, e.g. ``cfg.sub_seed(claim, width, replicate)``), never of
 which they are taken: a run that stops after more or fewer looks, or runs the points in parallel,
 gives the same numbers at the points it shares.
 
+In a distributed run (``--workers`` / ``--scheduler``) the points of each round (the first sweep, one
+doubling of the initialisations, one wider net) are Dask tasks: when a
+:class:`proofs.distributed.PointExecutor` is active, :func:`adaptive_sweep` submits the round, lets the
+``progress`` wrapper count the points as they complete, and records them in point order, so the
+verdicts and numbers are the serial ones.  ``spent["execution"]`` then says how many points ran as
+tasks (``point_tasks``) and how many rounds ran here because ``measure`` could not be pickled
+(``serial_rounds``).  Serially (no executor) the points are measured here one after the other.
+
 >>> import numpy as np
 >>> def measure(width, rep):                     # error ~ M^-1/2 with a seeded 20 % fluctuation
 ...     rng = np.random.default_rng([width, rep])
@@ -134,17 +142,37 @@ def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Seq
     records: Dict[Tuple[int, int], Mapping[str, Any]] = {}
     start = time.perf_counter()
     wrap = progress or (lambda it, desc: it)
+    from proofs.distributed import active_point_executor  # no Dask import: that happens only in a distributed run
+
+    executor = active_point_executor()  # None in a serial run
+    ran = {"point_tasks": 0, "serial_rounds": 0}
+
+    def keep(w, r, rec):
+        if not isinstance(rec, Mapping):
+            raise TypeError(f"measure({w}, {r}) returned {type(rec).__name__}, expected a mapping")
+        missing = [s.field for s in specs if s.field not in rec]
+        if missing:
+            raise ValueError(f"measure({w}, {r}) returned no value for {missing}; it returned keys {sorted(rec)}")
+        records[(w, r)] = dict(rec)
 
     def take(points, desc):
-        for w, r in wrap(list(points), desc):
-            if (w, r) not in records:
-                rec = measure(w, r)
-                if not isinstance(rec, Mapping):
-                    raise TypeError(f"measure({w}, {r}) returned {type(rec).__name__}, expected a mapping")
-                missing = [s.field for s in specs if s.field not in rec]
-                if missing:
-                    raise ValueError(f"measure({w}, {r}) returned no value for {missing}; it returned keys {sorted(rec)}")
-                records[(w, r)] = dict(rec)
+        points = list(points)
+        todo = [p for p in dict.fromkeys(points) if p not in records]
+        tasks = executor.map(measure, todo) if executor is not None and todo else None
+        if tasks is None:  # serial: one point after the other, here
+            ran["serial_rounds"] += executor is not None and bool(todo)
+            for w, r in wrap(points, desc):
+                if (w, r) not in records:
+                    keep(w, r, measure(w, r))
+            return
+        # the round's points as Dask tasks (proofs.distributed): the progress wrapper sees them in
+        # completion order; they are checked and recorded in point order, as a serial run does
+        got = {}
+        ran["point_tasks"] += len(tasks)
+        for i, rec in wrap(tasks, desc):
+            got[i] = rec
+        for i, (w, r) in enumerate(todo):
+            keep(w, r, got[i])
 
     def judge(current, reps):
         errors = {s.name: {w: [float(records[(w, r)][s.field]) for r in range(reps[w])] for w in current}
@@ -183,6 +211,8 @@ def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Seq
              "history": history, "level": level,
              "budget": {"repeats": budget.repeats, "max_repeats": budget.max_repeats,
                         "extra_widths": list(budget.extra_widths)}}
+    if executor is not None:  # where the points ran (distributed runs only; a serial run's record is unchanged)
+        spent["execution"] = dict(ran)
     for p in parts:
         p.numbers["spent"] = {k: spent[k] for k in ("looks", "max_looks", "networks", "widths")}
     return AdaptiveSweep(parts, current, errors, records, spent)

@@ -18,6 +18,35 @@ callback sees them as they complete (:func:`distributed.as_completed`).
   raises is retried :data:`RETRIES` time(s) (``retries=``).  A task that still fails stops the run:
   the remaining tasks are cancelled and :class:`TaskFailed` names the task (claim id, seed) and the cause.
 
+**Sweep points as tasks.**  The ``(width, initialisation)`` points of a width sweep
+(:func:`proofs.adaptive.adaptive_sweep`, hence :func:`proofs.evidence.training_sweep` and
+:func:`proofs.evidence.isotropy_sweep`) are tasks too, whenever a :class:`PointExecutor` is active in
+the running context (a :class:`contextvars.ContextVar`, :func:`active_point_executor`):
+
+* in a claim task on a worker (every task :func:`run_tasks` starts), the points of each round of a
+  sweep are submitted from the task through the worker's client ("tasks launching tasks"): the task
+  submits the round, then *secedes* from the worker's thread pool while it waits (so its slot runs
+  points, here or elsewhere: no deadlock however many claims wait at once), and *rejoins* when the
+  round is in -- :func:`distributed.worker_client` does the same, but secedes *before* the points are
+  submitted, which lets a queued claim take the freed slot first.  Point tasks have priority
+  :data:`POINT_PRIORITY` over claim tasks, so a freed slot goes to the points of a running claim,
+  not to the next claim (which would hold a second claim's memory on the worker and delay the
+  rejoin).  A point task itself runs its point serially (no tasks from tasks from tasks);
+* in the main process, ``with point_executor(client, task)`` submits points to ``client``;
+  :func:`run_claims_on` does this for a run of ONE claim (``ngd-verify verify CLAIM --workers 2``): the
+  claim runs in this process (as in a serial run, with the progress line when one is open) and only
+  its sweep points are tasks;
+* with no executor (a serial run) nothing changes and nothing of Dask is imported.
+
+Each point task runs ``measure(width, rep)`` with one BLAS thread; every point is seeded from its
+coordinates (the measure closures use ``cfg.sub_seed(claim key, width, rep)``), results are put back
+in point order, so a sweep gives the serial numbers.  A measure whose pickle exceeds
+:data:`SCATTER_BYTES` (captured arrays) is scattered once per round and the tasks take its future; one
+that cannot be pickled runs its round serially where the sweep runs.  A point that fails for good
+raises :class:`PointFailed` naming the task (claim id, seed) and the point (width, rep); inside a
+claim, :meth:`proofs.claim.Claim.run` turns it into an ``inconclusive`` verdict whose notes carry that
+name (as it does for any exception of a check; a serial run says the same without the point).
+
 Dask is imported only here, and only when a distributed run is asked for: the serial path needs none of
 it.  Without it, :func:`require_distributed` raises :class:`DistributedUnavailable` with the install line.
 
@@ -31,19 +60,26 @@ it.  Without it, :func:`require_distributed` raises :class:`DistributedUnavailab
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["Execution", "DistributedUnavailable", "SchedulerUnavailable", "TaskFailed", "require_distributed",
-           "run_tasks", "run_claims_on", "json_differences", "claim_ref", "resolve_claim", "missing_message", "RETRIES", "CONNECT_TIMEOUT", "BLAS_ENV"]
+__all__ = ["Execution", "DistributedUnavailable", "SchedulerUnavailable", "TaskFailed", "PointFailed",
+           "require_distributed", "run_tasks", "run_claims_on", "json_differences", "claim_ref", "resolve_claim",
+           "missing_message", "PointExecutor", "PointRound", "point_executor", "active_point_executor", "RETRIES",
+           "CONNECT_TIMEOUT", "BLAS_ENV", "POINT_PRIORITY", "SCATTER_BYTES"]
 
 #: retries of a task that raised (a lost worker is rescheduled by the scheduler on its own account)
 RETRIES = 1
 #: seconds to reach a ``--scheduler`` and to see its first worker
 CONNECT_TIMEOUT = 10.0
+#: Dask priority of a sweep-point task (claim tasks have 0; higher runs first)
+POINT_PRIORITY = 10
+#: a measure closure whose pickle is larger (bytes) is scattered once per round instead of shipped per task
+SCATTER_BYTES = 1 << 20
 #: set in each local worker process before numpy loads: one BLAS/OpenMP thread per worker
 BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "BLIS_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
@@ -66,6 +102,21 @@ class TaskFailed(RuntimeError):
         what = f"{type(cause).__name__}: {' '.join(str(cause).split())}"[:400]
         super().__init__(f"task {task} failed: {what}; the run was stopped "
                          f"({done} of {total} tasks had finished; their results were discarded)")
+
+
+class PointFailed(TaskFailed):
+    """A sweep point failed for good: ``task`` names the claim task it belongs to (``"<claim id> at seed
+    <seed>"``, or what :func:`point_executor` was given), ``width`` and ``rep`` the point, ``cause`` the
+    exception (raised ``from`` it).  The rest of the round was cancelled."""
+
+    def __init__(self, task: str, width: int, rep: int, cause: BaseException, done: int = 0, total: int = 0):
+        self.width, self.rep = int(width), int(rep)
+        point = f"sweep point (width {self.width}, rep {self.rep})"
+        self.point = f"{point} of {task}" if task else point
+        RuntimeError.__init__(self, f"{self.point} failed: {_cause(cause)}; the sweep was stopped "
+                                    f"({done} of {total} points of its round had finished)")
+        self.task = task
+        self.cause = cause
 
 
 def missing_message(option: str) -> str:
@@ -135,6 +186,27 @@ def _one_blas_thread(fn: Callable, *args):
         return fn(*args)
     with threadpool_limits(1):
         return fn(*args)
+
+
+def _run_task(label: str, fn: Callable, *args):
+    """Worker entry point of every task of :func:`run_tasks`: ``fn(*args)`` with one BLAS thread, the
+    sweeps inside submitting their points as tasks from this task (a nested :class:`PointExecutor`
+    named ``label``, e.g. ``"ngd.exact.one_step at seed 3"``)."""
+    token = _POINTS.set(PointExecutor(task=label, nested=True))
+    try:
+        return _one_blas_thread(fn, *args)
+    finally:
+        _POINTS.reset(token)
+
+
+def _run_point(measure: Callable, width: int, rep: int):
+    """Worker entry point of a sweep point: ``measure(width, rep)`` with one BLAS thread, serially (a
+    sweep inside a point does not launch tasks of its own)."""
+    token = _POINTS.set(None)
+    try:
+        return _one_blas_thread(measure, width, rep)
+    finally:
+        _POINTS.reset(token)
 
 
 # ----------------------------------------------------------------------------- client side
@@ -227,7 +299,8 @@ def _client(execution: Execution) -> Iterator[Any]:
 def run_tasks(execution: Execution, fn: Callable, tasks: Sequence[Tuple[str, tuple]],
               on_result: Optional[Callable[[int, Any], None]] = None) -> List[Any]:
     """Run ``fn(*args)`` for every ``(label, args)`` of ``tasks`` on the cluster of ``execution`` (one
-    BLAS thread per task); return the results in the order of ``tasks``.  ``on_result(index, result)``
+    BLAS thread per task; the sweeps inside a task submit their points as tasks, :func:`_run_task`);
+    return the results in the order of ``tasks``.  ``on_result(index, result)``
     is called as each task completes (completion order).  A failed task cancels the rest and raises
     :class:`TaskFailed` naming its label.  Peak memory per worker is put in ``execution.record``."""
     tasks = list(tasks)
@@ -238,7 +311,7 @@ def run_tasks(execution: Execution, fn: Callable, tasks: Sequence[Tuple[str, tup
         from distributed import as_completed
 
         token = uuid.uuid4().hex[:8]
-        futures = [client.submit(_one_blas_thread, fn, *args, key=f"ngd-{token}-{i}-{label}", pure=False,
+        futures = [client.submit(_run_task, label, fn, *args, key=f"ngd-{token}-{i}-{label}", pure=False,
                                  retries=RETRIES) for i, (label, args) in enumerate(tasks)]
         index = {f.key: i for i, f in enumerate(futures)}
         done = 0
@@ -258,13 +331,18 @@ def run_tasks(execution: Execution, fn: Callable, tasks: Sequence[Tuple[str, tup
         except BaseException:
             client.cancel(futures)
             raise
-        try:
-            peaks = client.run(_peak_rss_mb)
-            execution.record["peak_rss_mb_per_worker"] = {str(k): v for k, v in sorted(peaks.items())}
-            execution.record.setdefault("workers", len(peaks))
-        except Exception:  # noqa: BLE001 -- a record, not a result: never fail the run for it
-            pass
+        _record_peaks(execution, client)
     return results
+
+
+def _record_peaks(execution: Execution, client) -> None:
+    """Peak memory per worker into ``execution.record`` (never fails the run: a record, not a result)."""
+    try:
+        peaks = client.run(_peak_rss_mb)
+        execution.record["peak_rss_mb_per_worker"] = {str(k): v for k, v in sorted(peaks.items())}
+        execution.record.setdefault("workers", len(peaks))
+    except Exception:  # noqa: BLE001
+        pass
 
 
 # ----------------------------------------------------------------------------- claims as tasks
@@ -293,10 +371,181 @@ def run_claim(ref, mode: str, seed: int):
 
 
 def run_claims_on(execution: Execution, claims: Sequence, mode: str, seed: int,
-                  on_result: Optional[Callable[[int, Any], None]] = None) -> List[Any]:
-    """The ClaimResult of every claim in ``claims`` (in their order), one task per claim."""
+                  on_result: Optional[Callable[[int, Any], None]] = None, cfg=None) -> List[Any]:
+    """The ClaimResult of every claim in ``claims`` (in their order), one task per claim (the sweep
+    points inside each claim are tasks too, launched from the claim's task).
+
+    ONE claim runs in this process instead, as in a serial run, with only its sweep points as tasks
+    (:func:`point_executor`): nothing else would keep the second worker busy, the claim's own work
+    keeps the process's BLAS threads, and its sweeps report each point on the progress line.  ``cfg``
+    (a :class:`proofs.claim.RunConfig`) is the run configuration for that case; by default mode and
+    seed with progress on when a :func:`proofs.progress.status_line` is open in this process (it is
+    only opened when the caller's configuration asks for progress)."""
+    claims = list(claims)
+    if len(claims) == 1:
+        return [_run_claim_here(execution, claims[0], mode, seed, on_result, cfg)]
     tasks = [(f"{c.id} at seed {seed}", (claim_ref(c), mode, int(seed))) for c in claims]
     return run_tasks(execution, run_claim, tasks, on_result)
+
+
+def _run_claim_here(execution: Execution, claim, mode: str, seed: int,
+                    on_result: Optional[Callable[[int, Any], None]], cfg) -> Any:
+    """One claim in this process with its sweep points as tasks on the cluster of ``execution``."""
+    from proofs.claim import RunConfig
+    from proofs import progress as _progress
+
+    if cfg is None:
+        cfg = RunConfig(mode=mode, seed=int(seed), progress=bool(_progress._LINES))
+    if cfg.progress and _progress._LINES:  # the line names the claim running, as in a serial run
+        _progress._LINES[-1].item(claim.id)
+    with _client(execution) as client:
+        with point_executor(client, f"{claim.id} at seed {int(seed)}"):
+            result = claim.run(cfg)
+        _record_peaks(execution, client)
+    if on_result is not None:
+        on_result(0, result)
+    return result
+
+
+# ----------------------------------------------------------------------------- sweep points as tasks
+_POINTS: "contextvars.ContextVar[Optional[PointExecutor]]" = contextvars.ContextVar("ngd_point_executor",
+                                                                                     default=None)
+
+
+def active_point_executor() -> Optional["PointExecutor"]:
+    """The :class:`PointExecutor` of the running context, ``None`` in a serial run (and in a point)."""
+    return _POINTS.get()
+
+
+@contextlib.contextmanager
+def point_executor(client, task: str = "") -> Iterator["PointExecutor"]:
+    """While the block runs, the sweeps of this context submit their points to ``client`` (a
+    :class:`distributed.Client`), as tasks named after ``task`` (e.g. ``"ngd.exact.one_step at seed
+    3"``; it names a failed point).  Results are the serial ones (module docstring).
+
+    >>> with point_executor(client, "my sweep"):                # doctest: +SKIP
+    ...     run = adaptive_sweep(measure, widths, specs, budget)  # its points run on the cluster
+    """
+    executor = PointExecutor(client=client, task=task)
+    token = _POINTS.set(executor)
+    try:
+        yield executor
+    finally:
+        _POINTS.reset(token)
+
+
+class PointExecutor:
+    """Runs the points of a sweep round as Dask tasks: on ``client`` (main process), or, with
+    ``nested=True`` inside a task on a worker, on the worker's own client while the task is seceded
+    (module docstring).  ``task`` names the points' claim task in errors and task keys.
+
+    ``points_submitted`` counts the points run as tasks; ``rounds_serial`` the rounds that ran
+    serially because their measure could not be pickled."""
+
+    def __init__(self, client=None, task: str = "", nested: bool = False):
+        if client is None and not nested:
+            raise ValueError("a PointExecutor needs a client, or nested=True inside a Dask task")
+        self.client = client
+        self.task = str(task)
+        self.nested = bool(nested)
+        self.points_submitted = 0
+        self.rounds_serial = 0
+
+    def map(self, measure: Callable[[int, int], Any], points: Sequence[Tuple[int, int]]) -> Optional["PointRound"]:
+        """A :class:`PointRound` of ``measure(width, rep)`` at ``points`` (nothing runs until it is
+        iterated), or ``None`` when the round must run serially where the caller is (``measure`` cannot
+        be pickled, or a nested executor finds no worker around it)."""
+        points = [(int(w), int(r)) for w, r in points]
+        try:
+            import cloudpickle
+
+            size = len(cloudpickle.dumps(measure))
+        except Exception:  # noqa: BLE001 -- unpicklable closure (a lock, a generator, ...): run it here
+            self.rounds_serial += 1
+            return None
+        if self.nested:
+            try:
+                from distributed import get_worker
+
+                get_worker()
+            except (ImportError, ValueError):
+                self.rounds_serial += 1
+                return None
+        return PointRound(self, measure, points, scatter=size > SCATTER_BYTES)
+
+    def _client(self):
+        if not self.nested:
+            return self.client
+        from distributed import get_client
+
+        return get_client()
+
+
+class PointRound:
+    """The points of one sweep round as tasks.  ``len()`` is the number of points; iterating submits
+    them (all at once, priority :data:`POINT_PRIORITY`, :data:`RETRIES` retries) and yields ``(index,
+    result)`` in COMPLETION order (the caller puts them back in point order), so a progress wrapper
+    around it moves as points finish.  A point that fails for good cancels the rest of the round and
+    raises :class:`PointFailed`; so does leaving the iteration early (the rest is cancelled)."""
+
+    def __init__(self, executor: PointExecutor, measure: Callable, points: List[Tuple[int, int]],
+                 scatter: bool = False):
+        self.executor, self.measure, self.points, self.scatter = executor, measure, points, scatter
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self) -> Iterator[Tuple[int, Any]]:
+        if not self.points:
+            return
+        from distributed import as_completed
+
+        ex = self.executor
+        client = ex._client()
+        fn = client.scatter(self.measure, hash=False) if self.scatter else self.measure
+        token = uuid.uuid4().hex[:8]
+        where = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in ex.task)[:80]
+        futures = [client.submit(_run_point, fn, w, r, key=f"ngd-point-{token}-{where}-w{w}-r{r}", pure=False,
+                                 retries=RETRIES, priority=POINT_PRIORITY) for w, r in self.points]
+        ex.points_submitted += len(futures)
+        index = {f.key: i for i, f in enumerate(futures)}
+        seceded = ex.nested and _secede()
+        done = 0
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                i = index[future.key]
+                if future.status != "finished":
+                    try:
+                        exc = future.exception()
+                    except Exception as inner:  # noqa: BLE001 -- cancelled, or the scheduler went away
+                        exc = inner
+                    w, r = self.points[i]
+                    raise PointFailed(ex.task, w, r, exc, done, len(futures)) from exc
+                result = future.result()
+                done += 1
+                yield i, result
+        finally:
+            if done < len(futures):
+                try:
+                    client.cancel(futures)
+                except Exception:  # noqa: BLE001 -- the cluster may be gone already
+                    pass
+            if seceded:
+                from distributed import rejoin
+
+                rejoin()
+
+
+def _secede() -> bool:
+    """Leave the worker's thread pool (this thread is a task waiting for its points); ``False`` when
+    this thread is not a task's (nothing to leave)."""
+    from distributed import secede
+
+    try:
+        secede()
+    except (AttributeError, KeyError, ValueError):  # not a task thread, or seceded already
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- serial == distributed

@@ -1,0 +1,189 @@
+"""Sweep points as Dask tasks (issue 14: "tasks are claims, the seeds of an audit, and the (width,
+initialisation) points of sweeps"; proofs.distributed.PointExecutor, proofs.adaptive).
+
+On a LocalCluster of 2 processes on 127.0.0.1 (one thread, one BLAS thread each, as ``--workers 2``):
+
+* (a) an adaptive sweep with a seeded synthetic measure gives the serial result exactly (every
+  sub-verdict, fit and replicate error), its progress wrapper sees every point as it completes, and a
+  measure carrying a large array (scattered once per round) gives it too;
+* (b) one real sweep claim, ``ngd-verify verify <claim> --workers 2`` (the claim in this process, its
+  points as tasks), gives the serial JSON within 1e-9 relative;
+* (c) a point that raises names its task, width and rep (:class:`proofs.distributed.PointFailed`);
+* (d) nested: sweeps inside claim tasks on the cluster submit their points as tasks from those tasks;
+  more claim tasks than worker threads, all waiting on points, complete (no deadlock) within a timeout
+  with the serial numbers.
+
+Skipped only when ``distributed`` cannot be imported (the ``[distributed]`` extra).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from proofs import cli
+from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
+from proofs.distributed import (BLAS_ENV, SCATTER_BYTES, PointFailed, _run_task, active_point_executor,
+                                json_differences, point_executor)
+
+try:
+    import distributed  # noqa: F401
+    HAVE_DISTRIBUTED = True
+except ImportError:  # pragma: no cover -- CI installs the extra
+    HAVE_DISTRIBUTED = False
+
+pytestmark = pytest.mark.skipif(not HAVE_DISTRIBUTED,
+                                reason="the [distributed] extra (dask[distributed]) is not installed")
+
+WIDTHS = [64, 128, 256, 512]
+SPECS = [SweepSpec("iso", expected_slope=-0.5), SweepSpec("flat", expected_slope=None, final_tolerance=0.5)]
+#: 4 initialisations per width, doubled to 16, then 1024: several rounds of points
+BUDGET = Budget(4, 16, (1024,))
+
+
+def synthetic(seed: int = 0, payload=None):
+    """``measure(width, rep)``: a power law times a fluctuation seeded from (seed, width, rep) only,
+    and a quantity that does not decay; ``payload`` (an array) is captured and used."""
+    def measure(width, rep):
+        rng = np.random.default_rng([seed, width, rep])
+        extra = 0.0 if payload is None else float(payload[width % payload.size]) * 0.0
+        return {"iso": width ** -0.5 * float(np.exp(0.3 * rng.standard_normal())) + extra,
+                "flat": 0.2 + 0.05 * float(rng.standard_normal()), "tag": f"{width}/{rep}"}
+    return measure
+
+
+def failing(width, rep):
+    if (width, rep) == (128, 1):
+        raise ValueError("singular system at this draw")
+    return {"iso": width ** -0.5}
+
+
+def sweep_summary(run):
+    """Everything a sweep result says (timings aside)."""
+    return {"widths": run.widths, "errors": run.errors, "records": {f"{k}": v for k, v in run.records.items()},
+            "order": list(run.records), "verdicts": [(p.name, p.verdict, p.reason, p.numbers) for p in run.parts],
+            "fits": [None if p.fit is None else p.fit.to_dict() for p in run.parts],
+            "history": run.spent["history"], "networks": run.spent["networks"]}
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, silence_logs=logging.CRITICAL, env=dict(BLAS_ENV), memory_limit=0)
+    c = Client(cluster, set_as_default=False)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+# ----------------------------------------------------------------------------- (a) synthetic sweep
+def test_a_sweep_with_points_as_tasks_gives_the_serial_result_and_reports_each_point(client):
+    serial = adaptive_sweep(synthetic(), WIDTHS, SPECS, BUDGET)
+    assert active_point_executor() is None and "execution" not in serial.spent  # serial: as before
+    seen = []
+
+    def wrap(points, desc):
+        total = len(points)
+        for item in points:
+            seen.append((desc, total, item[0]))
+            yield item
+
+    with point_executor(client, "demo.synthetic at seed 0") as ex:
+        assert active_point_executor() is ex
+        dist = adaptive_sweep(synthetic(), WIDTHS, SPECS, BUDGET, progress=wrap)
+    assert active_point_executor() is None
+    assert sweep_summary(dist) == sweep_summary(serial)
+    assert serial.spent["looks"] >= 2  # more than one round went through the executor
+    assert dist.spent["execution"] == {"point_tasks": serial.spent["networks"], "serial_rounds": 0}
+    # every point was reported, once, with the round's size, as its task completed
+    per_round = {}
+    for desc, total, i in seen:
+        per_round.setdefault(desc, (total, []))[1].append(i)
+    assert sum(total for total, _ in per_round.values()) == serial.spent["networks"]
+    assert all(sorted(ix) == list(range(total)) for total, ix in per_round.values())
+
+
+def test_a_measure_carrying_a_large_array_is_scattered_and_gives_the_serial_result(client):
+    payload = np.random.default_rng(1).standard_normal(SCATTER_BYTES // 8 + 1000)  # > SCATTER_BYTES pickled
+    measure = synthetic(seed=5, payload=payload)
+    serial = adaptive_sweep(measure, WIDTHS, SPECS[:1], Budget(2, 2))
+    with point_executor(client, "demo.large at seed 0"):
+        dist = adaptive_sweep(measure, WIDTHS, SPECS[:1], Budget(2, 2))
+    assert sweep_summary(dist) == sweep_summary(serial) and dist.spent["execution"]["point_tasks"] == 8
+
+
+def test_an_unpicklable_measure_runs_its_rounds_here(client):
+    import threading
+
+    lock = threading.Lock()
+    base = synthetic(seed=2)
+
+    def measure(width, rep):
+        with lock:
+            return base(width, rep)
+
+    serial = adaptive_sweep(measure, WIDTHS, SPECS[:1], Budget(2, 2))
+    with point_executor(client, "demo.local at seed 0"):
+        dist = adaptive_sweep(measure, WIDTHS, SPECS[:1], Budget(2, 2))
+    assert sweep_summary(dist) == sweep_summary(serial)
+    assert dist.spent["execution"] == {"point_tasks": 0, "serial_rounds": 1}
+
+
+# ----------------------------------------------------------------------------- (b) a real sweep claim
+CLAIM = "sanity.diagonal_fisher_isotropic"  # quick: 64 networks over 3 rounds, about a second serially
+
+
+def run_json(tmp_path, name, argv):
+    path = tmp_path / f"{name}.json"
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(argv + ["--json", str(path), "--no-progress"], out=out, err=err)
+    assert code == 0, err.getvalue()
+    return json.loads(path.read_text())
+
+
+def test_a_real_sweep_claim_with_its_points_as_tasks_gives_the_serial_json(tmp_path):
+    serial = run_json(tmp_path, "serial", ["verify", CLAIM, "--seed", "11"])
+    dist = run_json(tmp_path, "dist", ["verify", CLAIM, "--seed", "11", "--workers", "2"])
+    assert json_differences(serial, dist, rel=1e-9) == []
+    (claim,) = dist["claims"]
+    assert claim["details"]["spent"]["execution"] == {"point_tasks": claim["details"]["spent"]["networks"],
+                                                      "serial_rounds": 0}
+    assert "execution" not in serial["claims"][0]["details"]["spent"]
+    assert dist["environment"]["execution"]["kind"] == "local cluster"
+
+
+# ----------------------------------------------------------------------------- (c) a failing point
+def test_a_failing_point_names_its_task_width_and_rep(client):
+    with point_executor(client, "demo.failing at seed 4"):
+        with pytest.raises(PointFailed) as info:
+            adaptive_sweep(failing, WIDTHS, SPECS[:1], Budget(2, 2))
+    exc = info.value
+    assert (exc.task, exc.width, exc.rep) == ("demo.failing at seed 4", 128, 1)
+    assert str(exc).startswith("sweep point (width 128, rep 1) of demo.failing at seed 4 failed: "
+                               "ValueError: singular system at this draw; the sweep was stopped")
+    assert isinstance(exc.__cause__, ValueError)
+
+
+# ----------------------------------------------------------------------------- (d) nested
+def claim_like(seed):
+    """What a claim task does: a sweep (its points become tasks launched from this task)."""
+    run = adaptive_sweep(synthetic(seed), WIDTHS, SPECS, BUDGET)
+    return sweep_summary(run), run.spent.get("execution")
+
+
+def test_sweeps_inside_claim_tasks_launch_their_points_as_tasks_without_deadlock(client):
+    # four claim tasks on two one-thread workers: all four wait for points at once; each seceded task
+    # frees its slot for points, so they all complete
+    futures = [client.submit(_run_task, f"demo.nested at seed {s}", claim_like, s, pure=False) for s in range(4)]
+    results = [f.result(timeout=60) for f in futures]
+    for s, (summary, execution) in enumerate(results):
+        serial = adaptive_sweep(synthetic(s), WIDTHS, SPECS, BUDGET)
+        assert summary == sweep_summary(serial)
+        assert execution == {"point_tasks": serial.spent["networks"], "serial_rounds": 0}
