@@ -109,7 +109,10 @@ def digits_one_step(cfg: RunConfig) -> ClaimResult:
         extra["exact_width_sweep"] = {"widths": widths, "loss_ratio": ratios,
                                       "test_output_error": [sweep[m].test_output_error for m in widths]}
         series["digits_exact_loss_ratio_vs_width"] = F.sweep_series(
-            "digits: exact NGD one-step loss ratio L1/L0", widths, ratios, name="digits_exact_loss_ratio_vs_width")
+            "exact NGD: L1 / L0 after one step", widths, ratios, name="digits_exact_loss_ratio_vs_width",
+            ylabel="loss ratio L1 / L0 after one step",
+            title=f"real digits (0 vs 1, N = {s['n_train']}): exact NGD, loss ratio "
+                  "after one step against width (3 widths)")
     return V.to_result(
         parts, predicted=exact.predicted_test_loss[1], measured=exact.test_loss[1],
         error=exact.test_output_error, width=exact.width, tolerance=TEST_OUTPUT_TOL["default"], series=series,

@@ -91,7 +91,9 @@ def _finite(values):
 def _series(runs, s) -> dict:
     out = {}
     for loss in ("mse", "cross_entropy"):
-        for kind, ylabel, logy in (("loss", f"{loss} loss", True), ("accuracy", "accuracy", False)):
+        printed = {"mse": "squared loss", "cross_entropy": "cross-entropy"}[loss]
+        for kind, ylabel, logy in (("loss", "squared loss" if loss == "mse" else "cross-entropy loss", True),
+                                   ("accuracy", "accuracy", False)):
             curves = []
             for (l2, name), r in runs.items():
                 if l2 != loss:
@@ -102,11 +104,14 @@ def _series(runs, s) -> dict:
                     values = _finite(getattr(r, f"predicted_{split}_{kind}"))
                     if values is not None:
                         predicted[split] = [max(v, 1e-300) for v in values] if logy else values
-                curves += F.loss_curves(name, list(range(len(r.train_loss))), measured, predicted, r.width)
+                run = F.loss_curves(name, list(range(len(r.train_loss))), measured, predicted, r.width)
+                if len(r.train_loss) == 2:  # the unit-wise operator costs too much for more than one step
+                    run = [dict(c, label=c["label"] + " (one step only: cost)") for c in run]
+                curves += run
             key = f"digits_multiclass_{loss}_{kind}"
             out[key] = F.figure_series(
                 "loss_curves", curves, name=key, xlabel="step", ylabel=ylabel, logy=logy,
-                title=f"digits, 10 classes, {loss}: {kind} per step, measured vs predicted (width {s['width']})",
+                title=f"digits, 10 classes, {printed}: {kind} per step, measured vs predicted (width {s['width']})",
                 data={"eta_over_alpha": 1.0 if loss == "mse" else s["ce_step_fraction"]})
     return out
 

@@ -231,19 +231,21 @@ def newton_dynamics(cfg: RunConfig) -> ClaimResult:
                                max(d["newton"]), tolerance=0.1, error=max(d["newton"])))
     steps = list(range(s["steps"] + 1))
     series = {
-        "cross_entropy_newton_vs_width": F.sweep_series("deviation of real p_{t+1} from the Newton step",
+        "cross_entropy_newton_vs_width": F.sweep_series("deviation of the real $p_{t+1}$ from the Newton step",
                                                        run.widths, run.mean_errors("newton"),
                                                        run.part("newton").fit, name="cross_entropy_newton_vs_width",
                                                        expected_slope=-0.5),
         "cross_entropy_loss_curve_exact": F.figure_series("loss_curves", [
-            {"label": f"exact train M={widest}", "x": steps, "y": [rec["loss0"]] + rec["loss"], "role": "measured",
-             "approximation": "exact", "split": "train", "width": widest},
-            {"label": "exact train predicted (Newton)", "x": steps, "y": [rec["loss0"]] + rec["newton_loss"],
+            {"label": f"exact NGD train M={widest}", "x": steps, "y": [rec["loss0"]] + rec["loss"],
+             "role": "measured", "approximation": "exact", "split": "train", "width": widest},
+            {"label": "predicted: per-sample Newton step", "x": steps, "y": [rec["loss0"]] + rec["newton_loss"],
              "role": "predicted", "approximation": "exact", "split": "train"},
-            {"label": "exact train first order (1 - c)^t", "x": steps, "y": [rec["loss0"]] + rec["first_order_loss"],
-             "role": "predicted", "approximation": "block_diagonal", "split": "train"}],
-            name="cross_entropy_loss_curve_exact", xlabel="step", ylabel="cross-entropy loss", logy=True,
-            title=f"cross-entropy, exact NGD at eta = {STEP_FRACTION:g}/alpha: measured vs Newton vs first order",
+            {"label": "predicted: first order, $(1 - c)^t$", "x": steps,
+             "y": [rec["loss0"]] + rec["first_order_loss"], "role": "predicted", "approximation": "exact",
+             "split": "train"}],
+            name="cross_entropy_loss_curve_exact", xlabel="step t", ylabel="cross-entropy train loss", logy=True,
+            title=f"cross-entropy, exact NGD at $\\eta = {STEP_FRACTION:g}/\\alpha$, width {widest}: measured, "
+                  "the Newton prediction and the first-order prediction",
             data={"c": STEP_FRACTION})}
     return V.to_result(
         parts, predicted=0.0, measured=float(np.mean(run.errors["newton"][widest])),

@@ -306,7 +306,7 @@ def not_isotropic(cfg: RunConfig) -> ClaimResult:
         "width_sweep", [F.sweep_curve(None, widths, run.mean_errors(ISO), iso.fit, approximation="ekfac"),
                         F.sweep_curve("EKFAC, infinite width (theory)", widths, [task["plateau"]] * len(widths),
                                       role="predicted", approximation="ekfac")],
-        name="ekfac_isotropy_vs_width", title="EKFAC isotropy error vs width",
+        name="ekfac_isotropy_vs_width", title="EKFAC isotropy error vs width", ylabel="isotropy error",
         caption="Isotropy error ||Theta_G - a I|| / ||a I|| of EKFAC vs width (means over initialisations) and "
                 "the infinite-width value from the analytic kernels' eigenvectors; K-FAC on the same nets is "
                 f"isotropic to {kfac_worst:.1e}.")}
@@ -346,9 +346,12 @@ def infinite_width_limit(cfg: RunConfig) -> ClaimResult:
                        task["plateau"], widest, tolerance=PLATEAU_TOL, error=err_plateau)]
     fit = run.part(OPERATOR).fit
     series = {"ekfac_limit_vs_width": F.figure_series(
-        "width_sweep", [F.sweep_curve("train operator", widths, run.mean_errors(OPERATOR), fit, approximation="ekfac"),
-                        F.sweep_curve("test rows", widths, run.mean_errors(TEST), run.part(TEST).fit)],
-        name="ekfac_limit_vs_width", title="EKFAC: finite width vs the analytic infinite-width operator",
+        "width_sweep", [F.sweep_curve("EKFAC distance to the infinite-width operator: train operator", widths,
+                                      run.mean_errors(OPERATOR), fit),
+                        F.sweep_curve("EKFAC distance to the infinite-width operator: test rows", widths,
+                                      run.mean_errors(TEST), run.part(TEST).fit)],
+        name="ekfac_limit_vs_width", ylabel="relative distance to the infinite-width operator",
+        title="EKFAC: finite width vs the analytic infinite-width operator",
         expected_slope=-0.5)}
     return V.to_result(
         parts, predicted=-0.5, measured=None if fit is None else fit.slope,
@@ -449,6 +452,8 @@ def two_samples(cfg: RunConfig) -> ClaimResult:
         details={"widths": run.widths, "spent": run.spent, "pairs": PAIRS, "relu_errors": run.mean_errors(TWO),
                  "tanh_worst_error": tanh_worst, "alpha_deviation": alpha_dev, "conditions": res.conditions},
         series={"ekfac_two_samples": F.figure_series(
-            "width_sweep", [F.sweep_curve(TWO, run.widths, run.mean_errors(TWO), run.part(TWO).fit)],
-            name="ekfac_two_samples", title="EKFAC with N = 2: isotropy error vs width", expected_slope=-0.5)},
+            "width_sweep", [F.sweep_curve("EKFAC, N = 2: " + TWO, run.widths, run.mean_errors(TWO),
+                                          run.part(TWO).fit)],
+            name="ekfac_two_samples", title="EKFAC with N = 2: isotropy error vs width", expected_slope=-0.5,
+            ylabel="isotropy error (N = 2)")},
         notes=f"N = 2, L = {L}: alpha = {alpha:g} (theory); isotropy error -> 0 (rms over {PAIRS} input pairs)")

@@ -284,7 +284,9 @@ def lr_stability(cfg: RunConfig) -> ClaimResult:
                                f"(width {width})", 0.0, max(scaled), tolerance=ETA_SCAN_TOL, error=max(scaled)))
         series[f"eta_scan_{name}"] = F.figure_series(
             "eta_scan", F.eta_curves(name, scan["x"], scan["measured"], scan["predicted"]), name=f"eta_scan_{name}",
-            xlabel=scan["xlabel"], ylabel=scan["ylabel"])
+            xlabel=scan["xlabel"], ylabel=scan["ylabel"],
+            title=f"{F.approximation_label(name)}, depth {L}, width {width}, N = {n}: loss ratio after one real step "
+                  "against eta / eta*, measured (markers) and (1 - eta alpha)^2 (dashed)")
         # linearised operator (measured at width 64, exact identity): 40 steps at eta just inside /
         # just outside 2/alpha must decay / blow up like |1 - eta alpha|^t
         small = ev.make_net(cfg, ("lr-lin", name), [dim, 64, 64, 1])

@@ -179,7 +179,9 @@ def block_tridiagonal_alpha(cfg: RunConfig) -> ClaimResult:
         width=48, tolerance=EXACT_TOL, derivation=closed_form,
         details={"settings": s, "spent": sweep.spent, "depths": depths, "alpha_by_depth": {"predicted": predicted, "measured": measured},
                  "table_L4": sweep.table()},
-        series={"loss_curve_block_tridiagonal_L4": sweep.curve_series(),
+        series={"loss_curve_block_tridiagonal_L4": dict(
+                    sweep.curve_series(), title="block tri-diagonal NGD, depth L = 4: train and test loss per step, "
+                                                "measured (solid) and predicted (dashed)"),
                 "block_tridiagonal_linearisation_vs_width": width_sweep_series(lin),
                 "block_tridiagonal_alpha_vs_depth": F.figure_series("xy", [
                     F.xy_curve(f"measured alpha (width 48)", depths, [measured[L] for L in depths],
@@ -280,7 +282,9 @@ def block_tridiagonal_test_kernel(cfg: RunConfig) -> ClaimResult:
         error=te.errors[-1], width=max(sweep.curves), tolerance=BTD_TEST_TOL, derivation=derivation,
         details={**details, "settings": s, "spent": sweep.spent, "table_L5": sweep.table()},
         series={"block_tridiagonal_L5_test_error_vs_width": width_sweep_series(te),
-                "loss_curve_block_tridiagonal_L5": sweep.curve_series()},
+                "loss_curve_block_tridiagonal_L5": dict(
+                    sweep.curve_series(), title="block tri-diagonal NGD, depth L = 5: train and test loss per step, "
+                                                "measured (solid) and predicted (dashed)")},
         notes="predicted/measured = test loss after one step at L = 5 (analytic corrected kernel vs real net); "
               "error = test-output error at the widest net; at width 64 the derived kernel matches the measured "
               f"one to {details['L=5']['derived_vs_measured']:.1e}, the naive sum_l c_l formula is off by "

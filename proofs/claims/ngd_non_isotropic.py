@@ -69,8 +69,9 @@ def _diagonal_loss_curve(cfg: RunConfig, s: dict, steps: int = 3) -> dict:
     predicted = ev.predicted_losses(run["f0_train"], run["f0_test"], task.Y, task.Y_test, alpha, no_test_predictor,
                                     1.0 / alpha, steps)
     return dict(ev.loss_curve_series("diagonal", run, predicted, width, 1.0 / alpha),
-                title=f"diagonal Fisher NGD: {steps} real steps at eta = 1/alpha (alpha = mean eigenvalue of "
-                      f"Theta_G = {alpha:.3g}) against the isotropic prediction, 0 after one step")
+                title=f"diagonal Fisher NGD, width {width}: {steps} real steps at eta = 1/alpha (alpha = mean "
+                      f"eigenvalue of Theta_G at this width = {alpha:.3g}) against the isotropic prediction, 0 after "
+                      "one step")
 
 
 @claim("ngd.diagonal.not_isotropic",
@@ -91,7 +92,10 @@ def diagonal_not_isotropic(cfg: RunConfig) -> ClaimResult:
     return V.to_result(parts, predicted="not isotropic", measured=min(sweep.errors), error=min(sweep.errors),
                        width=max(sweep.widths), derivation=d, details={**numbers, "spent": sweep.adaptive.spent},
                        series={"diagonal_isotropy_error_vs_width": width_sweep_series(sweep),
-                               "spectrum_diagonal": ev.spectrum_series("diagonal", op, max(s["widths"])),
+                               "spectrum_diagonal": dict(
+                                   ev.spectrum_series("diagonal", op, max(s["widths"])),
+                                   title=f"diagonal Fisher: eigenvalues of Theta_G at width {max(s['widths'])} "
+                                         f"(relu, depth 3, N = {s['n']}); not flat, so not alpha I"),
                                "loss_curve_diagonal": _diagonal_loss_curve(cfg, s)},
                        notes="measured = smallest isotropy error over the sweep")
 
@@ -130,13 +134,14 @@ def damping_eigenvalues(cfg: RunConfig) -> ClaimResult:
         # not isotropic: spread of lambda/(lambda+rho) over the spectrum is O(1) for rho ~ lambda
         parts.append(V.compare(f"rho = {scale:g} median(lambda): not isotropic", 1.0, float(iso > 1e-3), tolerance=0.0))
         series.setdefault("damping_spectra", []).extend([  # one figure: measured (markers), lambda/(lambda+rho) dashed
-            F.spectrum_curve(measured[::-1], label=f"ρ = {scale:g} × median λ = {rho:.3g}", width=width),
-            dict(F.spectrum_curve(predicted[::-1], label=f"ρ = {scale:g} × median λ = {rho:.3g} predicted"),
+            F.spectrum_curve(measured[::-1], label=f"rho = {scale:g} × median lambda = {rho:.3g}", width=width),
+            dict(F.spectrum_curve(predicted[::-1], label=f"rho = {scale:g} × median lambda = {rho:.3g} predicted"),
                  role="predicted")])
     series["damping_spectra"] = F.figure_series(
         "spectrum", series["damping_spectra"], name="damping_spectra", xlabel="eigenvalue index i (largest first)",
-        ylabel="eigenvalue of Θ_G = J (F + ρI)⁻¹ Jᵀ / N",
-        title=f"eigenvalues of Θ_G at ρ = c × median λ, width {width}: measured (markers), λ_i / (λ_i + ρ) (dashed)",
+        ylabel=r"eigenvalue of $\Theta_G = J (F + \rho I)^{-1} J^\top / N$",
+        title=f"eigenvalues of Theta_G at rho = c × median lambda, width {width}: measured (markers), "
+              "lambda_i / (lambda_i + rho) (dashed)",
         caption=f"Damped exact NGD, width {width}, N = {n}: the eigenvalues of Theta_G for rho = 0.01, 0.1 and 1 "
                 "times the median eigenvalue of the NTK Gram J J^T / N (the legend gives rho itself), measured "
                 "(markers) against the derived lambda_i / (lambda_i + rho) (dashed, same colour); isotropy would "

@@ -107,12 +107,18 @@ def tanh_exact(cfg: RunConfig) -> ClaimResult:
                            F.xy_curve("measured alpha (finite width; one net per point)",
                                       [predicted[k] for k in predicted], [measured[k] for k in predicted],
                                       approximation="unit_wise"),
-                           F.xy_curve("gamma sum_(l<L) M_l + 1 (gamma = 1)", sorted(predicted.values()),
+                           F.xy_curve("gamma sum_{l<L} M_l + 1 (gamma = 1)", sorted(predicted.values()),
                                       sorted(predicted.values()), role="predicted", approximation="unit_wise")],
-                           name="unit_wise_tanh_alpha", xlabel="predicted alpha = gamma sum_(l<L) M_l + 1",
+                           name="unit_wise_tanh_alpha", xlabel="predicted alpha = gamma sum_{l<L} M_l + 1",
                            ylabel="measured alpha", title=f"unit-wise NGD, tanh: measured alpha of the nets "
                            f"{', '.join(predicted)} against the derived value (exact at finite width)")},
                        notes=f"predicted/measured = alpha for widths {nets[0]}; N = {n}, M_0 = {dim}")
+
+
+def _damped_label(key: str) -> str:
+    """``"lambda=0.001, M=2048"`` -> ``"relu, damped c = 0.001, M=2048 (median)"`` (the figure's legend)."""
+    lam, width = key.split(", ")
+    return f"relu, damped c = {lam.split('=')[1]}, {width} (median)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +173,8 @@ def relu_asymptotic(cfg: RunConfig) -> ClaimResult:
         V.compare("mean diagonal vs gamma sum M_l + 1 at the widest net", alpha, alpha_hat, tolerance=ALPHA_TOL),
     ]
     series = F.sweep_series(RELU_ISO, run.widths, run.mean_errors(RELU_ISO), run.part(RELU_ISO).fit,
-                            replicates=[run.errors[RELU_ISO][w] for w in run.widths],
+                            replicates=[run.errors[RELU_ISO][w] for w in run.widths], label="unit-wise, relu",
+                            ylabel="isotropy error", title="unit-wise NGD, relu: isotropy error against width",
                             data={"predicted_spread": spread_pred}, name="unit_wise_isotropy_error_vs_width")
     return V.to_result(
         parts, predicted=alpha, measured=alpha_hat, error=run.mean_errors(RELU_ISO)[-1], width=m,
@@ -494,19 +501,21 @@ def relu_one_step(cfg: RunConfig) -> ClaimResult:
         series={"unit_wise_one_step_loss_ratio_vs_width": F.figure_series("width_sweep", [
             dict(F.sweep_curve(f"{act}: median L1/L0 over {s['inits']} inits", s["widths"],
                                [mech[act][str(m)]["ratio"]["median"] for m in s["widths"]]),
-                 replicates=[mech[act][str(m)]["ratio"]["values"] for m in s["widths"]]) for act in ("relu", "tanh")],
+                 replicates=[mech[act][str(m)]["ratio"]["values"] for m in s["widths"]]) for act in ("relu", "tanh")] + [
+            F.sweep_curve("isotropic prediction: 0 after one step", s["widths"], [0.0] * len(s["widths"]),
+                          role="predicted")],
             name="unit_wise_one_step_loss_ratio_vs_width", ylabel="L1 / L0 after one step", autofit=False,
-            title="unit-wise NGD, one real step at eta = 1/alpha (rho -> 0+): loss ratio L1/L0 of every "
-                  "initialisation against width, relu and the tanh control (predicted: 0)"),
+            title="unit-wise NGD, one real step at $\\eta = 1/\\alpha$ ($\\rho \\to 0^+$): loss ratio L1 / L0 of "
+                  "every initialisation against width, relu and the tanh control (predicted: 0)"),
             "unit_wise_one_step_loss_curve": F.figure_series("loss_curves", [
                 {"label": f"unit-wise {act}, M = {M} (median)", "x": [0, 1], "split": "train",
                  "y": [1.0, mech[act][str(M)]["ratio"]["median"]],
                  "replicates": [[1.0], mech[act][str(M)]["ratio"]["values"]]}
                 for act in ("relu", "tanh")] + [
-                {"label": "isotropic prediction at eta = 1/alpha", "x": [0, 1], "y": [1.0, 0.0], "split": "train",
-                 "role": "predicted"}],
+                {"label": f"unit-wise {act}, M = {M} (median) predicted: 0 after one step", "x": [0, 1],
+                 "y": [1.0, 0.0], "split": "train", "role": "predicted"} for act in ("relu", "tanh")],
                 name="unit_wise_one_step_loss_curve", xlabel="step t", ylabel="train loss L_t / L_0",
-                title=f"unit-wise NGD: train loss after one real step at eta = 1/alpha, width {M}, "
+                title=f"unit-wise NGD: train loss after one real step at $\\eta = 1/\\alpha$, width {M}, "
                       f"relu and tanh (N = {STEP_N})")},
         notes=measured_text + ". Mechanism: the per-unit min-norm step divides by delta_{1,i}(x_n); that heavy "
               "tail is shared by tanh (similar moved fractions), so E[delta^-2] = inf does not separate them. relu "
@@ -560,13 +569,14 @@ def relu_damped_one_step(cfg: RunConfig) -> ClaimResult:
         width=s["widths"][-1], tolerance=DAMPED_TOL, details={"settings": s, "runs": table},
         series={"unit_wise_damped_loss_curve": F.figure_series("loss_curves", [
             curve for key, v in table.items() for curve in (
-                {"label": f"unit-wise relu, damped ({key}; median)", "x": [0, 1], "y": [1.0, v["ratio"]["median"]],
+                {"label": _damped_label(key), "x": [0, 1], "y": [1.0, v["ratio"]["median"]],
                  "split": "train", "replicates": [[1.0], v["ratio"]["values"]]},
-                {"label": f"unit-wise relu, damped ({key}; median) predicted", "x": [0, 1],
+                {"label": _damped_label(key) + " predicted", "x": [0, 1],
                  "y": [1.0, v["lin"]["median"]], "split": "train", "role": "predicted"})],
             name="unit_wise_damped_loss_curve", xlabel="step t", ylabel="train loss L_t / L_0",
-            title="unit-wise NGD, relu, per-unit damping: train loss after one real step at eta = 1/alpha, "
-                  "measured and the step linearised with the measured operator (predicted)")},
+            title="unit-wise NGD, relu, per-unit damping $\\rho = c\\,s_i$ ($s_i$: the unit's scale, N = "
+                  f"{STEP_N}): train loss after one real step at $\\eta = 1/\\alpha$, measured (median, dots: every "
+                  "initialisation) and the step linearised with the measured operator (predicted)")},
         notes=f"measured ({s['inits']} inits, N = {STEP_N}, M_0 = {STEP_DIM}, median [min, max]) {text}; "
               f"the same inits at rho -> 0+ give L1/L0 ~ 1 (ngd.unit_wise.relu_one_step): a damping of 1e-3 of each "
               f"unit's scale bounds the steps of the units with tiny backward signals")

@@ -254,7 +254,7 @@ def _tex_claim(claim: Claim, result: ClaimResult, figs: List[Dict[str, str]], ou
     if checks:
         out += _tex_table(["check", "verdict", "relaxed assumption", "reason"],
                           [[c.get("name"), c.get("verdict"), c.get("assumption"), check_reason(c)] for c in checks],
-                          [0.22, 0.11, 0.17, 0.50])
+                          [0.20, 0.14, 0.16, 0.50])  # "conditional" fits the verdict column in \small
     if result.sweeps:
         out += _tex_table(["sweep", "widths", "errors", "slope", "stderr", "prefactor"],
                           [fit_row(name, f) for name, f in result.sweeps.items()],

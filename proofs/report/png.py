@@ -41,13 +41,12 @@ OVERVIEW_SHORT = {"width_sweep": "Every width sweep: errors against width M, one
 
 
 def figure_title(claim_title: str, series: Mapping) -> str:
-    """A figure's title: the claim's title (shortened to 150 characters) over what the figure shows."""
-    import textwrap
-
+    """A figure's title: the claim's title (whole: the renderer wraps it, never cuts it) over what the
+    figure shows."""
     from proofs.figures import describe
 
     what = series.get("title") or describe(series)
-    return textwrap.shorten(str(claim_title), 150, placeholder=" ...") + "\n" + str(what)
+    return str(claim_title) + "\n" + str(what)
 
 
 def figure_caption(claim_title: str, series: Mapping) -> str:
@@ -137,13 +136,14 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                 for c in s["curves"]:
                     split = c["split"]
                     sub = merged.setdefault(f"loss_curves-{split}", {
-                        "kind": kind, "title": f"{split} loss relative to step 0, every approximation at eta = 1/alpha",
+                        "kind": kind, "title": f"{split} loss relative to step 0, every approximation at eta = 1/alpha "
+                                               "(widths M in the legends)",
                         "caption": OVERVIEW_TITLES[f"loss_curves-{split}"], "ylabel": f"{split} loss L_t / L_0",
                         "curves": []})
                     owner = owners.setdefault((split, c.get("approximation") or c["label"]), (claim.id, name))
                     if owner != (claim.id, name) or any(c["label"] == o["label"] for o in sub["curves"]):
                         continue
-                    sub["curves"].append(_relative(c))
+                    sub["curves"].append(_curve(_relative(c), group=loss_family(c, claim.id)))
                     sources.setdefault(f"loss_curves-{split}", set()).add((claim.id, name))
                 continue
             if kind not in OVERVIEW_SHORT:
@@ -159,8 +159,17 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                         group = f"{group}: {s.get('ylabel') or c['label']}"
                         c = _curve(c, autofit=False)
                     label = c["label"]
+                    quantity = s.get("ylabel")
+                    if quantity and quantity not in label and label not in quantity and s.get("autofit") is not False:
+                        label = f"{label}: {quantity}"  # the panel mixes quantities: say which one this is
                     if any(o.get("group") == group and o["label"] == label for o in m["curves"]):
-                        label = f"{label} [{claim.id.rsplit('.', 1)[-1]}]"
+                        tail = claim.id.rsplit(".", 1)[-1]
+                        label = f"{label} ({_CLAIM_TAILS.get(tail, tail.replace('_', ' '))})"
+                    ylabels = m.setdefault("panel_ylabels", {})
+                    wanted = quantity or "error"
+                    if s.get("autofit") is False or quantity is None:
+                        wanted = quantity or "relative error"
+                    ylabels[group] = wanted if ylabels.get(group, wanted) == wanted else "relative error (see legend)"
                     m["curves"].append(_curve(c, group=group, label=label))
                 elif kind == "spectrum" and (c["role"] == "predicted" or not c.get("approximation")
                                              or c["approximation"] in seen_spectra):
@@ -170,14 +179,40 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                         seen_spectra.add(c["approximation"])
                     m["curves"].append(c if c["label"] not in taken else _curve(c, label=f"{claim.id}: {c['label']}"))
             if kind == "width_sweep":
-                m["ylabel"] = "error"
+                m["ylabel"] = "relative error"
             elif kind == "spectrum":
                 m["normalise"] = True  # different approximations have alphas from 1 to N L
     return {f"overview-{kind}": m for kind, m in merged.items() if len(sources.get(kind, ())) >= 2}
 
 
+#: How the overview names a claim when two of one topic draw the same quantity.
+_CLAIM_TAILS = {"forster": "Forster inputs", "test_kernel": "L = 5", "alpha_definition": "from its definition"}
+
 _TOPIC_TITLES = {"kernels": "kernels: empirical NTKs -> analytic NTKs", "sanity": "sanity checks and controls",
                  "digits": "real digits", "exact": "exact NGD", "ekfac": "EKFAC"}
+
+
+#: The panels of the loss-curve overviews: approximation -> family (small multiples, one per family).
+LOSS_FAMILIES = {"exact": "layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC",
+                 "block_diagonal": "layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC",
+                 "block_tridiagonal": "layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC",
+                 "kfac": "layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC",
+                 "unit_wise": "unit-wise (one step only: each step costs a per-unit solve)",
+                 "diagonal": "not isotropic: diagonal Fisher and EKFAC",
+                 "ekfac": "not isotropic: diagonal Fisher and EKFAC"}
+
+
+def loss_family(curve: Mapping, claim_id: str) -> str:
+    """The overview panel of a loss curve: its approximation's family (:data:`LOSS_FAMILIES`), else that
+    of its claim's topic (``ngd.unit_wise.relu_one_step`` -> unit-wise), else "other".
+
+    >>> loss_family({"approximation": "kfac"}, "x"), loss_family({"label": "relu"}, "ngd.unit_wise.relu_one_step")
+    ('layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC', 'unit-wise (one step only: each step costs a per-unit solve)')
+    """
+    if curve.get("approximation") in LOSS_FAMILIES:
+        return LOSS_FAMILIES[curve["approximation"]]
+    parts = str(claim_id).split(".")
+    return LOSS_FAMILIES.get(parts[1] if len(parts) > 1 else "", "other")
 
 
 def topic_title(claim_id: str) -> str:

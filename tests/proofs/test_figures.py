@@ -136,7 +136,9 @@ def test_width_sweep_to_series_is_in_the_schema():
     series = width_sweep_series(s)
     assert F.check_series(series) == series
     (curve,) = series["curves"]
-    assert curve["label"] == "isotropy error of kfac" and curve["y"] == [0.2, 0.14, 0.1]
+    # "<quantity> of <approximation>": the approximation is the label (and colour), the quantity the y label
+    assert curve["label"] == approximation_label("kfac") and curve["y"] == [0.2, 0.14, 0.1]
+    assert curve["approximation"] == "kfac" and series["ylabel"] == "isotropy error"
     assert curve["fit"]["slope"] == fit.slope and series["data"] == {"alpha": [1.0, 1.1, 1.2]}
     assert "data" not in width_sweep_series(ev.WidthSweep("q", [1, 2], [1, 0.5], None))
 
@@ -292,7 +294,13 @@ def test_log_axes_label_at_most_three_ticks_per_decade_and_width_axes_the_widths
     assert xlabels == ["256", "1024"]
     assert not [t for t in ax.get_xminorticklabels() + ax.get_yminorticklabels() if t.get_text()]
     ylabels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
-    assert 1 <= len(ylabels) <= 4, ylabels
+    # under a decade: enough labelled ticks near the data (3 to 6), never just one or two
+    assert 3 <= len(ylabels) <= 6, ylabels
+    long = _axes(F.sweep_series("error", [64, 256, 1024, 4096], [1.0, 1e-2, 1e-4, 1e-6]))
+    long.figure.canvas.draw()
+    lo, hi = long.get_ylim()
+    ticks = [t for t in long.get_yticklabels() if t.get_text()]
+    assert 3 <= len(ticks) <= 3 * np.log10(hi / lo) + 1
 
 
 def test_xy_series_draws_marks_and_matching_colours():

@@ -274,10 +274,10 @@ def test_overview_width_sweeps_spectra_and_eta_scans_label_by_claim():
     merged = overview_series([_claim_with("o.a", {"w": sweep, "s": spec, "e": eta}),
                               _claim_with("o.b", {"w": sweep, "s": spec, "e": eta})])
     # width sweeps: small multiples, one panel (group) per topic of the claim id; a repeated label gets the
-    # claim's last id component
+    # claim's last id component in words, in parentheses (no "[id]" in a figure)
     from proofs.figures import panels
     assert [(c.get("group"), c["label"]) for c in merged["overview-width_sweep"]["curves"]] == [
-        ("o", "isotropy error"), ("o", "isotropy error [b]")]
+        ("o", "isotropy error"), ("o", "isotropy error (b)")]
     assert [title for title, _ in panels(merged["overview-width_sweep"])] == ["o"]
     ratio = F.sweep_series("L1/L0", [64, 128, 256], [3.0, 0.1, 50.0], autofit=False)
     more = overview_series([_claim_with("o.a", {"w": sweep}), _claim_with("o.r", {"w": ratio})])["overview-width_sweep"]
