@@ -1053,6 +1053,9 @@ def legend_columns(labels: Sequence[str], width_chars: int = 100) -> int:
 
 
 def _is_roundoff(curve: Mapping) -> bool:
+    """A measured curve at round-off level (a predicted 0 is not round-off: it is drawn at the floor)."""
+    if curve.get("role", "measured") == "predicted":
+        return False
     y = np.abs(np.asarray(curve["y"], dtype=float))
     y = y[np.isfinite(y)]
     return bool(y.size) and bool(np.all(y < ROUNDOFF))
@@ -1292,8 +1295,9 @@ def render_figure(series: Mapping, title: str = "", name: Any = None):
                      layout="constrained")  # sharper: printed smaller than drawn
         axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
         for ax, (panel, sub) in zip(axes, parts):
-            # each panel its own colours (approximations keep theirs: METHOD_COLOURS)
-            _draw(ax, sub, compact=True, styles=_Styles(sub["curves"]))
+            # width sweeps: each panel its own colours (approximations keep theirs: METHOD_COLOURS); loss
+            # curves: one set of colours over the whole figure (a colour means one run in every panel)
+            _draw(ax, sub, compact=True, styles=_Styles(sub["curves"]) if series["kind"] == "width_sweep" else styles)
             ax.grid(True, which="major", alpha=0.3)
             ax.set_title(_wrap(printed(panel), 44), fontsize=7.5)
             ax.tick_params(labelsize=7)

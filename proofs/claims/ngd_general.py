@@ -285,8 +285,8 @@ def lr_stability(cfg: RunConfig) -> ClaimResult:
         series[f"eta_scan_{name}"] = F.figure_series(
             "eta_scan", F.eta_curves(name, scan["x"], scan["measured"], scan["predicted"]), name=f"eta_scan_{name}",
             xlabel=scan["xlabel"], ylabel=scan["ylabel"],
-            title=f"{F.approximation_label(name)}, depth {L}, width {width}, N = {n}: loss ratio after one real step "
-                  "against eta / eta*, measured (markers) and (1 - eta alpha)^2 (dashed)")
+            title=f"{F.approximation_label(name)}: loss ratio after one real step against eta / eta*, measured "
+                  f"(markers) and (1 - eta alpha)^2 (dashed) (relu, depth {L}, width {width}, N = {n})")
         # linearised operator (measured at width 64, exact identity): 40 steps at eta just inside /
         # just outside 2/alpha must decay / blow up like |1 - eta alpha|^t
         small = ev.make_net(cfg, ("lr-lin", name), [dim, 64, 64, 1])

@@ -103,7 +103,8 @@ def diagonal_fisher_isotropic(cfg: RunConfig):
                                           run.mean_errors(names[1]), approximation="unit_wise"),
                             F.sweep_curve(f"{F.approximation_label('exact')} (control)", widths, exact_err,
                                           approximation="exact")],
-            name="isotropy_vs_width", title="isotropy error vs width: diagonal Fisher vs exact",
+            name="isotropy_vs_width", ylabel="isotropy error",
+            title="isotropy error vs width: diagonal Fisher against the unit-wise and exact NGD controls",
             caption="Isotropy error ||Theta_G - a I|| / ||a I|| vs width (log-log): diagonal "
                     "Fisher (flat) against the unit-wise Fisher (shrinking like M^-1/2) and "
                     "the exact Fisher (float64 round-off); means over initialisations."),

@@ -16,7 +16,7 @@ claims as small multiples, one panel per claim, exact identities (round-off) in 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from numerics.sweeps import PowerLawFit
 from proofs.report.common import Pair, atomic_write_bytes, slug
@@ -124,6 +124,7 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
     merged: Dict[str, dict] = {}
     seen_spectra: set = set()
     sources: Dict[str, set] = {}  # overview name -> the (claim, series) pairs that fed it
+    settings: Dict[str, List[str]] = {}  # overview kind -> the settings (width, depth, N) its sources state
     owners: Dict[tuple, tuple] = {}  # (split, approximation or label) -> the (claim, series) shown for it
     for claim, result in pairs:
         for name, raw in (result.series or {}).items():
@@ -149,6 +150,9 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
             if kind not in OVERVIEW_SHORT:
                 continue  # e.g. xy: quantities of one claim, nothing to merge
             sources.setdefault(kind, set()).add((claim.id, name))
+            setting = _setting_of(s.get("title"))
+            if setting and setting not in settings.setdefault(kind, []):
+                settings[kind].append(setting)
             m = merged.setdefault(kind, {"kind": kind, "title": OVERVIEW_SHORT[kind], "caption": OVERVIEW_TITLES[kind],
                                          "curves": []})
             taken = {c["label"] for c in m["curves"]}
@@ -182,7 +186,22 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                 m["ylabel"] = "relative error"
             elif kind == "spectrum":
                 m["normalise"] = True  # different approximations have alphas from 1 to N L
+    for kind, m in merged.items():
+        if kind in ("spectrum", "eta_scan") and settings.get(kind):
+            m["title"] = f"{m['title']} ({'; '.join(settings[kind])})"
     return {f"overview-{kind}": m for kind, m in merged.items() if len(sources.get(kind, ())) >= 2}
+
+
+def _setting_of(title: Any) -> Optional[str]:
+    """The parenthesised setting in a series title that names a width, e.g. ``"relu, depth 3, width 256, N = 16"``.
+
+    >>> _setting_of("spectrum of Theta_G per approximation (relu, depth 3, width 256, N = 16)")
+    'relu, depth 3, width 256, N = 16'
+    """
+    import re
+
+    found = re.findall(r"\(([^()]*width[^()]*)\)", str(title or ""))
+    return found[-1] if found else None
 
 
 #: How the overview names a claim when two of one topic draw the same quantity.
