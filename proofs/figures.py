@@ -1162,6 +1162,7 @@ def printed(text: Any) -> str:
                 line = line.replace(" " + key, " " + value).replace(key, value)
             else:
                 line = re.sub(rf"(?<![\w.$\\-]){re.escape(key)}(?![\w-])", value, line)
+        line = line.replace(" -> ", " → ")
         if "$" not in line:
             greek = "|".join(sorted(_GREEK, key=len, reverse=True))
             line = re.sub(rf"(?<![A-Za-z\\])({greek})(\*|{_SUFFIX})?(?![A-Za-z])",

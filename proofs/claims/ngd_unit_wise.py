@@ -512,7 +512,7 @@ def relu_one_step(cfg: RunConfig) -> ClaimResult:
                  "y": [1.0, mech[act][str(M)]["ratio"]["median"]],
                  "replicates": [[1.0], mech[act][str(M)]["ratio"]["values"]]}
                 for act in ("relu", "tanh")] + [
-                {"label": f"unit-wise {act}, M = {M} (median) predicted: 0 after one step", "x": [0, 1],
+                {"label": f"unit-wise {act}, M = {M} (median) predicted", "x": [0, 1],
                  "y": [1.0, 0.0], "split": "train", "role": "predicted"} for act in ("relu", "tanh")],
                 name="unit_wise_one_step_loss_curve", xlabel="step t", ylabel="train loss L_t / L_0",
                 title=f"unit-wise NGD: train loss after one real step at $\\eta = 1/\\alpha$, width {M}, "
