@@ -112,8 +112,9 @@ from .kfac import expand_outputs
 
 METHODS = ("auto", "eigh")
 
-#: Where the C = 1 direction solves each unit's system (option ``solve_form``): ``"auto"`` picks the cheaper
-#: of the two by a flop count (module docstring), ``"dual"``/``"primal"`` force one (cross-checks).
+#: Where the direction solves each unit's system (option ``solve_form``): ``"auto"`` picks the cheaper of the
+#: N-sized dual and the primal by a flop count (module docstring), ``"dual"``/``"primal"`` force one; ``"dual_full"``
+#: the per-unit ``N C``-sized systems for every C (direction and operator; cross-checks).
 SOLVE_FORMS = ("auto", "dual", "primal", "dual_full")
 
 #: Unit-block condition numbers beyond this are reported as an ill-conditioning problem: float64
@@ -142,7 +143,8 @@ class UnitWiseApproximation(Approximation):
     default from a 64 MiB budget), ``rank_rtol`` (eigenvalue cut of the eigh path and of the
     positive-definiteness test of ``Z Z^T``), ``relative_damping`` (``lambda``: per-unit shift
     ``lambda s_i`` of the dual Gram, ``s_i`` its mean diagonal -- module docstring), ``solve_form``
-    (``"auto"``, ``"dual"``, ``"primal"``: where the C = 1 step solves each unit's system).
+    (``"auto"``, ``"dual"``, ``"primal"``: where the step solves each unit's N- or ``(M_{l-1} + b)``-sized system,
+    for C > 1 on the projected residual; ``"dual_full"``: the ``N C``-sized per-unit systems, for cross-checks).
     """
 
 
