@@ -41,7 +41,8 @@ contributes nothing either way.
 * ``"batched_eigh"`` (only with ``method="eigh"``, for cross-checks): stacked ``eigh`` of ``K_i``,
   eigenvalues below ``rank_rtol`` times the unit's largest dropped (per-block pseudo-inverse).
 
-Cost per layer: ``M_l (N C)^3 / 3`` for the factorisations, ``M_l (N C)^2`` per right-hand side.
+Cost per layer of these ``N C``-sized systems (kept as ``solve_form="dual_full"``): ``M_l (N C)^3 / 3`` for the
+factorisations, ``M_l (N C)^2`` per right-hand side; the default path reduces them to ``N``-sized ones (below).
 
 The step (:meth:`UnitWiseApproximation.direction`) with ``C = 1`` and ``Z Z^T`` positive definite or a
 positive shift ``sigma_i = N rho + lambda s_i`` needs no ``N x N`` system per unit: with ``S_i`` the samples
