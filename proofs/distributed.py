@@ -29,9 +29,10 @@ the running context (a :class:`contextvars.ContextVar`, :func:`active_point_exec
   points, here or elsewhere: no deadlock however many claims wait at once), and *rejoins* when the
   round is in -- :func:`distributed.worker_client` does the same, but secedes *before* the points are
   submitted, which lets a queued claim take the freed slot first.  Point tasks have priority
-  :data:`POINT_PRIORITY` over claim tasks, so a freed slot goes to the points of a running claim,
-  not to the next claim (which would hold a second claim's memory on the worker and delay the
-  rejoin).  A point task itself runs its point serially (no tasks from tasks from tasks);
+  :data:`POINT_PRIORITY` (plus their width's rank: widest first) over claim tasks, so a freed slot
+  goes to the points of a running claim, not to the next claim (which would hold a second claim's
+  memory on the worker and delay the rejoin).  A point task itself runs its point serially (no tasks
+  from tasks from tasks);
 * in the main process, ``with point_executor(client, task)`` submits points to ``client``;
   :func:`run_claims_on` does this for a run of ONE claim (``ngd-verify verify CLAIM --workers 2``): the
   claim runs in this process (as in a serial run, with the progress line when one is open) and only
@@ -192,11 +193,15 @@ def _run_task(label: str, fn: Callable, *args):
     """Worker entry point of every task of :func:`run_tasks`: ``fn(*args)`` with one BLAS thread, the
     sweeps inside submitting their points as tasks from this task (a nested :class:`PointExecutor`
     named ``label``, e.g. ``"ngd.exact.one_step at seed 3"``)."""
-    token = _POINTS.set(PointExecutor(task=label, nested=True))
+    points = PointExecutor(task=label, nested=True)
+    token = _POINTS.set(points)
     try:
-        return _one_blas_thread(fn, *args)
+        result = _one_blas_thread(fn, *args)
     finally:
         _POINTS.reset(token)
+    if points.lost is not None:  # a point lost its workers for good: the task fails, not the verdict
+        raise points.lost
+    return result
 
 
 def _run_point(measure: Callable, width: int, rep: int):
@@ -399,8 +404,10 @@ def _run_claim_here(execution: Execution, claim, mode: str, seed: int,
     if cfg.progress and _progress._LINES:  # the line names the claim running, as in a serial run
         _progress._LINES[-1].item(claim.id)
     with _client(execution) as client:
-        with point_executor(client, f"{claim.id} at seed {int(seed)}"):
+        with point_executor(client, f"{claim.id} at seed {int(seed)}") as points:
             result = claim.run(cfg)
+        if points.lost is not None:  # the run stops, as for a claim task that failed for good
+            raise points.lost
         _record_peaks(execution, client)
     if on_result is not None:
         on_result(0, result)
@@ -440,7 +447,11 @@ class PointExecutor:
     (module docstring).  ``task`` names the points' claim task in errors and task keys.
 
     ``points_submitted`` counts the points run as tasks; ``rounds_serial`` the rounds that ran
-    serially because their measure could not be pickled."""
+    serially because their measure could not be pickled; ``lost`` is the first :class:`PointFailed`
+    whose cause is the cluster's (a worker killed too often, a cancelled task, a lost scheduler: see
+    :func:`_lost`), not the measurement's.  A check that raises turns into an ``inconclusive`` verdict
+    (:meth:`proofs.claim.Claim.run`), as serially; a lost point is re-raised when the claim returns,
+    so the run stops naming claim, seed, width and rep, as for a claim task that fails for good."""
 
     def __init__(self, client=None, task: str = "", nested: bool = False):
         if client is None and not nested:
@@ -450,6 +461,7 @@ class PointExecutor:
         self.nested = bool(nested)
         self.points_submitted = 0
         self.rounds_serial = 0
+        self.lost: Optional[PointFailed] = None
 
     def map(self, measure: Callable[[int, int], Any], points: Sequence[Tuple[int, int]]) -> Optional["PointRound"]:
         """A :class:`PointRound` of ``measure(width, rep)`` at ``points`` (nothing runs until it is
@@ -483,7 +495,8 @@ class PointExecutor:
 
 class PointRound:
     """The points of one sweep round as tasks.  ``len()`` is the number of points; iterating submits
-    them (all at once, priority :data:`POINT_PRIORITY`, :data:`RETRIES` retries) and yields ``(index,
+    them (all at once, :data:`RETRIES` retries, priority :data:`POINT_PRIORITY` plus the rank of the
+    point's width in the round: the widest, slowest points start first) and yields ``(index,
     result)`` in COMPLETION order (the caller puts them back in point order), so a progress wrapper
     around it moves as points finish.  A point that fails for good cancels the rest of the round and
     raises :class:`PointFailed`; so does leaving the iteration early (the rest is cancelled)."""
@@ -505,8 +518,10 @@ class PointRound:
         fn = client.scatter(self.measure, hash=False) if self.scatter else self.measure
         token = uuid.uuid4().hex[:8]
         where = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in ex.task)[:80]
+        # widest first (longest processing time first: the round ends sooner); results are unaffected
+        rank = {w: k for k, w in enumerate(sorted({w for w, _ in self.points}))}
         futures = [client.submit(_run_point, fn, w, r, key=f"ngd-point-{token}-{where}-w{w}-r{r}", pure=False,
-                                 retries=RETRIES, priority=POINT_PRIORITY) for w, r in self.points]
+                                 retries=RETRIES, priority=POINT_PRIORITY + rank[w]) for w, r in self.points]
         ex.points_submitted += len(futures)
         index = {f.key: i for i, f in enumerate(futures)}
         seceded = ex.nested and _secede()
@@ -520,7 +535,10 @@ class PointRound:
                     except Exception as inner:  # noqa: BLE001 -- cancelled, or the scheduler went away
                         exc = inner
                     w, r = self.points[i]
-                    raise PointFailed(ex.task, w, r, exc, done, len(futures)) from exc
+                    failed = PointFailed(ex.task, w, r, exc, done, len(futures))
+                    if _lost(exc) and ex.lost is None:
+                        ex.lost = failed
+                    raise failed from exc
                 result = future.result()
                 done += 1
                 yield i, result
@@ -534,6 +552,17 @@ class PointRound:
                 from distributed import rejoin
 
                 rejoin()
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether a task's failure is the cluster's (``KilledWorker``, a cancelled future, a closed comm:
+    exceptions of Dask, :mod:`concurrent.futures` or :mod:`asyncio`), not an exception of its function."""
+    import asyncio
+    import concurrent.futures
+
+    if isinstance(exc, (concurrent.futures.CancelledError, asyncio.CancelledError)):
+        return True
+    return type(exc).__module__.split(".")[0] in ("distributed", "dask", "tornado")
 
 
 def _secede() -> bool:

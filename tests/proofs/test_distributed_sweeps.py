@@ -8,7 +8,9 @@ On a LocalCluster of 2 processes on 127.0.0.1 (one thread, one BLAS thread each,
   measure carrying a large array (scattered once per round) gives it too;
 * (b) one real sweep claim, ``ngd-verify verify <claim> --workers 2`` (the claim in this process, its
   points as tasks), gives the serial JSON within 1e-9 relative;
-* (c) a point that raises names its task, width and rep (:class:`proofs.distributed.PointFailed`);
+* (c) a point that raises names its task, width and rep (:class:`proofs.distributed.PointFailed`); in a
+  claim that is an ``inconclusive`` verdict whose notes name the point (serially: the same verdict); a
+  point that keeps killing its worker stops the run naming claim, seed, width and rep;
 * (d) nested: sweeps inside claim tasks on the cluster submit their points as tasks from those tasks;
   more claim tasks than worker threads, all waiting on points, complete (no deadlock) within a timeout
   with the serial numbers.
@@ -20,14 +22,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
 
 from proofs import cli
 from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
-from proofs.distributed import (BLAS_ENV, SCATTER_BYTES, PointFailed, _run_task, active_point_executor,
-                                json_differences, point_executor)
+from proofs.claim import ClaimResult, RunConfig, claim
+from proofs.distributed import (BLAS_ENV, SCATTER_BYTES, Execution, PointFailed, _run_task, active_point_executor,
+                                json_differences, point_executor, run_claims_on)
 
 try:
     import distributed  # noqa: F401
@@ -169,6 +173,51 @@ def test_a_failing_point_names_its_task_width_and_rep(client):
     assert str(exc).startswith("sweep point (width 128, rep 1) of demo.failing at seed 4 failed: "
                                "ValueError: singular system at this draw; the sweep was stopped")
     assert isinstance(exc.__cause__, ValueError)
+
+
+def _claim_with_a_failing_point(kill: bool):
+    """A claim (pickled by value) whose sweep point (128, 1) raises -- or kills its worker process."""
+    @claim("demo.point_failure", title="failing point", statement="x", register=False)
+    def check(cfg):
+        def measure(width, rep):
+            if (width, rep) == (128, 1):
+                if kill:
+                    import os as _os
+                    _os._exit(1)
+                raise ValueError("singular system at this draw")
+            return {"iso": width ** -0.5}
+        adaptive_sweep(measure, WIDTHS, SPECS[:1], Budget(2, 2))
+        return ClaimResult("verified")
+    return check
+
+
+def test_a_claim_whose_point_raises_is_inconclusive_naming_the_point(client):
+    c = _claim_with_a_failing_point(kill=False)
+    serial = c.run(RunConfig(seed=4))
+    with point_executor(client, "demo.point_failure at seed 4"):
+        dist = c.run(RunConfig(seed=4))
+    assert serial.verdict == dist.verdict == "inconclusive"  # as serially: a check that raised
+    assert serial.notes == "check raised ValueError: singular system at this draw"
+    assert dist.notes.startswith("check raised PointFailed: sweep point (width 128, rep 1) of demo.point_failure "
+                                 "at seed 4 failed: ValueError: singular system at this draw")
+
+
+def test_a_point_that_keeps_killing_its_worker_stops_the_run_naming_claim_seed_width_and_rep():
+    import dask
+
+    c = _claim_with_a_failing_point(kill=True)
+    t0 = time.perf_counter()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with pytest.raises(PointFailed) as info:
+            run_claims_on(Execution(workers=2), [c], "quick", 4)
+    exc = info.value
+    # Dask blames every task that was on a worker when it died, so the point named is (128, 1) or one
+    # that shared both killed workers with it
+    assert exc.task == "demo.point_failure at seed 4" and (exc.width, exc.rep) in [(w, r) for w in WIDTHS
+                                                                                   for r in range(2)]
+    assert (f"sweep point (width {exc.width}, rep {exc.rep}) of demo.point_failure at seed 4 failed: KilledWorker"
+            in str(exc))
+    assert time.perf_counter() - t0 < 60
 
 
 # ----------------------------------------------------------------------------- (d) nested
