@@ -175,7 +175,9 @@ def isotropy_sweep(cfg, key: Sequence, name: str, X: np.ndarray, widths: Sequenc
     judged as "-> 0 like ``M^expected_slope``" by an adaptive sweep (:mod:`proofs.adaptive`;
     ``budget`` default: one initialisation per width, no more).  ``.parts`` holds the sub-verdict
     (name :data:`ISOTROPY`), ``.errors`` the per-width means, ``extra["alpha"]`` the mean diagonal
-    ``a`` of replicate 0.  Network ``(width, replicate)`` is seeded from those coordinates only.
+    ``a`` of replicate 0.  Network ``(width, replicate)`` is seeded from those coordinates only, so in a
+    distributed run each ``(width, replicate)`` point can be a Dask task (:mod:`proofs.distributed`;
+    ``measure`` captures ``cfg``, ``key`` and ``X``, shipped with each task) with the serial numbers.
     """
     from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
 
@@ -436,7 +438,11 @@ def training_sweep(cfg, key: Sequence, name: str, X, Y, X_test, Y_test, widths: 
     ``.adaptive.parts`` holds those two sub-verdicts (names
     :data:`LINEARISATION` and :data:`TEST_ERROR`), ``.adaptive.spent`` what was spent.
     Network ``(width, replicate)`` is seeded from those coordinates only; the loss curves (``steps``
-    real steps) are those of replicate 0.
+    real steps) are those of replicate 0.  In a distributed run (``--workers`` / ``--scheduler``) every
+    ``(width, replicate)`` point of a round is a Dask task (:func:`proofs.adaptive.adaptive_sweep`,
+    :mod:`proofs.distributed`): ``measure`` below is a closure over ``cfg``, the data and
+    ``test_operator`` (``(N', N)``), pickled with each task -- or scattered once per round when it is
+    large -- and returns only numbers and short lists, so a point task ships kilobytes, not a network.
     """
     from proofs.adaptive import Budget, SweepSpec, adaptive_sweep
 

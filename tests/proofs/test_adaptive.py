@@ -59,3 +59,18 @@ def test_missing_quantity_is_named():
         adaptive_sweep(lambda w, r: {"other": 1.0}, [64, 128, 256], [SweepSpec("iso")])
     with pytest.raises(TypeError, match="mapping"):
         adaptive_sweep(lambda w, r: 1.0, [64, 128, 256], [SweepSpec("iso")])
+
+
+def test_a_serial_sweep_imports_no_dask_and_records_no_execution():
+    """Points are Dask tasks only under a proofs.distributed point executor; serially nothing of Dask loads."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from proofs.adaptive import Budget, SweepSpec, adaptive_sweep\n"
+            "run = adaptive_sweep(lambda w, r: {'iso': w ** -0.5}, [64, 128, 256], [SweepSpec('iso')], Budget(1, 1))\n"
+            "assert 'execution' not in run.spent\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'cloudpickle')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -163,6 +163,31 @@ def test_a_real_sweep_claim_with_its_points_as_tasks_gives_the_serial_json(tmp_p
     assert dist["environment"]["execution"]["kind"] == "local cluster"
 
 
+def test_training_and_isotropy_sweeps_with_points_as_tasks_give_the_serial_numbers(client):
+    from proofs import evidence as ev
+
+    cfg = RunConfig(seed=3)
+    task = ev.synthetic_task(cfg, ("dist",), 6, 8, 3)
+    test_op = ev.analytic_test_operator("exact", task.X, task.X_test, 3)
+
+    def both():
+        t = ev.training_sweep(cfg, ("dist",), "exact", task.X, task.Y, task.X_test, task.Y_test, [32, 64, 128], 3,
+                              1.0, 0.5, 2, test_operator=test_op, budget=Budget(2, 2))
+        i = ev.isotropy_sweep(cfg, ("dist",), "diagonal", task.X, [32, 64, 128], 3, budget=Budget(2, 2))
+        return {"lin": t.linearisation.errors, "test": t.test_error.errors, "curves": t.curves,
+                "changes": t.layer_change, "parts": [(p.verdict, p.reason) for p in t.parts + i.adaptive.parts],
+                "iso": i.errors, "alpha": i.extra, "records": {f"{k}": v for k, v in t.adaptive.records.items()}}, \
+            [t.spent.get("execution"), i.adaptive.spent.get("execution")]
+
+    serial, ran_here = both()
+    with point_executor(client, "demo.evidence at seed 3"):
+        dist, ran_there = both()
+    assert ran_here == [None, None] and ran_there == [{"point_tasks": 6, "serial_rounds": 0}] * 2
+    # one BLAS thread per point task against the default here: rounding-level differences at most
+    assert json_differences(json.loads(json.dumps(serial, default=float)),
+                            json.loads(json.dumps(dist, default=float)), rel=1e-9) == []
+
+
 # ----------------------------------------------------------------------------- (c) a failing point
 def test_a_failing_point_names_its_task_width_and_rep(client):
     with point_executor(client, "demo.failing at seed 4"):
