@@ -37,7 +37,9 @@ the running context (a :class:`contextvars.ContextVar`, :func:`active_point_exec
   :func:`run_claims_on` does this for a run of ONE claim (``ngd-verify verify CLAIM --workers 2``): the
   claim runs in this process (as in a serial run, with the progress line when one is open) and only
   its sweep points are tasks;
-* with no executor (a serial run) nothing changes and nothing of Dask is imported.
+* with no executor (a serial run) nothing changes and nothing of Dask is imported;
+* ``NGD_VERIFY_POINT_TASKS=0`` in the environment (of the command and of external workers) keeps the
+  points inside their claim: the unit of work is a claim again (:func:`point_tasks_enabled`).
 
 Each point task runs ``measure(width, rep)`` with one BLAS thread; every point is seeded from its
 coordinates (the measure closures use ``cfg.sub_seed(claim key, width, rep)``), results are put back
@@ -71,7 +73,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 __all__ = ["Execution", "DistributedUnavailable", "SchedulerUnavailable", "TaskFailed", "PointFailed",
            "require_distributed", "run_tasks", "run_claims_on", "json_differences", "claim_ref", "resolve_claim",
            "missing_message", "PointExecutor", "PointRound", "point_executor", "active_point_executor", "RETRIES",
-           "CONNECT_TIMEOUT", "BLAS_ENV", "POINT_PRIORITY", "SCATTER_BYTES"]
+           "CONNECT_TIMEOUT", "BLAS_ENV", "POINT_PRIORITY", "SCATTER_BYTES", "POINT_TASKS_ENV", "point_tasks_enabled"]
 
 #: retries of a task that raised (a lost worker is rescheduled by the scheduler on its own account)
 RETRIES = 1
@@ -193,13 +195,13 @@ def _run_task(label: str, fn: Callable, *args):
     """Worker entry point of every task of :func:`run_tasks`: ``fn(*args)`` with one BLAS thread, the
     sweeps inside submitting their points as tasks from this task (a nested :class:`PointExecutor`
     named ``label``, e.g. ``"ngd.exact.one_step at seed 3"``)."""
-    points = PointExecutor(task=label, nested=True)
+    points = PointExecutor(task=label, nested=True) if point_tasks_enabled() else None
     token = _POINTS.set(points)
     try:
         result = _one_blas_thread(fn, *args)
     finally:
         _POINTS.reset(token)
-    if points.lost is not None:  # a point lost its workers for good: the task fails, not the verdict
+    if points is not None and points.lost is not None:  # a point lost its workers for good: the task fails
         raise points.lost
     return result
 
@@ -387,7 +389,7 @@ def run_claims_on(execution: Execution, claims: Sequence, mode: str, seed: int,
     seed with progress on when a :func:`proofs.progress.status_line` is open in this process (it is
     only opened when the caller's configuration asks for progress)."""
     claims = list(claims)
-    if len(claims) == 1:
+    if len(claims) == 1 and point_tasks_enabled():
         return [_run_claim_here(execution, claims[0], mode, seed, on_result, cfg)]
     tasks = [(f"{c.id} at seed {seed}", (claim_ref(c), mode, int(seed))) for c in claims]
     return run_tasks(execution, run_claim, tasks, on_result)
@@ -417,6 +419,16 @@ def _run_claim_here(execution: Execution, claim, mode: str, seed: int,
 # ----------------------------------------------------------------------------- sweep points as tasks
 _POINTS: "contextvars.ContextVar[Optional[PointExecutor]]" = contextvars.ContextVar("ngd_point_executor",
                                                                                      default=None)
+
+
+#: environment variable: ``0`` keeps every sweep's points inside its claim (the unit of work is a claim,
+#: as before sweep points were tasks); read where the claim runs (main process, worker)
+POINT_TASKS_ENV = "NGD_VERIFY_POINT_TASKS"
+
+
+def point_tasks_enabled() -> bool:
+    """Whether sweep points become tasks in a distributed run (``NGD_VERIFY_POINT_TASKS`` is not ``0``)."""
+    return os.environ.get(POINT_TASKS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def active_point_executor() -> Optional["PointExecutor"]:

@@ -261,3 +261,12 @@ def test_sweeps_inside_claim_tasks_launch_their_points_as_tasks_without_deadlock
         serial = adaptive_sweep(synthetic(s), WIDTHS, SPECS, BUDGET)
         assert summary == sweep_summary(serial)
         assert execution == {"point_tasks": serial.spent["networks"], "serial_rounds": 0}
+
+
+def test_point_tasks_can_be_turned_off_by_the_environment(monkeypatch):
+    """NGD_VERIFY_POINT_TASKS=0: a claim task keeps its points (no executor inside it)."""
+    monkeypatch.setenv("NGD_VERIFY_POINT_TASKS", "0")
+    assert _run_task("demo at seed 0", active_point_executor) is None
+    monkeypatch.setenv("NGD_VERIFY_POINT_TASKS", "1")
+    inside = _run_task("demo at seed 0", active_point_executor)
+    assert inside.nested and inside.task == "demo at seed 0" and active_point_executor() is None
