@@ -519,7 +519,7 @@ METHOD_COLOURS = {"exact": "#1f77b4", "block_diagonal": "#ff7f0e", "block_tridia
                   "banded": "#17becf", "pattern": "#bcbd22"}
 _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf")
-_EXTRA_COLOURS = ("#000000", "#1a9850", "#542788", "#b35806", "#01665e", "#c51b7d", "#4d4d4d", "#8073ac")
+_EXTRA_COLOURS = ("#000000", "#e6ab02", "#542788", "#b35806", "#01665e", "#c51b7d", "#4d4d4d", "#8073ac")
 #: One marker per approximation (print in grey still tells them apart); widths / damping values of one
 #: approximation or quantity (variants) take :data:`_VARIANT_MARKERS` in order.
 METHOD_MARKERS = {"exact": "o", "block_diagonal": "s", "block_tridiagonal": "D", "kfac": "^", "unit_wise": "p",
@@ -553,19 +553,38 @@ def _variant(curve: Mapping) -> str:
     return " ".join(w for w in label.split(" M=", 1)[1].split() if w.strip("()") not in _ROLE_WORDS)
 
 
+def _numbers_blanked(text: str) -> str:
+    import re
+
+    return re.sub(r"\d+(?:\.\d+)?(?:e-?\d+)?", "#", text)
+
+
 class _Styles:
     """Colour, marker and dash of every curve of one figure (all its panels): a fixed colour per
     approximation (:data:`METHOD_COLOURS`), other quantities the colours left over; variants of one
     colour (several widths) different markers; several predictions of one curve different dashes."""
 
     def __init__(self, curves: Sequence[Mapping]):
+        import re
+
         keys = list(dict.fromkeys(colour_key(c) for c in curves))
         used = {METHOD_COLOURS[k] for k in keys if k in METHOD_COLOURS}
-        free = [c for c in _TAB10 if c not in used] + list(_EXTRA_COLOURS)
+        # a family of runs that differ only in a number (damping c = 0.001, 0.003, 0.01): one ramp of
+        # greys, light to dark in the order given, never a colour that could be read as a method
+        families: Dict[str, List[Any]] = {}
+        for k in keys:
+            if k not in METHOD_COLOURS and isinstance(k, str) and re.search(r"=\s*\d", k):  # a parameter value
+                families.setdefault(_numbers_blanked(k), []).append(k)
+        ramps = {k: i for members in families.values() if len(members) >= 3 for i, k in enumerate(members)}
+        sizes = {k: len(members) for members in families.values() for k in members}
+        free = [c for c in _TAB10 if c not in used and not (ramps and c == "#7f7f7f")] + list(_EXTRA_COLOURS)
         self.colour: Dict[Any, str] = {}
         for k in keys:
             if k in METHOD_COLOURS:
                 self.colour[k] = METHOD_COLOURS[k]
+            elif k in ramps:
+                shade = 0.62 * (1 - ramps[k] / (sizes[k] - 1))
+                self.colour[k] = "#" + f"{int(round(255 * shade)):02x}" * 3
             else:
                 self.colour[k] = free.pop(0) if free else "#333333"
         self.variants: Dict[Any, List[str]] = {}

@@ -187,9 +187,23 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
             elif kind == "spectrum":
                 m["normalise"] = True  # different approximations have alphas from 1 to N L
     for kind, m in merged.items():
+        if kind.startswith("loss_curves"):
+            _say_where_runs_stop(m["curves"])
         if kind in ("spectrum", "eta_scan") and settings.get(kind):
             m["title"] = f"{m['title']} ({'; '.join(settings[kind])})"
     return {f"overview-{kind}": m for kind, m in merged.items() if len(sources.get(kind, ())) >= 2}
+
+
+def _say_where_runs_stop(curves: List[dict]) -> None:
+    """A run that stops before the others of its panel says so in its label ("one step only",
+    "steps 0-2"): a curve that ends early is the run's length, not missing data."""
+    last: Dict[Any, float] = {}
+    for c in curves:
+        last[c.get("group")] = max(last.get(c.get("group"), 0.0), max(c["x"]))
+    for c in curves:
+        end = max(c["x"])
+        if end < last[c.get("group")] and "step" not in c["label"]:  # predictions too: they keep their pairing
+            c["label"] += " (one step only)" if end == 1 else f" (steps 0-{end:g} only)"
 
 
 def _setting_of(title: Any) -> Optional[str]:
@@ -216,7 +230,7 @@ LOSS_FAMILIES = {"exact": "layer-wise: exact NGD, block-diagonal, block tri-diag
                  "block_diagonal": "layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC",
                  "block_tridiagonal": "layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC",
                  "kfac": "layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC",
-                 "unit_wise": "unit-wise (one step only: each step costs a per-unit solve)",
+                 "unit_wise": "unit-wise",
                  "diagonal": "not isotropic: diagonal Fisher and EKFAC",
                  "ekfac": "not isotropic: diagonal Fisher and EKFAC"}
 
@@ -226,7 +240,7 @@ def loss_family(curve: Mapping, claim_id: str) -> str:
     of its claim's topic (``ngd.unit_wise.relu_one_step`` -> unit-wise), else "other".
 
     >>> loss_family({"approximation": "kfac"}, "x"), loss_family({"label": "relu"}, "ngd.unit_wise.relu_one_step")
-    ('layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC', 'unit-wise (one step only: each step costs a per-unit solve)')
+    ('layer-wise: exact NGD, block-diagonal, block tri-diagonal, K-FAC', 'unit-wise')
     """
     if curve.get("approximation") in LOSS_FAMILIES:
         return LOSS_FAMILIES[curve["approximation"]]
