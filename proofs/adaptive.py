@@ -23,8 +23,10 @@ doubling of the initialisations, one wider net) are Dask tasks: when a
 :class:`proofs.distributed.PointExecutor` is active, :func:`adaptive_sweep` submits the round, lets the
 ``progress`` wrapper count the points as they complete, and records them in point order, so the
 verdicts and numbers are the serial ones.  ``spent["execution"]`` then says how many points ran as
-tasks (``point_tasks``) and how many rounds ran here because ``measure`` could not be pickled
-(``serial_rounds``).  Serially (no executor) the points are measured here one after the other.
+tasks (``point_tasks``) and how many rounds ran here, one point after the other (``rounds_here``:
+``measure`` could not be pickled, or, in a claim task, other claims were waiting for the workers;
+see :meth:`proofs.distributed.PointExecutor.map`).  Serially (no executor) the points are measured
+here one after the other.
 
 >>> import numpy as np
 >>> def measure(width, rep):                     # error ~ M^-1/2 with a seeded 20 % fluctuation
@@ -145,7 +147,7 @@ def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Seq
     from proofs.distributed import active_point_executor  # no Dask import: that happens only in a distributed run
 
     executor = active_point_executor()  # None in a serial run
-    ran = {"point_tasks": 0, "serial_rounds": 0}
+    ran = {"point_tasks": 0, "rounds_here": 0}
 
     def keep(w, r, rec):
         if not isinstance(rec, Mapping):
@@ -160,7 +162,7 @@ def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Seq
         todo = [p for p in dict.fromkeys(points) if p not in records]
         tasks = executor.map(measure, todo) if executor is not None and todo else None
         if tasks is None:  # serial: one point after the other, here
-            ran["serial_rounds"] += executor is not None and bool(todo)
+            ran["rounds_here"] += executor is not None and bool(todo)
             for w, r in wrap(points, desc):
                 if (w, r) not in records:
                     keep(w, r, measure(w, r))
