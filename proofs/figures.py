@@ -553,6 +553,12 @@ def _variant(curve: Mapping) -> str:
     return " ".join(w for w in label.split(" M=", 1)[1].split() if w.strip("()") not in _ROLE_WORDS)
 
 
+def _quantity(curve: Mapping) -> str:
+    """A curve's label without its split, width and role words: what it measures."""
+    return " ".join(w for w in _strip_split(str(curve["label"]).split(" M=")[0]).split()
+                    if w.strip("()") not in _ROLE_WORDS)
+
+
 def _numbers_blanked(text: str) -> str:
     import re
 
@@ -594,6 +600,14 @@ class _Styles:
                 lst = self.variants.setdefault(colour_key(c), [])
                 if v not in lst:
                     lst.append(v)
+        # several quantities of one approximation in one panel (its test-output and linearisation errors):
+        # one colour, a marker each
+        self.quantities: Dict[Any, List[str]] = {}
+        for c in curves:
+            if c["role"] == "measured":
+                lst = self.quantities.setdefault(colour_key(c), [])
+                if _quantity(c) not in lst:
+                    lst.append(_quantity(c))
 
     def __getitem__(self, curve: Mapping) -> tuple:
         """``(colour, marker)`` of a curve."""
@@ -603,7 +617,13 @@ class _Styles:
         if len(variants) > 1:
             v = _variant(curve)
             return colour, _VARIANT_MARKERS[(variants.index(v) if v in variants else 0) % len(_VARIANT_MARKERS)]
-        return colour, METHOD_MARKERS.get(key, "o") if isinstance(key, str) else "o"
+        own = METHOD_MARKERS.get(key, "o") if isinstance(key, str) else "o"
+        quantities = self.quantities.get(key, [])
+        if len(quantities) > 1 and curve["role"] == "measured" and _quantity(curve) in quantities:
+            others = [m for m in _VARIANT_MARKERS if m != own]
+            i = quantities.index(_quantity(curve))
+            return colour, own if i == 0 else others[(i - 1) % len(others)]
+        return colour, own
 
     def several(self, curve: Mapping) -> bool:
         """True when the curve's colour has several variants (its markers tell them apart)."""
@@ -869,9 +889,10 @@ def _legend_entries(ax, series: Mapping, curves: Sequence[Mapping], styles) -> N
         measured = [g for g in group if g["role"] == "measured"]
         text = _strip_split(c["label"])
         if c["role"] == "measured":
-            if predicted and len(predicted) == 1 and _coincide(c, predicted[0]):
-                same_key = True
-            entries.append((Line2D([], [], color=colour, marker=marker, ms=4, lw=1.6), text))
+            same = bool(predicted) and _coincide(c, predicted[0])  # drawn as markers on the dashes (_draw)
+            same_key = same_key or same
+            entries.append((Line2D([], [], color=colour, marker=marker, ms=4, lw=1.6, ls="none" if same else "-"),
+                            text))
         elif not measured or len(predicted) > 1:
             i = predicted.index(c)
             entries.append((Line2D([], [], color=colour, ls=_DASHES[i % len(_DASHES)], lw=1.4), text))
@@ -1223,7 +1244,7 @@ def _wrap(text: str, width: int) -> str:
         part = re.sub(r"\$[^$]*\$", keep, part)
         part = re.sub(r"\([^()]{1,24}\)", lambda m: keep(m) if re.search(r"[-+=/*^]", m.group(0)) else m.group(0),
                       part)
-        out += [line.replace("\x00", " ") for line in (textwrap.wrap(part, width, break_long_words=False) or [""])]
+        out += [line.replace("\x00", " ") for line in (textwrap.wrap(part, width, break_long_words=False, break_on_hyphens=False) or [""])]
     return "\n".join(out)
 
 

@@ -346,10 +346,8 @@ def infinite_width_limit(cfg: RunConfig) -> ClaimResult:
                        task["plateau"], widest, tolerance=PLATEAU_TOL, error=err_plateau)]
     fit = run.part(OPERATOR).fit
     series = {"ekfac_limit_vs_width": F.figure_series(
-        "width_sweep", [F.sweep_curve("EKFAC distance to the infinite-width operator: train operator", widths,
-                                      run.mean_errors(OPERATOR), fit),
-                        F.sweep_curve("EKFAC distance to the infinite-width operator: test rows", widths,
-                                      run.mean_errors(TEST), run.part(TEST).fit)],
+        "width_sweep", [F.sweep_curve("EKFAC train operator", widths, run.mean_errors(OPERATOR), fit),
+                        F.sweep_curve("EKFAC test rows", widths, run.mean_errors(TEST), run.part(TEST).fit)],
         name="ekfac_limit_vs_width", ylabel="relative distance to the infinite-width operator",
         title="EKFAC: finite width vs the analytic infinite-width operator",
         expected_slope=-0.5)}

@@ -15,6 +15,7 @@ claims as small multiples, one panel per claim, exact identities (round-off) in 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -164,7 +165,8 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                         c = _curve(c, autofit=False)
                     label = c["label"]
                     quantity = s.get("ylabel")
-                    if quantity and quantity not in label and label not in quantity and s.get("autofit") is not False:
+                    core = re.sub(r"\s*\([^)]*\)", "", quantity or "").strip()
+                    if quantity and core not in label and label not in quantity and s.get("autofit") is not False:
                         label = f"{label}: {quantity}"  # the panel mixes quantities: say which one this is
                     if any(o.get("group") == group and o["label"] == label for o in m["curves"]):
                         tail = claim.id.rsplit(".", 1)[-1]
