@@ -1167,7 +1167,7 @@ INTERNAL_IDS = {"block_tridiagonal": "block tri-diagonal", "block_diagonal": "bl
 _GREEK = {"Theta": r"\Theta", "Sigma": r"\Sigma", "Pi": r"\Pi", "theta": r"\theta", "eta": r"\eta",
           "alpha": r"\alpha", "rho": r"\rho", "lambda": r"\lambda", "gamma": r"\gamma", "delta": r"\delta",
           "sigma": r"\sigma", "Θ": r"\Theta", "ρ": r"\rho", "λ": r"\lambda", "η": r"\eta", "α": r"\alpha",
-          "γ": r"\gamma", "sum": r"\Sigma", "prod": r"\Pi"}
+          "γ": r"\gamma", "sum": r"\Sigma", "prod": r"\Pi", "Hbar": r"\bar{H}"}
 _SUFFIX = (r"(?:_\{[^{}\s$]*\}|_\([^()\s$]*\)|_[A-Za-z0-9]+|\^\{[^{}\s$]*\}|\^\([^()\s$]*\)"
            r"|\^[-+]?[0-9A-Za-z]+(?:/[0-9]+)?|\^[+*T])+")
 #: Names that become symbols only with a sub- or superscript (``sum_l``; the word "sum" stays a word).
@@ -1210,6 +1210,7 @@ def printed(text: Any) -> str:
             else:
                 line = re.sub(rf"(?<![\w.$\\-]){re.escape(key)}(?![\w-])", value, line)
         line = line.replace(" -> ", " → ").replace("1^T T^+ 1", r"$\mathbf{1}^\top T^+ \mathbf{1}$")
+        line = re.sub(r"1\^T ([A-Z])\^\+ 1", lambda m: rf"$\mathbf{{1}}^\top {m.group(1)}^+ \mathbf{{1}}$", line)
         greek = "|".join(sorted(_GREEK, key=len, reverse=True))
 
         def symbols(part: str) -> str:
