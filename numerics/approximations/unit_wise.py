@@ -190,7 +190,11 @@ class UnitWiseApproximation(Approximation):
                 # thin SVD Z = R V^T (R = U sigma, N x r): J_{l,i} = B_i V^T with B_i = E_i R
                 U, sig, Vt = np.linalg.svd(Z, full_matrices=False)
                 keep = sig ** 2 > self.rank_rtol * sig[0] ** 2
-                self._input_svd[l] = (U[:, keep] * sig[keep], Vt[keep].T)
+                # R = Z V (not U sigma): a row of Z that is exactly zero (an input silent below this layer)
+                # gives an exactly zero row of R, so a unit active only there has B_i = 0 exactly and no
+                # rounding-level block survives the per-unit relative cut (it was inverted to ~1e17)
+                V = Vt[keep].T
+                self._input_svd[l] = (Z @ V, V)
             s2 = self._signal_norms2(l)
             active = s2 > 0
             counts.append(active.sum(axis=1))
@@ -201,7 +205,12 @@ class UnitWiseApproximation(Approximation):
                 unit_min = np.where(active, s2, np.inf).min(axis=0)
                 live = unit_max > 0
                 ratio = float(np.sqrt(np.min(unit_min[live] / unit_max[live])))
-                unit_bounds.append(np.sqrt(cond) / ratio if ratio > 0 else float("inf"))
+                # on the range the solve uses: a rank-deficient Z Z^T (M_{l-1} + b < N, flagged above as the
+                # rank assumption) is handled by the SVD path on its kept range, so its infinite condition
+                # number is not the blocks' conditioning
+                kept = lam[lam > self.rank_rtol * lam[-1]]
+                cond_kept = float(lam[-1] / kept[0]) if kept.size else float("inf")
+                unit_bounds.append(np.sqrt(cond_kept) / ratio if ratio > 0 else float("inf"))
             dead.append(int(np.sum(~active.any(axis=0))))
         self.active_counts = counts
         total = np.sum(counts, axis=0)

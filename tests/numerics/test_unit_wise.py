@@ -522,3 +522,34 @@ def test_projected_direction_at_moderate_size_with_chunks():
         d = flat(approx.direction(approx.loss_residual(Y)))
         ref = d if ref is None else ref
         assert rel(d, ref) < PROJECTED_RTOL, form
+
+
+@pytest.mark.parametrize("c", [1, 7])
+def test_a_unit_active_only_on_a_silent_input_contributes_nothing(c):
+    """relu [2, 2, 16, C], seed 175: layer 2's unit 11 is active only on inputs whose Z_2 row is exactly 0
+    (both layer-1 units inactive there), so J_{2,11} = 0 and its pseudo-inverse block is 0.  The thin SVD's
+    R = U sigma carried ~1e-17 rounding in those rows, which survived the per-unit relative cut and was
+    inverted: a 3e17 update and a test-operator term of 0.14 (the whole test operator off by up to 38 %)."""
+    from numerics.dense import dense_layer_jacobian
+
+    X = np.array([[-0.9187730729889997, 0.3562707312924797], [-0.8314499633576464, 1.0078225099966784],
+                  [0.2287792849818758, -0.25732218766028997], [-1.1510060096488064, -0.8271680490422548],
+                  [0.46206692698804314, 1.2874640155637274], [-0.908943404211669, 0.1615645409666993]])
+    X2 = np.array([[0.09053683347271162, 1.0485168680250883], [-1.7142375915155912, 0.17698486710700093]])
+    net = MLP([2, 2, 16, c], activation="relu", sigma_w2=2.0, sigma_b2=0.0, seed=175)
+    for form in ("auto", "dual_full"):
+        a = get_approximation("unit_wise")(net, X, solve_form=form)
+        assert a.methods[1] == "batched_svd"
+        assert np.abs(dense_layer_jacobian(a.factors, 2)[:, 22:24]).max() == 0.0
+        assert np.all(a.direction(np.ones((6, c)))[1][11] == 0.0)
+        # the whole test operator against the per-unit pseudo-inverses of the explicit unit Jacobians
+        f2 = a.factors_at(X2)
+        ref = 0.0
+        for l in range(1, 4):
+            J, J2 = dense_layer_jacobian(a.factors, l), dense_layer_jacobian(f2, l)
+            fan_in = a.factors.Z[l - 1].shape[1]
+            for i in range(J.shape[1] // fan_in):
+                cols = slice(i * fan_in, (i + 1) * fan_in)
+                ref = ref + J2[:, cols] @ np.linalg.pinv(J[:, cols], rcond=1e-8)
+        op = a.operator(X2)
+        assert np.abs(op - ref).max() <= 1e-8 * np.abs(ref).max(), (form, np.abs(op - ref).max())

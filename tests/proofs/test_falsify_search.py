@@ -242,3 +242,11 @@ def test_exact_one_step_relaxing_the_width_is_not_falsified_by_a_silent_input():
     # exact NGD is isotropic whenever the NTK is positive definite: no counterexample, the silent-input draws
     # are rejected (and said so)
     assert code == 0 and "no counterexample" in out and "rejected" in out, out
+
+
+def test_relaxing_input_width_is_not_blocked_by_an_infinite_condition_bound():
+    """tanh, widths [3, 12, 1], N = 4: Z_1 Z_1^T is singular by construction (M_0 < N); the unit-block
+    condition bound used its infinite condition number and flagged "ill-conditioned unit blocks" on every
+    example, so the search was inconclusive.  On the kept range the blocks are fine: a counterexample."""
+    code, out, err = run(["falsify", "ngd.unit_wise.tanh_exact", "--relax", "M_0 >= N", "--max-examples", "30"])
+    assert code == 1 and "relaxed assumption: M_0 >= N" in out and "ill-conditioned unit blocks" not in out, out + err
