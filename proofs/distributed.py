@@ -23,8 +23,13 @@ callback sees them as they complete (:func:`distributed.as_completed`).
 :func:`proofs.evidence.isotropy_sweep`) are tasks too, whenever a :class:`PointExecutor` is active in
 the running context (a :class:`contextvars.ContextVar`, :func:`active_point_executor`):
 
-* in a claim task on a worker (every task :func:`run_tasks` starts), the points of each round of a
-  sweep are submitted from the task through the worker's client ("tasks launching tasks"): the task
+* in a claim task on a worker (every task :func:`run_tasks` starts), each round of a sweep first
+  asks the scheduler whether other claims wait for a worker thread (:func:`_claims_waiting`).  If
+  they do, the cluster is already busy with whole claims and the round runs inside the claim task,
+  one point after the other, as before points were tasks (seceding would start a waiting claim in the
+  freed slot: measured, that nearly doubled a quick run of all claims, see :func:`_claims_waiting`).
+  If none wait -- the tail of a run, fewer claims than threads -- the points of the round are
+  submitted from the task through the worker's client ("tasks launching tasks"): the task
   submits the round, then *secedes* from the worker's thread pool while it waits (so its slot runs
   points, here or elsewhere: no deadlock however many claims wait at once), and *rejoins* when the
   round is in -- :func:`distributed.worker_client` does the same, but secedes *before* the points are
@@ -46,9 +51,13 @@ coordinates (the measure closures use ``cfg.sub_seed(claim key, width, rep)``), 
 in point order, so a sweep gives the serial numbers.  A measure whose pickle exceeds
 :data:`SCATTER_BYTES` (captured arrays) is scattered once per round and the tasks take its future; one
 that cannot be pickled runs its round serially where the sweep runs.  A point that fails for good
-raises :class:`PointFailed` naming the task (claim id, seed) and the point (width, rep); inside a
-claim, :meth:`proofs.claim.Claim.run` turns it into an ``inconclusive`` verdict whose notes carry that
-name (as it does for any exception of a check; a serial run says the same without the point).
+raises :class:`PointFailed` naming the task (claim id, seed) and the point (width, rep).  When
+``measure`` itself raised, :meth:`proofs.claim.Claim.run` turns that into an ``inconclusive`` verdict
+whose notes carry the name (as it does for any exception of a check; a serial run says the same
+without the point).  When the cluster lost the point (a worker killed too often: ``KilledWorker``;
+cancelled), the PointFailed is raised again when the claim returns, so the run stops as for a claim
+task that fails for good (``TaskFailed``, exit 3), naming claim, seed, width and rep; Dask blames every
+task that was on a dying worker, so the point named may be one that shared the worker with the culprit.
 
 Dask is imported only here, and only when a distributed run is asked for: the serial path needs none of
 it.  Without it, :func:`require_distributed` raises :class:`DistributedUnavailable` with the install line.

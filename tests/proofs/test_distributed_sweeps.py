@@ -12,8 +12,9 @@ On a LocalCluster of 2 processes on 127.0.0.1 (one thread, one BLAS thread each,
   claim that is an ``inconclusive`` verdict whose notes name the point (serially: the same verdict); a
   point that keeps killing its worker stops the run naming claim, seed, width and rep;
 * (d) nested: sweeps inside claim tasks on the cluster submit their points as tasks from those tasks;
-  more claim tasks than worker threads, all waiting on points, complete (no deadlock) within a timeout
-  with the serial numbers.
+  two claim tasks on two one-thread workers, both waiting on points, complete (no deadlock) within a
+  timeout with the serial numbers; with claims waiting for a worker, a claim task keeps its rounds;
+* ``NGD_VERIFY_POINT_TASKS=0`` keeps the points in their claim.
 
 Skipped only when ``distributed`` cannot be imported (the ``[distributed]`` extra).
 """
