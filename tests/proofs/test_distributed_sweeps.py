@@ -288,3 +288,15 @@ def test_point_tasks_can_be_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("NGD_VERIFY_POINT_TASKS", "1")
     inside = _run_task("demo at seed 0", active_point_executor)
     assert inside.nested and inside.task == "demo at seed 0" and active_point_executor() is None
+
+
+def test_a_claim_task_whose_point_was_lost_fails_naming_the_point():
+    """Inside a claim task, a point lost to the cluster fails the task once the claim has returned
+    (the check turned it into an inconclusive verdict; the run must stop instead)."""
+    def claim_body():
+        ex = active_point_executor()
+        ex.lost = PointFailed(ex.task, 256, 3, RuntimeError("KilledWorker stand-in"), 5, 8)
+        return "inconclusive"
+
+    with pytest.raises(PointFailed, match=r"^sweep point \(width 256, rep 3\) of demo.lost at seed 2 failed"):
+        _run_task("demo.lost at seed 2", claim_body)
