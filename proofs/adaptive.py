@@ -124,7 +124,9 @@ def adaptive_sweep(measure: Callable[[int, int], Mapping[str, Any]], widths: Seq
     spec is decided by :func:`proofs.verdicts.sweep` or ``budget`` is spent (module docstring).
 
     ``measure`` must be a pure function of its arguments (seed from them).  Extra keys it returns
-    are kept in ``records``.  ``progress(iterable, desc)`` wraps the loops (e.g. a tqdm bar).
+    are kept in ``records``.  ``progress(iterable, desc)`` wraps the loops (e.g. a tqdm bar): serially
+    the iterable is the round's ``(width, rep)`` points; when the round runs as Dask tasks it is a
+    sized iterable of ``(index, record)`` in completion order, so a bar moves as points finish.
     Raises ``ValueError`` for fewer than 3 widths, unsorted or repeated widths, or no specs.
     """
     widths = [int(w) for w in widths]
