@@ -419,7 +419,13 @@ def kfac_cross_entropy_test_operator_from_grams(backward_train, backward_test, n
     if not (len(backward_test) == len(nngp_train) == len(nngp_test) == L) or L == 0:
         raise ValueError("backward_train, backward_test, nngp_train, nngp_test must all have the same number "
                          f"L >= 1 of layers (got {L}, {len(backward_test)}, {len(nngp_train)}, {len(nngp_test)})")
+    n = np.asarray(nngp_train[0]).shape[0] if np.ndim(nngp_train[0]) == 2 else None
+    if not n:
+        raise ValueError(f"nngp_train[0] has shape {np.shape(nngp_train[0])}: expected N x N with N >= 1")
     n = _finite_matrix("nngp_train[0]", nngp_train[0]).shape[0]
+    if np.ndim(nngp_test[0]) == 2 and np.shape(nngp_test[0])[0] == 0:
+        a = np.shape(backward_train[0])[0] // n if np.ndim(backward_train[0]) == 2 else 0
+        return np.zeros((0, n * a))                                       # no test points
     n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0]
     rows, cols = _finite_matrix("backward_test[0]", backward_test[0]).shape
     if cols % n or rows % n_test or cols // n < 1 or rows // n_test != cols // n + 1:
@@ -450,22 +456,31 @@ def _ce_backward_regression(K_test: np.ndarray, K: np.ndarray, S: np.ndarray, la
       ``(S (K (x) I) S^T)^{-1} = A^{-T} (K^{-1} (x) I) A^{-1}`` and the regression is
       ``[K' K^{-1}]_{x'm} (S_m^+)_{ck}`` with ``S_m^+ = W A_m^{-1}``.
     * ``K = w v v^T`` of rank one (the output layer, ``b_L = 1``): with ``F = sqrt(w) v (x) I_C`` and
-      ``T = S F`` (``N (C-1) x C``), ``(K' v / sqrt(w) (x) I) T^+`` and ``T^+ = (T^T T)^+ T^T``,
-      ``T^T T = w sum_n v_n^2 H_n`` -- a ``C x C`` pseudo-inverse on ``1^perp`` whose scale is set by the
-      unsaturated samples.
+      ``T = S F = A~ W^T`` (``N (C-1) x C``, ``A~`` the stacked ``sqrt(w) v_n A_n``, of full column rank),
+      the regression is ``(K' v / sqrt(w) (x) I) T^+`` with ``T^+ = W A~^+`` from an SVD of ``A~`` (never
+      the normal equations ``T^T T = w sum_n v_n^2 H_n``, whose small eigenvalues -- every sample saturated
+      in the same class -- a relative cut would drop); ``ValueError`` naming the condition number when
+      ``A~`` is singular to working precision.
     * anything else (a singular ``K`` of rank > 1, e.g. duplicate inputs): ``ValueError`` with the rank.
     """
     from theory.kfac_theory import factor_regression
 
     n, a, c = S.shape
+    scale = float(np.abs(K).max())
+    if np.abs(K - K.T).max() > 1e-10 * scale:
+        raise ValueError(f"backward_train[{layer}] is not symmetric (max |K - K^T| = {np.abs(K - K.T).max():.3g}, "
+                         f"max |K| = {scale:.3g}): expected a kernel matrix")
     w, V = np.linalg.eigh((K + K.T) / 2)
     top = max(float(w[-1]), 0.0)
     if top <= 0.0:
         raise ValueError(f"backward_train[{layer}] is zero on the training inputs: no direction to regress on")
+    if w[0] < -1e-10 * top:
+        raise ValueError(f"backward_train[{layer}] is not positive semidefinite (eigenvalues {w[0]:.3g} .. {top:.3g}): "
+                         "expected a kernel matrix")
+    W = np.linalg.svd(np.eye(c) - 1.0 / c)[0][:, : c - 1]                  # orthonormal basis of 1^perp
+    A = S @ W                                                              # N x (C-1) x (C-1), A_n = S_n W
     if w[0] > RANK_RTOL * top:
         R = factor_regression(K_test, K)                                   # N' x N, K well enough conditioned
-        W = np.linalg.svd(np.eye(c) - 1.0 / c)[0][:, : c - 1]              # orthonormal basis of 1^perp
-        A = S @ W                                                          # N x (C-1) x (C-1), A_n = S_n W
         Sp = np.einsum("ck,nkj->ncj", W, np.linalg.inv(A))                 # S_n^+ = W A_n^{-1}, N x C x (C-1)
         return np.einsum("pm,mck->pcmk", R, Sp).reshape(K_test.shape[0] * c, n * a)
     rank = int(np.sum(w > RANK_RTOL * top))
@@ -474,13 +489,16 @@ def _ce_backward_regression(K_test: np.ndarray, K: np.ndarray, S: np.ndarray, la
         if np.abs(K_test - np.outer(K_test @ v, v)).max() > 1e-8 * max(np.abs(K_test).max(), 1e-300):
             raise ValueError(f"backward_test[{layer}] is not in the row space of the rank-one backward_train[{layer}]: "
                              "the regression is not defined")
-        Hs = np.einsum("nkc,nkd->ncd", S, S)                               # H_n = S_n^T S_n
-        TT = lam * np.einsum("n,ncd->cd", v ** 2, Hs)
-        e, U = np.linalg.eigh((TT + TT.T) / 2)
-        keep = e > RANK_RTOL * max(float(e[-1]), 0.0)
-        TT_pinv = (U[:, keep] / e[keep]) @ U[:, keep].T
-        coef = np.einsum("cd,mkd->mck", TT_pinv, S) * v[:, None, None]     # (T^T T)^+ T^T / sqrt(w), per m
-        return np.einsum("p,mck->pcmk", K_test @ v, coef).reshape(K_test.shape[0] * c, n * a)
+        At = (v[:, None, None] * A).reshape(n * a, a)                     # A~ / sqrt(w): rows (m, k)
+        P, sig, Qt = np.linalg.svd(At, full_matrices=False)
+        if sig[-1] <= 64 * np.finfo(float).eps * max(n * a, 1) * sig[0]:
+            raise ValueError(f"backward_train[{layer}] (rank one) with these outputs gives a transformed backward Gram "
+                             f"that is singular to working precision (condition number "
+                             f"{sig[0] / max(sig[-1], 1e-300):.3g}): every sample saturated in the same class "
+                             "direction")
+        At_pinv = (Qt.T / sig) @ P.T                                       # (C-1) x N (C-1)
+        T_pinv = (W @ At_pinv).reshape(c, n, a) / lam                      # T^+ / sqrt(w), columns (m, k)
+        return np.einsum("p,cmk->pcmk", K_test @ v, T_pinv).reshape(K_test.shape[0] * c, n * a)
     raise ValueError(f"backward_train[{layer}] has rank {rank} < N = {n} (eigenvalues {w[0]:.3g} .. {top:.3g}; "
                      f"condition number {top / max(float(w[0]), 1e-300):.3g}): the cross-entropy K-FAC regression "
                      "is computed stably only for a positive definite or rank-one backward kernel (duplicate inputs?)")
@@ -520,16 +538,25 @@ def kfac_cross_entropy_test_operator(nngp_train, backward_train, nngp_test, back
     if not (len(backward_test) == len(nngp_train) == len(nngp_test) == L) or L == 0:
         raise ValueError("nngp_train, backward_train, nngp_test, backward_test must all have the same number "
                          f"L >= 1 of layers (got {len(nngp_train)}, {L}, {len(nngp_test)}, {len(backward_test)})")
-    scale = np.abs(S).max()
-    if np.abs(S.sum(axis=2)).max() > 1e-8 * max(scale, 1e-300):
-        raise ValueError("S rows do not sum to 0 (S_n 1 != 0): expected thin factors of softmax Hessians "
-                         "(S_n^T S_n = diag(p_n) - p_n p_n^T)")
-    sv = np.linalg.svd(S, compute_uv=False)                      # N x (C-1)
+    row_scale = np.abs(S).max(axis=(1, 2))
+    off = np.abs(S.sum(axis=2)).max(axis=1)
+    if np.any(off > 1e-8 * np.maximum(row_scale, 1e-300)):
+        bad = int(np.argmax(off / np.maximum(row_scale, 1e-300)))
+        raise ValueError(f"S[{bad}] rows do not sum to 0 (|S_n 1| = {off[bad]:.3g}, max |S_n| = {row_scale[bad]:.3g}): "
+                         "expected thin factors of softmax Hessians (S_n^T S_n = diag(p_n) - p_n p_n^T)")
+    sv = np.linalg.svd(S, compute_uv=False)                      # N x (C-1), ~ sqrt of the probabilities
     if np.any(sv[:, -1] <= 0.0):
         bad = int(np.argmin(sv[:, -1]))
         raise ValueError(f"S[{bad}] has rank < C-1 = {a} (a probability of exactly 0): the cross-entropy Fisher "
                          "of that sample is singular on 1^perp")
-    n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0]
+    if np.any(sv[:, -1] < 1e-150):
+        bad = int(np.argmin(sv[:, -1]))
+        raise ValueError(f"S[{bad}] has a singular value {sv[bad, -1]:.3g} < 1e-150 (a probability below ~1e-300): "
+                         "the operator's entries ~ 1/sqrt(p) overflow float64; clip the logits")
+    n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0] if np.asarray(nngp_test[0]).size else \
+        np.asarray(nngp_test[0]).shape[0]
+    if n_test == 0:
+        return np.zeros((0, n * a))
     out = np.zeros((n_test * c, n * a))
     for l in range(L):
         Kb = _finite_matrix(f"backward_train[{l}]", backward_train[l], (n, n))
@@ -539,6 +566,9 @@ def kfac_cross_entropy_test_operator(nngp_train, backward_train, nngp_test, back
         rb = _ce_backward_regression(Kb_x, Kb, S, l)
         rz = factor_regression(Kz_x, Kz)
         out += n * rb * np.kron(rz, np.ones((c, a)))
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"the operator overflows float64 (largest finite entry {np.abs(out[np.isfinite(out)]).max():.3g}; "
+                         f"smallest singular value of the S_n {sv[:, -1].min():.3g}): rescale the kernels or clip the logits")
     return out
 
 

@@ -95,7 +95,7 @@ def test_without_the_transform_the_identity_fails():
     assert np.abs(prob - kfac_probability_operator(g.hessian(), depth)).max() > 1e-2
     wrong = np.zeros_like(g.S)
     wrong[:, :, : c - 1] = np.eye(c - 1)[None]
-    with pytest.raises(ValueError, match=r"S rows do not sum to 0"):
+    with pytest.raises(ValueError, match=r"S\[0\] rows do not sum to 0"):
         kfac_cross_entropy_test_operator(k.nngp_layers, k.backward, k.nngp_layers, k.backward, wrong)
 
 
@@ -196,3 +196,47 @@ def test_analytic_operator_refuses_zero_probabilities_and_duplicate_inputs():
     S = CrossEntropyGeometry.at(rng.standard_normal((n, c))).S
     with pytest.raises(ValueError, match=r"backward_train\[0\] has rank 3 < N = 4"):
         kfac_cross_entropy_test_operator(k.nngp_layers, k.backward, k.nngp_layers, k.backward, S)
+
+
+@pytest.mark.parametrize("d", [1e-3, 1e-8, 1e-12])
+def test_every_sample_saturated_in_the_same_class_keeps_the_output_layer(d):
+    """Equal outputs p = (0.5, 0.5 - d, d) on every sample: sum_n H_n is itself small (~d) in one direction,
+    and a relative cut on it dropped that direction (S op had eigenvalues 8 and 9 instead of 9 at d = 1e-12).
+    The output layer's regression comes from an SVD of the stacked A_n instead: S op = alpha I on the
+    training set, alpha = N (L-1) + 1 = 9 (equal H_n: isotropic)."""
+    rng = np.random.default_rng(7)
+    n, c, depth = 4, 3, 3
+    X = rng.standard_normal((n, 6))
+    k = analytic_kernels(X, depth=depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0)
+    p = np.array([0.5, 0.5 - d, d])
+    g = CrossEntropyGeometry.at(np.tile(np.log(p), (n, 1)))
+    op = kfac_cross_entropy_test_operator(k.nngp_layers, k.backward, k.nngp_layers, k.backward, g.S)
+    Sop = _blockdiag(g.S) @ op
+    alpha = n * (depth - 1) + 1
+    assert np.abs(Sop - alpha * np.eye(n * (c - 1))).max() <= 1e-6 * alpha     # measured 1e-14 .. 2e-9
+
+
+def test_no_test_points_and_bad_kernels():
+    rng = np.random.default_rng(2)
+    n, c = 3, 3
+    X = rng.standard_normal((n, 6))
+    k = analytic_kernels(X, depth=2, activation="relu")
+    S = CrossEntropyGeometry.at(rng.standard_normal((n, c))).S
+    empty = [np.zeros((0, n))] * 2
+    assert kfac_cross_entropy_test_operator(k.nngp_layers, k.backward, empty, empty, S).shape == (0, n * (c - 1))
+    grams = ([np.eye(n * 2)] * 2, [np.zeros((0, n * 2))] * 2, [np.eye(n)] * 2, [np.zeros((0, n))] * 2)
+    assert kfac_cross_entropy_test_operator_from_grams(*grams).shape == (0, n * 2)
+    with pytest.raises(ValueError, match=r"nngp_train\[0\] has shape \(0, 0\): expected N x N with N >= 1"):
+        kfac_cross_entropy_test_operator_from_grams([np.zeros((0, 0))], [np.zeros((0, 0))], [np.zeros((0, 0))],
+                                                    [np.zeros((0, 0))])
+    skew = [K + np.triu(np.ones((n, n)), 1) for K in k.backward]
+    with pytest.raises(ValueError, match=r"backward_train\[0\] is not symmetric"):
+        kfac_cross_entropy_test_operator(k.nngp_layers, skew, k.nngp_layers, k.backward, S)
+    indefinite = [np.diag([1.0, 1.0, -1.0])] * 2
+    with pytest.raises(ValueError, match=r"backward_train\[0\] is not positive semidefinite"):
+        kfac_cross_entropy_test_operator(k.nngp_layers, indefinite, k.nngp_layers, k.backward, S)
+    logits = np.column_stack([np.full(n, 740.0), rng.standard_normal(n), rng.standard_normal(n)])
+    with pytest.raises(ValueError, match=r"a probability below ~1e-300.*clip the logits"):
+        kfac_cross_entropy_test_operator(k.nngp_layers, k.backward, k.nngp_layers, k.backward,
+                                         CrossEntropyGeometry.at(logits).S)
+
