@@ -93,8 +93,9 @@ def _targets():
         "f_theory_alpha_ignores_forster": (training, "theory_alpha",
                                            'kwargs["forster"] = in_radial_isotropic_position(X)', "pass",
                                            "ngd.steps.default_learning_rate"),
-        "g_unit_wise_output_major_dual": (UW, "direction", 'np.einsum("nci,inc->ni", D, v.reshape(-1, n, c))',
-                                          'np.einsum("nci,inc->ni", D, v.reshape(-1, c, n).transpose(0, 2, 1))',
+        # C > 1 solves N-sized per-unit systems on the projected residual delta_i[n] . r_n: read r output-major
+        "g_unit_wise_output_major_dual": (UW, "_projected_rhs", 'np.einsum("nci,nc->ni", D, r)',
+                                          'np.einsum("nci,nc->ni", D, r.ravel().reshape(r.shape[1], r.shape[0]).T)',
                                           "ngd.steps.damped"),
         "g_unit_wise_chunk_drops_last_unit": (UW, "_chunks", "(a, min(m_l, a + size))",
                                               "(a, min(m_l - (m_l > 1), a + size))", "ngd.steps.damped"),
