@@ -314,7 +314,7 @@ def build_parser(stream: Optional[TextIO] = None) -> argparse.ArgumentParser:
                         help="search with this assumption relaxed (repeatable; default 'none': the claim's own "
                              "assumptions; `ngd-verify list CLAIM_ID` names the choices)")
     p_fals.add_argument("--max-seconds", type=_positive_float, default=120.0, metavar="T",
-                        help="stop searching after T seconds (default 120)")
+                        help="stop searching after T seconds (default 120; with --shards, each shard gets T)")
     p_fals.add_argument("--database", metavar="DIR", default=None,
                         help="keep counterexamples in DIR (created) and replay them first next time")
     p_fals.add_argument("--shards", type=_positive_int, default=None, metavar="K",

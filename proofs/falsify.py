@@ -33,6 +33,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import tempfile
@@ -76,8 +77,10 @@ class FalsifyOutcome:
     found_at: Optional[int] = None   # the draw at which the first counterexample was found (before shrinking)
     shards: int = 1                  # independent searches the budget was split into (falsify_sharded)
     shard: Optional[int] = None      # the shard whose counterexample is reported
-    shard_draws: Optional[int] = None  # that shard's checks (found_at counts within it)
     example: Any = field(default=None, repr=False)   # the shrunk scenario itself (for the database)
+    relaxation_draws: Optional[int] = None  # checks made in the relaxation of the counterexample
+    #: relaxations whose every example the verifier flagged as outside them (the others were searched)
+    inconclusive_relaxations: List[str] = field(default_factory=list)
     #: the search ran but says nothing: every example fell outside the relaxed space (not an error)
     inconclusive: Optional[str] = None
 
@@ -200,6 +203,7 @@ def falsify_sharded(claim: Claim, config: RunConfig, max_examples: int = 50, rel
         replayed = _replay_only(claim.id, claim.space, config, names, db)
         if replayed is not None:
             replayed.seconds = time.perf_counter() - start
+            replayed.shards = shards
             return replayed
     budgets = shard_budgets(max_examples, shards)
     if execution is not None and getattr(execution, "distributed", False):
@@ -227,13 +231,19 @@ def falsify_sharded(claim: Claim, config: RunConfig, max_examples: int = 50, rel
         _, index, best = min(found, key=lambda t: (t[0], t[1]))
         merged.counterexample = best.counterexample
         merged.found_at = best.found_at
-        merged.shard = index
-        merged.shard_draws = best.draws
+        merged.relaxation_draws = best.relaxation_draws
+        merged.shard = index if shards > 1 else None
         if db is not None and best.example is not None:
             _store(db, claim.id, best.counterexample.relaxation, best.example)
     elif parts and all(o.inconclusive is not None for o in parts):
-        merged.inconclusive = parts[0].inconclusive.replace(f"{parts[0].draws} examples",
-                                                            f"{merged.draws} examples (all shards)")
+        merged.inconclusive = (f"every one of the {merged.draws} examples (all shards) was flagged by the verifier as "
+                               f"outside the relaxed assumptions (e.g. {merged.rejected_reason[:160]}): the search "
+                               "says nothing about the claim")
+    if merged.counterexample is None and merged.inconclusive is None:
+        seen = []
+        for o in parts:
+            seen += [t for t in o.inconclusive_relaxations if t.split("relaxation ")[-1] not in " ".join(seen)]
+        merged.inconclusive_relaxations = seen
     merged.seconds = time.perf_counter() - start
     return merged
 
@@ -320,20 +330,23 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
     names = [getattr(r, "name", r) for r in relax] if relax else ["none"]  # Assumption objects or their names
     strategies = {name: space.strategy(name) for name in names}  # ValueError naming the allowed ones
     db = _database_dir(database)
-    outcome = FalsifyOutcome(claim_id, 0, 0.0, relaxations=names, max_examples=max_examples, seed=int(config.seed))
+    outcome = FalsifyOutcome(claim_id, 0, 0.0, relaxations=names, max_examples=max_examples, seed=int(config.seed),
+                             shards=shard[1] if shard is not None else 1)
     start = time.perf_counter()
     stop = start + max_seconds
     for name in names:
         cache = {}
         relaxed = name != "none"
+        counts = {"draws": 0, "rejected": 0}          # this relaxation's checks and rejections
 
-        def is_counterexample(scenario, cache=cache, relaxed=relaxed):
+        def is_counterexample(scenario, cache=cache, relaxed=relaxed, counts=counts):
             if scenario in cache:
                 return cache[scenario][0]
             if time.perf_counter() > stop:
                 outcome.stopped_by_time = True
                 return False
             outcome.draws += 1
+            counts["draws"] += 1
             try:
                 result = space.check(scenario)
             except Exception as exc:  # noqa: BLE001 -- a crash is searched for (and shrunk), never a pass
@@ -353,12 +366,14 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
                 unexpected = [f for f in unexpected if f.attributed and not f.explained_by(target)]
             if unexpected:  # the verifier says a (non-relaxed) assumption fails: outside the space
                 outcome.rejected += 1
+                counts["rejected"] += 1
+                counts.setdefault("reason", unexpected[0].message)
                 outcome.rejected_reason = outcome.rejected_reason or unexpected[0].message
                 verdict = False
             else:
                 verdict = not result.holds
-            if verdict and outcome.found_at is None:
-                outcome.found_at = outcome.draws
+            if verdict and "found_at" not in counts:
+                counts["found_at"] = counts["draws"]
             cache[scenario] = (verdict, result)
             return verdict
 
@@ -370,23 +385,28 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
                                              None if name == "none" else name, list(result.flags),
                                              getattr(space, "relaxed_assumptions", {}).get(name))
             outcome.example = replayed
+            outcome.found_at = outcome.relaxation_draws = counts["draws"]
             break
         if not search:   # replay only (falsify_sharded's first pass)
             continue
+        strategy = strategies[name]
+        if shard is not None and shard[0] > 0:
+            # hypothesis tries the minimal example first whatever the seed: only shard 0 checks it
+            strategy = strategy.filter(functools.partial(_differs, _minimal_example(strategy)))
         options = settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
                            suppress_health_check=list(HealthCheck), print_blob=False,
                            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
         keys = ("falsify", claim_id, name) + (("shard", shard[0]) if shard is not None and shard[1] > 1 else ())
         rng = random.Random(config.sub_seed(*keys))
         try:
-            found = find(strategies[name], is_counterexample, settings=options, random=rng,
+            found = find(strategy, is_counterexample, settings=options, random=rng,
                          database_key=f"ngd-verify falsify {claim_id} relax={name}".encode())
         except NoSuchExample:
-            if outcome.draws and outcome.rejected == outcome.draws:
-                outcome.inconclusive = (f"every one of the {outcome.draws} examples of relaxation {name!r} was flagged "
-                                        f"by the verifier as outside the assumptions (e.g. "
-                                        f"{outcome.rejected_reason[:160]}): the search says nothing about the claim")
-                break
+            if counts["draws"] and counts["rejected"] == counts["draws"]:
+                # this relaxation says nothing; the next ones are still searched
+                outcome.inconclusive_relaxations.append(
+                    f"every one of the {counts['draws']} examples of relaxation {name!r} was flagged by the verifier "
+                    f"as outside the assumptions (e.g. {counts['reason'][:160]})")
             continue
         except Unsatisfiable as exc:
             outcome.error = f"hypothesis could not generate valid examples for relaxation {name!r} ({exc})"
@@ -397,12 +417,29 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
             break
         _store(db, claim_id, name, found)
         outcome.example = found
+        outcome.found_at, outcome.relaxation_draws = counts.get("found_at"), counts["draws"]
         outcome.counterexample = Example(outcome.draws, name, _describe(found), False,
                                          _with_data(result.summary(), found), None if name == "none" else name,
                                          list(result.flags), getattr(space, "relaxed_assumptions", {}).get(name))
         break
+    if (outcome.counterexample is None and outcome.error is None and search
+            and len(outcome.inconclusive_relaxations) == len(names)):
+        outcome.inconclusive = "; ".join(outcome.inconclusive_relaxations) + ": the search says nothing about the claim"
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _minimal_example(strategy):
+    """The example hypothesis generates first (the shrink-minimal one), without checking anything."""
+    from hypothesis import HealthCheck, Phase, find, settings
+
+    return find(strategy, lambda _: True, settings=settings(max_examples=1, database=None, deadline=None,
+                                                             phases=[Phase.generate, Phase.shrink],
+                                                             suppress_health_check=list(HealthCheck)))
+
+
+def _differs(minimal, example) -> bool:
+    return example != minimal
 
 
 def _with_data(numbers: dict, example) -> dict:
@@ -514,8 +551,9 @@ def _examples(n: int) -> str:
 
 def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     relaxing = ", ".join(outcome.relaxations)
+    sizes = "/".join(map(str, sorted(set(shard_budgets(outcome.max_examples, outcome.shards)), reverse=True)))
     search = ("hypothesis search" if outcome.shards == 1 else
-              f"{outcome.shards} independent hypothesis searches of {'/'.join(map(str, sorted(set(shard_budgets(outcome.max_examples, outcome.shards)), reverse=True)))} examples")
+              f"{outcome.shards} independent hypothesis searches of {sizes} example{'s' if sizes != '1' else ''}")
     head = f"falsify {outcome.claim_id} (relaxing: {relaxing}; {search}, seed {outcome.seed})"
     budget = " (time budget reached)" if outcome.stopped_by_time else ""
     rejected = (f"; {outcome.rejected} example(s) rejected because the verifier flagged an assumption, e.g. "
@@ -525,13 +563,14 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     if outcome.counterexample is None and outcome.inconclusive is not None:
         return f"{head}: inconclusive after {_examples(outcome.draws)} ({outcome.seconds:.1f} s): {outcome.inconclusive}"
     if outcome.counterexample is None:
+        partly = "".join(f"; inconclusive: {t}" for t in outcome.inconclusive_relaxations)
         return (f"{head}: no counterexample in {_examples(outcome.draws)}{budget} "
-                f"({outcome.seconds:.1f} s){rejected}")
+                f"({outcome.seconds:.1f} s){rejected}{partly}")
     ex = outcome.counterexample
     numbers = dict(ex.numbers)
     flagged = numbers.pop("flagged", "")
     data = numbers.pop("data", None)
-    own = outcome.draws if outcome.shard_draws is None else outcome.shard_draws
+    own = outcome.draws if outcome.relaxation_draws is None else outcome.relaxation_draws
     where = "" if outcome.shard is None else f" of shard {outcome.shard + 1}"
     if outcome.found_at is not None and own > outcome.found_at:
         when = (f"found at example {outcome.found_at}{where}, shrunk in {own - outcome.found_at} more "

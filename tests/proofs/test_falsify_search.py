@@ -250,3 +250,33 @@ def test_relaxing_input_width_is_not_blocked_by_an_infinite_condition_bound():
     example, so the search was inconclusive.  On the kept range the blocks are fine: a counterexample."""
     code, out, err = run(["falsify", "ngd.unit_wise.tanh_exact", "--relax", "M_0 >= N", "--max-examples", "30"])
     assert code == 1 and "relaxed assumption: M_0 >= N" in out and "ill-conditioned unit blocks" not in out, out + err
+
+
+def test_an_inconclusive_relaxation_does_not_stop_the_next_one():
+    """Relaxation A's every example is flagged (by an assumption that does not stem from A); relaxation B
+    has a counterexample.  Both orders must report B's counterexample (A first used to stop the search)."""
+    other = Assumption("other", "another assumption")
+    a, b = Assumption("A", "a"), Assumption("B", "b")
+
+    def check(x):
+        if x < 0:          # A's examples: flagged by "other", outside A's relaxed space
+            return Outcome(False, flags=[Flag("other_fails", "other fails", other)])
+        return Outcome(x < 5)
+
+    space = AssumptionSpace("x < 5", st.integers(0, 4), check, relaxed={a: st.integers(-10, -1), b: st.integers(0, 10)})
+    demo = claim("demo.order", title="t", statement="s", register=False, space=space)(lambda cfg: None)
+    for order in (["A", "B"], ["B", "A"]):
+        out = falsify(demo, RunConfig(), max_examples=15, relax=order)
+        assert out.counterexample is not None and out.counterexample.relaxation == "B", (order, format_outcome(out))
+    out = falsify(demo, RunConfig(), max_examples=15, relax=["A"])
+    assert out.counterexample is None and out.inconclusive and "relaxation 'A'" in out.inconclusive
+
+
+def test_shards_do_not_repeat_the_minimal_example():
+    """Hypothesis checks the minimal example first whatever its seed; shards after the first skip it, so
+    20 shards of one example each check 20 different scenarios and find the width counterexample."""
+    from proofs.falsify import falsify as run_falsify
+
+    out = run_falsify(get_claim("ngd.block_diagonal", None), RunConfig(), max_examples=20, relax=["hidden width >= N"],
+                      shards=20)
+    assert out.counterexample is not None, format_outcome(out)
