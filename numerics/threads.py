@@ -103,8 +103,9 @@ class blas_threads(contextlib.ContextDecorator):
         if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer))):
             raise TypeError(f"n={n!r} ({type(n).__name__}) is not allowed: expected a positive integer number of "
                             "BLAS threads, or None")
-        if n is not None and n < 1:
-            raise ValueError(f"n={n!r} is not allowed: expected a positive integer number of BLAS threads, or None")
+        if n is not None and not 1 <= n <= 2 ** 31 - 1:
+            raise ValueError(f"n={n!r} is not allowed: expected a positive integer number of BLAS threads "
+                             "(at most 2^31 - 1), or None")
         self.n = None if n is None else int(n)
         #: a region of small-matrix work (:func:`single_blas_thread`), not a caller's budget: what it
         #: replaced is what :func:`all_blas_threads` gives back

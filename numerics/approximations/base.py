@@ -170,6 +170,10 @@ class Approximation(ABC):
             return self.factors
         if isinstance(X2, JacobianFactors):  # factors given directly (the cross-entropy logit operator)
             return X2
+        if getattr(self, "cross_entropy", None) is not None:
+            raise ValueError("X2 is not allowed with loss='cross_entropy' here: operator() is the squared-loss operator "
+                             "of the transformed training factors ((N (C-1))^2); for test inputs use "
+                             "logit_operator(X2), the map from p - y to the first-order logit change at X2")
         return self.net.factors(self.net.check_inputs(X2, "X2"))
 
     # -- the loss ---------------------------------------------------------------------------
@@ -188,7 +192,12 @@ class Approximation(ABC):
         squared-loss operator of the transformed factors, ``(N (C-1))^2``)."""
         if self.cross_entropy is None:
             return self.operator(X2)
-        f2 = self.logit_factors if X2 is None else self.factors_at(X2)
+        if X2 is None:
+            f2 = self.logit_factors
+        elif isinstance(X2, JacobianFactors):
+            f2 = X2
+        else:
+            f2 = self.net.factors(self.net.check_inputs(X2, "X2"))
         return self.cross_entropy.logit_operator(self.operator, f2)
 
     def probability_operator(self) -> np.ndarray:

@@ -381,3 +381,19 @@ def test_geometry_logit_operator_reconstructs_rows():
     out = g.logit_operator(op, f2)
     want = g.right(np.tile(f2.Delta[-1][:, :, 0].reshape(-1, 1), (1, 9)), g.M)
     assert np.abs(out - want).max() < 1e-14
+
+
+@pytest.mark.parametrize("name", ["exact", "block_diagonal", "kfac", "unit_wise"])
+def test_operator_at_test_inputs_under_cross_entropy_points_to_logit_operator(name):
+    """operator() under cross-entropy is the squared-loss operator of the transformed training factors; with
+    raw test inputs it used to fail deep inside (a reshape or matmul error): say what to call instead."""
+    from numerics.approximations import get_approximation
+    from numerics.network import MLP
+
+    net = MLP([3, 8, 2], activation="tanh", sigma_w2=2.0, sigma_b2=0.0, seed=0)
+    rng = np.random.default_rng(0)
+    X, X2 = rng.standard_normal((2, 3)), rng.standard_normal((1, 3))
+    approx = get_approximation(name)(net, X, loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"X2 is not allowed with loss='cross_entropy'.*use logit_operator\(X2\)"):
+        approx.operator(X2)
+    assert approx.logit_operator(X2).shape == (2, 4)
