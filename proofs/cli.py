@@ -358,7 +358,7 @@ def run_claims(claims: Sequence[Claim], cfg: RunConfig, file: Optional[TextIO] =
                 if line is not None:
                     line.item(f"{claims[i].id} done")
                     line.advance()
-            results = run_claims_on(execution, claims, cfg.mode, cfg.seed, done)
+            results = run_claims_on(execution, claims, cfg.mode, cfg.seed, done, cfg=cfg)
         return list(zip(claims, results))
     pairs = []
     with status_line(cfg, "claims", total=len(claims), file=file, unit="claim") as line:
