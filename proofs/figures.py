@@ -584,9 +584,13 @@ class _Styles:
         ramps = {k: i for members in families.values() if len(members) >= 3 for i, k in enumerate(members)}
         sizes = {k: len(members) for members in families.values() for k in members}
         free = [c for c in _TAB10 if c not in used and not (ramps and c == "#7f7f7f")] + list(_EXTRA_COLOURS)
+        # a prediction with no measured curve of its own (one isotropic prediction for relu and tanh): neutral
+        measured_keys = {colour_key(c) for c in curves if c["role"] == "measured"}
         self.colour: Dict[Any, str] = {}
         for k in keys:
-            if k in METHOD_COLOURS:
+            if k not in measured_keys and k not in METHOD_COLOURS:
+                self.colour[k] = "#555555"
+            elif k in METHOD_COLOURS:
                 self.colour[k] = METHOD_COLOURS[k]
             elif k in ramps:
                 shade = 0.62 * (1 - ramps[k] / (sizes[k] - 1))
@@ -752,6 +756,8 @@ def _width_ticks(axis, widths: Sequence[float], most: int = 8) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     ws = sorted({float(w) for w in widths if w > 0})
+    chars = max((len(f"{w:g}") for w in ws), default=1) + 2
+    most = max(2, min(most, (52 if most > 4 else 26) // chars))  # labels never run into each other
     step = max(1, -(-len(ws) // most))
     axis.set_major_locator(FixedLocator(ws[::step]))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v < 1e6 else f"{v:.0e}"))

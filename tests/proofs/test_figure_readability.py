@@ -279,3 +279,24 @@ def test_overview_width_sweep_panels_keep_their_own_y_label():
     ylabels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_visible()}
     assert ylabels["unit-wise"] == "isotropy error"
     assert [v for k, v in ylabels.items() if "L1" in k] == ["L1 / L0 after one step"]
+
+
+def test_width_tick_labels_do_not_run_into_each_other():
+    widths = [1024 * 2 ** k for k in range(8)]  # 1024 .. 131072: eight 4-6 digit labels
+    fig = F.render_figure(F.sweep_series("isotropy error", widths, [0.04 / 2 ** (k / 2) for k in range(8)]))
+    renderer = _renderer(fig)
+    boxes = sorted((t.get_window_extent(renderer) for t in fig.axes[0].get_xticklabels() if t.get_text()),
+                   key=lambda b: b.x0)
+    assert len(boxes) >= 3 and all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+
+
+def test_a_prediction_shared_by_several_curves_is_neutral_not_a_new_colour():
+    s = F.figure_series("width_sweep", [
+        F.sweep_curve("relu: median L1/L0", [256, 512, 1024], [7.0, 3.0, 0.8]),
+        F.sweep_curve("tanh: median L1/L0", [256, 512, 1024], [0.01, 0.003, 0.001]),
+        F.sweep_curve("isotropic prediction: 0 after one step", [256, 512, 1024], [0.0] * 3, role="predicted")],
+        autofit=False)
+    lines = {line.get_label(): line for line in _lines(F.render_figure(s))}
+    shared = lines["isotropic prediction: 0 after one step"].get_color()
+    assert shared not in (lines["relu: median L1/L0"].get_color(), lines["tanh: median L1/L0"].get_color())
+    assert shared not in F.METHOD_COLOURS.values() and shared == "#555555"
