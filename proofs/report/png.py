@@ -175,7 +175,11 @@ def overview_series(pairs: Sequence[Pair]) -> Dict[str, dict]:
                     wanted = quantity or "error"
                     if s.get("autofit") is False or quantity is None:
                         wanted = quantity or "relative error"
-                    ylabels[group] = wanted if ylabels.get(group, wanted) == wanted else "relative error (see legend)"
+                    have = ylabels.get(group, wanted)
+                    if have != wanted:  # "isotropy error" and "isotropy error (C = 2, tanh)": the shared quantity
+                        same = re.sub(r"\s*\([^)]*\)", "", have).strip() == re.sub(r"\s*\([^)]*\)", "", wanted).strip()
+                        wanted = re.sub(r"\s*\([^)]*\)", "", wanted).strip() if same else "relative error (see legend)"
+                    ylabels[group] = wanted
                     m["curves"].append(_curve(c, group=group, label=label))
                 elif kind == "spectrum" and (c["role"] == "predicted" or not c.get("approximation")
                                              or c["approximation"] in seen_spectra):
