@@ -1251,6 +1251,11 @@ def _wrap(text: str, width: int) -> str:
     out = []
     for part in str(text or "").split("\n"):
         part = re.sub(r"\$[^$]*\$", keep, part)
+        # one formula printed as neighbouring tokens ("$\alpha$ = $\Sigma_l$ $M_l$ + 2", "M → ∞") stays on one line
+        part = re.sub(r"\$((?: [=+\-/×<>→]+)? )(?=\$)", lambda m: "$" + m.group(1).replace(" ", "\x00"), part)
+        part = re.sub(r"\$ ([+\-=/]) (\w{1,3})\b", lambda m: f"$\x00{m.group(1)}\x00{m.group(2)}", part)
+        part = re.sub(r" → (∞|0\+?)", lambda m: "\x00→\x00" + m.group(1), part)
+        part = re.sub(r"\$ (\w{1,4}) (?=\$)", lambda m: f"$\x00{m.group(1)}\x00", part)
         part = re.sub(r"\([^()]{1,24}\)", lambda m: keep(m) if re.search(r"[-+=/*^]", m.group(0)) else m.group(0),
                       part)
         out += [line.replace("\x00", " ") for line in (textwrap.wrap(part, width, break_long_words=False, break_on_hyphens=False) or [""])]

@@ -300,3 +300,12 @@ def test_a_prediction_shared_by_several_curves_is_neutral_not_a_new_colour():
     shared = lines["isotropic prediction: 0 after one step"].get_color()
     assert shared not in (lines["relu: median L1/L0"].get_color(), lines["tanh: median L1/L0"].get_color())
     assert shared not in F.METHOD_COLOURS.values() and shared == "#555555"
+
+
+def test_a_formula_of_several_tokens_is_not_broken_across_lines():
+    title = ("Unit-wise NGD under cross-entropy: C = 2 isotropic with alpha = sum_l M_l + 2 (tanh, exact); C = 3 not "
+             "isotropic, and EKFAC with N = 2 (relu, or equal-norm inputs): Theta_G -> (2L - 1) I as M -> infinity")
+    heading = F.render_figure(F.sweep_series("q", [1, 2, 4], [1, .5, .3]), title=title).axes[0].get_title()
+    lines = heading.split("\n")
+    assert any(r"$\alpha$ = $\Sigma_l$ $M_l$ + 2" in line for line in lines), lines
+    assert any("M → ∞" in line for line in lines), lines
