@@ -228,7 +228,7 @@ def _setting_of(title: Any) -> Optional[str]:
 _CLAIM_TAILS = {"forster": "Forster inputs", "test_kernel": "L = 5", "alpha_definition": "from its definition"}
 
 _TOPIC_TITLES = {"kernels": "kernels: empirical NTKs -> analytic NTKs", "sanity": "sanity checks and controls",
-                 "digits": "real digits", "exact": "exact NGD", "ekfac": "EKFAC"}
+                 "digits": "real digits", "exact": "exact NGD", "ekfac": "EKFAC", "cross_entropy": "cross-entropy"}
 
 
 #: The panels of the loss-curve overviews: approximation -> family (small multiples, one per family).
@@ -262,7 +262,7 @@ def topic_title(claim_id: str) -> str:
     >>> topic_title("ngd.kfac.forster"), topic_title("kernels.empirical_ntk_limit"), topic_title("ngd.block_diagonal")
     ('K-FAC', 'kernels: empirical NTKs -> analytic NTKs', 'block-diagonal')
     >>> topic_title("ngd.cross_entropy.kfac_spread")
-    'cross entropy'
+    'cross-entropy'
     """
     parts = str(claim_id).split(".")
     topic = parts[1] if parts[0] == "ngd" and len(parts) > 1 else parts[0]
