@@ -1,26 +1,13 @@
 """``ngd-verify falsify`` in shards: ``--shards K`` splits the budget into K independent searches seeded from
 their own coordinates, so ``--workers 2`` (the shards as Dask tasks on an embedded cluster) prints exactly what
 the serial ``--shards 2`` prints, timings aside; the usage errors name the option."""
-import io
-import re
-
 import pytest
 
-from proofs import cli
 from proofs.claim import RunConfig
 from proofs.falsify import falsify, format_outcome, shard_budgets
 from proofs.registry import get_claim
+from test_falsify_search import run, untimed   # the CLI runner and timing scrubber of the falsify tests
 from theory.assumptions import HIDDEN_WIDTH, INPUT_WIDTH, KFAC_INPUTS
-
-
-def run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.main(argv, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def untimed(text):
-    return re.sub(r"[0-9.]+ s\b", "", text)
 
 
 def test_budgets_add_up_and_differ_by_at_most_one():
