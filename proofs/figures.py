@@ -1204,6 +1204,8 @@ def printed(text: Any) -> str:
     'error of K-FAC vs analytic predictor; $\\\\Sigma_l$ $c_l$ $\\\\Theta_l^{-1}$'
     >>> printed("eta / eta* = 1/alpha, p_{t+1}, mse, block_diagonal")
     '$\\\\eta$ / $\\\\eta^*$ = 1/$\\\\alpha$, $p_{t+1}$, squared loss, block-diagonal'
+    >>> printed("M_0 >= N (rho -> 0+)")
+    '$M_0$ ≥ N ($\\\\rho$ → 0⁺)'
     """
     import re
 
@@ -1218,6 +1220,7 @@ def printed(text: Any) -> str:
             else:
                 line = re.sub(rf"(?<![\w.$\\-]){re.escape(key)}(?![\w-])", value, line)
         line = line.replace(" -> ", " → ").replace("→ infinity", "→ ∞").replace("1^T T^+ 1", r"$\mathbf{1}^\top T^+ \mathbf{1}$")
+        line = line.replace(" >= ", " ≥ ").replace(" <= ", " ≤ ").replace("0+)", "0⁺)")
         line = re.sub(r"1\^T ([A-Z])\^\+ 1", lambda m: rf"$\mathbf{{1}}^\top {m.group(1)}^+ \mathbf{{1}}$", line)
         greek = "|".join(sorted(_GREEK, key=len, reverse=True))
 

@@ -50,6 +50,18 @@ def figure_title(claim_title: str, series: Mapping) -> str:
     return str(claim_title) + "\n" + str(what)
 
 
+def verdict_prefix(result) -> str:
+    """``"REFUTED: "`` (``"CONDITIONAL: "``, ``"INCONCLUSIVE: "``) before the claim's title in a figure whose
+    claim was not verified, so that a title stating a claim is never read as a result; ``""`` for verified.
+
+    >>> from types import SimpleNamespace as R
+    >>> verdict_prefix(R(verdict="refuted")), verdict_prefix(R(verdict="verified"))
+    ('REFUTED: ', '')
+    """
+    verdict = str(getattr(result, "verdict", "verified"))
+    return "" if verdict == "verified" else f"{verdict.upper()}: "
+
+
 def figure_caption(claim_title: str, series: Mapping) -> str:
     """A figure's caption: the series' caption or "claim title: what is shown", then the
     explanations the reader needs (:func:`proofs.figures.caption_of`)."""
@@ -80,13 +92,13 @@ def draw_figures(pairs: Sequence[Pair], out_dir: Path) -> Dict[str, List[Dict[st
             rel = f"figures/{slug(claim.id)}--{slug(name)}.png"
             try:
                 s = check_series(s, f"{claim.id}: {name}")
-                png = render_png({k: v for k, v in s.items() if k != "title"}, title=figure_title(claim.title, s),
-                                 name=f"{claim.id}: {name}")
+                png = render_png({k: v for k, v in s.items() if k != "title"},
+                                 title=figure_title(verdict_prefix(result) + claim.title, s), name=f"{claim.id}: {name}")
             except Exception as exc:  # noqa: BLE001 -- one bad figure is reported, it must not stop the report
                 entries.append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             atomic_write_bytes(out_dir / rel, png)
-            entries.append({"name": name, "path": rel, "caption": figure_caption(claim.title, s)})
+            entries.append({"name": name, "path": rel, "caption": figure_caption(verdict_prefix(result) + claim.title, s)})
         figures[claim.id] = entries
     return figures
 
