@@ -134,8 +134,8 @@ def damping_eigenvalues(cfg: RunConfig) -> ClaimResult:
         # not isotropic: spread of lambda/(lambda+rho) over the spectrum is O(1) for rho ~ lambda
         parts.append(V.compare(f"rho = {scale:g} median(lambda): not isotropic", 1.0, float(iso > 1e-3), tolerance=0.0))
         series.setdefault("damping_spectra", []).extend([  # one figure: measured (markers), lambda/(lambda+rho) dashed
-            F.spectrum_curve(measured[::-1], label=f"rho = {scale:g} × median lambda = {rho:.3g}", width=width),
-            dict(F.spectrum_curve(predicted[::-1], label=f"rho = {scale:g} × median lambda = {rho:.3g} predicted"),
+            F.spectrum_curve(measured[::-1], label=f"rho = {rho:.3g} ({scale:g} × median lambda)", width=width),
+            dict(F.spectrum_curve(predicted[::-1], label=f"rho = {rho:.3g} ({scale:g} × median lambda) predicted"),
                  role="predicted")])
     series["damping_spectra"] = F.figure_series(
         "spectrum", series["damping_spectra"], name="damping_spectra", xlabel="eigenvalue index i (largest first)",
