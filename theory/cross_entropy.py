@@ -66,6 +66,7 @@ import sympy as sp
 from theory.derivation import Derivation
 from theory.non_isotropic import IsotropyResult, NotIsotropic, cached_derivation
 from theory.tolerances import EXACT_TOL, RANK_RTOL
+from theory.validation import check_matrix
 
 __all__ = [
     "cross_entropy_isotropy", "factorisation_derivation", "probability_space_derivation", "newton_step_derivation",
@@ -376,21 +377,12 @@ def kfac_deviation_first_order(logits, depth: int) -> float:
     return float(np.sqrt(np.sum(E * E)) / (alpha * np.sqrt(n * (c - 1))))
 
 
-def _finite_matrix(name: str, value, shape=None) -> np.ndarray:
-    """``value`` as a finite float 2-D array (``shape`` when given), else ``ValueError``/``TypeError``
-    naming ``name``."""
-    A = np.asarray(value)
-    if A.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {A.dtype}: expected a real (float) array")
-    A = A.astype(float)
-    if A.ndim != 2:
-        raise ValueError(f"{name} has shape {A.shape}: expected a 2-D array")
+def _finite_matrix(name: str, value, shape=None, min_rows: int = 0) -> np.ndarray:
+    """:func:`theory.validation.check_matrix` (finite, real, 2-D; ``TypeError``/``ValueError`` naming
+    ``name``), and ``shape`` when given."""
+    A = check_matrix(name, value, min_rows=min_rows)
     if shape is not None and A.shape != tuple(shape):
         raise ValueError(f"{name} has shape {A.shape}: expected {tuple(shape)}")
-    if not np.all(np.isfinite(A)):
-        bad = np.argwhere(~np.isfinite(A))[0]
-        raise ValueError(f"{name} has a non-finite entry {A[tuple(bad)]} at {tuple(int(i) for i in bad)}: "
-                         "expected finite values")
     return A
 
 
@@ -419,14 +411,10 @@ def kfac_cross_entropy_test_operator_from_grams(backward_train, backward_test, n
     if not (len(backward_test) == len(nngp_train) == len(nngp_test) == L) or L == 0:
         raise ValueError("backward_train, backward_test, nngp_train, nngp_test must all have the same number "
                          f"L >= 1 of layers (got {L}, {len(backward_test)}, {len(nngp_train)}, {len(nngp_test)})")
-    n = np.asarray(nngp_train[0]).shape[0] if np.ndim(nngp_train[0]) == 2 else None
-    if not n:
-        raise ValueError(f"nngp_train[0] has shape {np.shape(nngp_train[0])}: expected N x N with N >= 1")
-    n = _finite_matrix("nngp_train[0]", nngp_train[0]).shape[0]
-    if np.ndim(nngp_test[0]) == 2 and np.shape(nngp_test[0])[0] == 0:
-        a = np.shape(backward_train[0])[0] // n if np.ndim(backward_train[0]) == 2 else 0
-        return np.zeros((0, n * a))                                       # no test points
+    n = _finite_matrix("nngp_train[0]", nngp_train[0], min_rows=1).shape[0]
     n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0]
+    if n_test == 0:                                                         # no test points
+        return np.zeros((0, _finite_matrix("backward_train[0]", backward_train[0]).shape[0]))
     rows, cols = _finite_matrix("backward_test[0]", backward_test[0]).shape
     if cols % n or rows % n_test or cols // n < 1 or rows // n_test != cols // n + 1:
         raise ValueError(f"backward_test[0] has shape {(rows, cols)}: expected (N' C, N (C-1)) with N = {n}, "
@@ -553,8 +541,7 @@ def kfac_cross_entropy_test_operator(nngp_train, backward_train, nngp_test, back
         bad = int(np.argmin(sv[:, -1]))
         raise ValueError(f"S[{bad}] has a singular value {sv[bad, -1]:.3g} < 1e-150 (a probability below ~1e-300): "
                          "the operator's entries ~ 1/sqrt(p) overflow float64; clip the logits")
-    n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0] if np.asarray(nngp_test[0]).size else \
-        np.asarray(nngp_test[0]).shape[0]
+    n_test = _finite_matrix("nngp_test[0]", nngp_test[0]).shape[0]
     if n_test == 0:
         return np.zeros((0, n * a))
     out = np.zeros((n_test * c, n * a))

@@ -81,7 +81,7 @@ def check_matrix(name: str, value, ncols: Optional[int] = None, min_rows: int = 
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
-            f"{name} contains a non-finite value {arr[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
+            f"{name} contains a non-finite value {float(arr[tuple(bad)])} at index {tuple(int(i) for i in bad)}"
         )
     return arr
 
