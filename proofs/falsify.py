@@ -79,8 +79,8 @@ class FalsifyOutcome:
     shard: Optional[int] = None      # the shard whose counterexample is reported
     example: Any = field(default=None, repr=False)   # the shrunk scenario itself (for the database)
     relaxation_draws: Optional[int] = None  # checks made in the relaxation of the counterexample
-    #: relaxations whose every example the verifier flagged as outside them (the others were searched)
-    inconclusive_relaxations: List[str] = field(default_factory=list)
+    #: relaxation name -> why it says nothing: every example the verifier flagged as outside it
+    inconclusive_relaxations: Dict[str, str] = field(default_factory=dict)
     #: the search ran but says nothing: every example fell outside the relaxed space (not an error)
     inconclusive: Optional[str] = None
 
@@ -235,15 +235,13 @@ def falsify_sharded(claim: Claim, config: RunConfig, max_examples: int = 50, rel
         merged.shard = index if shards > 1 else None
         if db is not None and best.example is not None:
             _store(db, claim.id, best.counterexample.relaxation, best.example)
-    elif parts and all(o.inconclusive is not None for o in parts):
-        merged.inconclusive = (f"every one of the {merged.draws} examples (all shards) was flagged by the verifier as "
-                               f"outside the relaxed assumptions (e.g. {merged.rejected_reason[:160]}): the search "
-                               "says nothing about the claim")
-    if merged.counterexample is None and merged.inconclusive is None:
-        seen = []
-        for o in parts:
-            seen += [t for t in o.inconclusive_relaxations if t.split("relaxation ")[-1] not in " ".join(seen)]
-        merged.inconclusive_relaxations = seen
+    else:   # no counterexample: a relaxation says nothing only if it said nothing in every shard
+        merged.inconclusive_relaxations = {n: parts[0].inconclusive_relaxations[n] for n in names
+                                           if all(n in o.inconclusive_relaxations for o in parts)}
+        if len(merged.inconclusive_relaxations) == len(names):
+            merged.inconclusive = (f"every one of the {merged.draws} examples (all shards) was flagged by the verifier "
+                                   f"as outside the relaxed assumptions (e.g. {merged.rejected_reason[:160]}): the "
+                                   "search says nothing about the claim")
     merged.seconds = time.perf_counter() - start
     return merged
 
@@ -325,9 +323,7 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample, Unsatisfiable
 
-    if isinstance(relax, str) or hasattr(relax, "name"):
-        relax = [relax]
-    names = [getattr(r, "name", r) for r in relax] if relax else ["none"]  # Assumption objects or their names
+    names = _relaxation_names(relax)  # Assumption objects or their names
     strategies = {name: space.strategy(name) for name in names}  # ValueError naming the allowed ones
     db = _database_dir(database)
     outcome = FalsifyOutcome(claim_id, 0, 0.0, relaxations=names, max_examples=max_examples, seed=int(config.seed),
@@ -404,7 +400,7 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
         except NoSuchExample:
             if counts["draws"] and counts["rejected"] == counts["draws"]:
                 # this relaxation says nothing; the next ones are still searched
-                outcome.inconclusive_relaxations.append(
+                outcome.inconclusive_relaxations[name] = (
                     f"every one of the {counts['draws']} examples of relaxation {name!r} was flagged by the verifier "
                     f"as outside the assumptions (e.g. {counts['reason'][:160]})")
             continue
@@ -424,7 +420,8 @@ def _falsify_hypothesis(claim_id: str, space, config: RunConfig, max_examples: i
         break
     if (outcome.counterexample is None and outcome.error is None and search
             and len(outcome.inconclusive_relaxations) == len(names)):
-        outcome.inconclusive = "; ".join(outcome.inconclusive_relaxations) + ": the search says nothing about the claim"
+        outcome.inconclusive = ("; ".join(outcome.inconclusive_relaxations.values())
+                                + ": the search says nothing about the claim")
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -563,7 +560,7 @@ def _format_hypothesis(outcome: FalsifyOutcome) -> str:
     if outcome.counterexample is None and outcome.inconclusive is not None:
         return f"{head}: inconclusive after {_examples(outcome.draws)} ({outcome.seconds:.1f} s): {outcome.inconclusive}"
     if outcome.counterexample is None:
-        partly = "".join(f"; inconclusive: {t}" for t in outcome.inconclusive_relaxations)
+        partly = "".join(f"; inconclusive: {t}" for t in outcome.inconclusive_relaxations.values())
         return (f"{head}: no counterexample in {_examples(outcome.draws)}{budget} "
                 f"({outcome.seconds:.1f} s){rejected}{partly}")
     ex = outcome.counterexample
