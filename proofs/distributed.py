@@ -324,17 +324,12 @@ def run_tasks(execution: Execution, fn: Callable, tasks: Sequence[Tuple[str, tup
     if not tasks:
         return results
     with _client(execution) as client:
-        from distributed import as_completed
-
         token = uuid.uuid4().hex[:8]
         futures = [client.submit(_run_task, label, fn, *args, key=f"ngd-{token}-{i}-{label}", pure=False,
                                  retries=RETRIES) for i, (label, args) in enumerate(tasks)]
-        index = {f.key: i for i, f in enumerate(futures)}
         done = 0
         try:
-            for future in as_completed(futures, loop=client.loop):
-                i = index[future.key]
-                exc = _outcome(future)
+            for i, future, exc in _completed(client, futures):
                 if exc is not None:
                     raise TaskFailed(tasks[i][0], exc, done, len(tasks))
                 results[i] = future.result()
@@ -346,6 +341,16 @@ def run_tasks(execution: Execution, fn: Callable, tasks: Sequence[Tuple[str, tup
             raise
         _record_peaks(execution, client)
     return results
+
+
+def _completed(client, futures) -> Iterator[Tuple[int, Any, Optional[BaseException]]]:
+    """``(index in futures, future, its exception or None)`` in completion order (claim tasks and
+    sweep points alike; the callers decide what a failure means)."""
+    from distributed import as_completed
+
+    index = {f.key: i for i, f in enumerate(futures)}
+    for future in as_completed(futures, loop=client.loop):
+        yield index[future.key], future, _outcome(future)
 
 
 def _record_peaks(execution: Execution, client) -> None:
@@ -534,8 +539,6 @@ class PointRound:
     def __iter__(self) -> Iterator[Tuple[int, Any]]:
         if not self.points:
             return
-        from distributed import as_completed
-
         ex = self.executor
         client = ex._client()
         fn = client.scatter(self.measure, hash=False) if self.scatter else self.measure
@@ -546,13 +549,10 @@ class PointRound:
         futures = [client.submit(_run_point, fn, w, r, key=f"ngd-point-{token}-{where}-w{w}-r{r}", pure=False,
                                  retries=RETRIES, priority=POINT_PRIORITY + rank[w]) for w, r in self.points]
         ex.points_submitted += len(futures)
-        index = {f.key: i for i, f in enumerate(futures)}
         seceded = ex.nested and _secede()
         done = 0
         try:
-            for future in as_completed(futures, loop=client.loop):
-                i = index[future.key]
-                exc = _outcome(future)
+            for i, future, exc in _completed(client, futures):
                 if exc is not None:
                     w, r = self.points[i]
                     failed = PointFailed(ex.task, w, r, exc, done, len(futures))
