@@ -12,7 +12,9 @@ Rows:
    as a multiple of one forward + backward pass and of one GEMM of the forward's size
    ((N x M) @ (M x M)); targets (issue 14): block tri-diagonal <= 1.8x, the others <= 3x.
 3. Unit-wise with rho > 0 at width 2048, depth 3, N = 128 (batched over units), same ratios; target
-   <= 5x (issue 14).
+   <= 5x (issue 14).  Measured with the idle-spin setting ``ngd-verify`` runs with (the script imports
+   numerics before numpy; :mod:`theory._environment`), and again, for reference, in a child process with
+   OpenBLAS's default spin (``OPENBLAS_THREAD_TIMEOUT=28``).
 4. BLAS threads next to a busy process (issue 14): ``function_space_operator(MLP([64, 2048, 2048, 1]), X,
    "unit_wise")``, N = 300, rho = 0, with the default BLAS threads against one thread, both next to a
    subprocess spinning multi-threaded GEMMs; target: within 1.5x of the one-thread time.
@@ -32,6 +34,7 @@ machine has 2 cores and other processes may be running.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -39,13 +42,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# numerics before numpy, as ``ngd-verify`` imports them: ``import theory`` sets OPENBLAS_THREAD_TIMEOUT
+# before OpenBLAS loads (theory._environment); the footer records the value in effect
+import numerics  # noqa: E402,F401  isort: skip
+import numpy as np  # noqa: E402
 
 from numerics.approximations import available_approximations, get_approximation  # noqa: E402
 from numerics.factors import layer_gram  # noqa: E402
 from numerics.network import MLP  # noqa: E402
+from numerics.threads import blas_thread_info  # noqa: E402
 from numerics.training import ngd_step  # noqa: E402
 
 
@@ -235,6 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--unit-wise-multiclass", action="store_true",
                         help="only row 6: one unit-wise step on the ten-class digits, (N C)- vs N-sized systems")
     parser.add_argument("--width", type=int, default=2048, help="hidden width of row 6 (default 2048)")
+    parser.add_argument("--rows-json", action="store_true", help=argparse.SUPPRESS)  # child of bench_default_spin
     parser.add_argument("--only", nargs="+", metavar="APPROXIMATION",
                         help="time only these steps (e.g. block_tridiagonal unit_wise); skips the Gram row")
     args = parser.parse_args(argv)
@@ -250,6 +258,8 @@ def main(argv=None) -> int:
         rows += bench_steps(width, n, layerwise, 0.0, args.repeats, "", targets={"block_tridiagonal": "<= 1.8x"})
     if "unit_wise" in present:
         rows += bench_steps(uw_width, uw_n, ["unit_wise"], 1e-3, args.repeats, "", targets={"unit_wise": "<= 5x"})
+        if not (args.quick or args.rows_json):
+            rows += bench_default_spin(args.repeats)
     if not (args.quick or args.skip_busy):
         rows += bench_busy_threads(2048, 300, max(3, args.repeats // 2))
     if not (args.quick or args.skip_memory):
@@ -257,14 +267,29 @@ def main(argv=None) -> int:
     return _emit(rows, args, start, f"median of {args.repeats} round-robin repeats")
 
 
+def bench_default_spin(repeats: int):
+    """Row 3 again in a child process with OpenBLAS's default idle spin (``OPENBLAS_THREAD_TIMEOUT=28``, what a
+    script that imports numpy before numerics gets; :mod:`theory._environment`), for comparison."""
+    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="28")
+    out = subprocess.run([sys.executable, __file__, "--only", "unit_wise", "--skip-busy", "--skip-memory",
+                          "--repeats", str(repeats), "--rows-json"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return [(f"{row[0]} (OpenBLAS default spin 2^28)", *row[1:4], "(reference)") for row in json.loads(out)]
+
+
 def _emit(rows, args, start, how: str) -> int:
+    if args.rows_json:
+        print(json.dumps(rows))
+        return 0
     header = ("case", "size", "measured", "ratio", "target")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
     line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
     lines = [line(header), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows]
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    spin = sorted({d["thread_timeout"] for d in blas_thread_info() if d["thread_timeout"] is not None})
     lines.append("")
-    lines.append(f"(OPENBLAS_NUM_THREADS={threads}; {os.cpu_count()} CPUs; {how}; {start} at start, {load()} at the end; peak RSS of this process "
+    lines.append(f"(OPENBLAS_NUM_THREADS={threads}; OpenBLAS idle spin 2^{spin} cycles; {os.cpu_count()} CPUs; {how}; "
+                 f"{start} at start, {load()} at the end; peak RSS of this process "
                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)")
     text = "\n".join(lines)
     print(text)

@@ -68,9 +68,27 @@ def _blas_libraries():
 
 
 def blas_thread_info() -> List[dict]:
-    """``[{"filepath", "internal_api", "num_threads"}]`` of every loaded BLAS library."""
-    return [{"filepath": lib.filepath, "internal_api": lib.internal_api, "num_threads": int(lib.num_threads)}
-            for lib in _blas_libraries()]
+    """``[{"filepath", "internal_api", "num_threads", "thread_timeout"}]`` of every loaded BLAS library.
+
+    ``thread_timeout``: for OpenBLAS, log2 of the CPU cycles an idle worker thread spins before it sleeps,
+    as the loaded library applies it (``OPENBLAS_THREAD_TIMEOUT`` read when it loaded, clamped to [4, 30];
+    28 when unset; :mod:`theory._environment`); ``None`` for other BLAS libraries."""
+    return [{"filepath": lib.filepath, "internal_api": lib.internal_api, "num_threads": int(lib.num_threads),
+             "thread_timeout": _openblas_thread_timeout(lib)} for lib in _blas_libraries()]
+
+
+def _openblas_thread_timeout(lib) -> Optional[int]:
+    """The spin exponent an OpenBLAS library applies (its exported ``openblas_thread_timeout()`` returns the
+    environment value it read at load time, 0 when unset); ``None`` when ``lib`` is not OpenBLAS or does not
+    export the function."""
+    getter = getattr(getattr(lib, "dynlib", None), "openblas_thread_timeout", None) if lib.internal_api == "openblas" else None
+    if getter is None:
+        return None
+    import ctypes
+
+    getter.restype, getter.argtypes = ctypes.c_int, []
+    value = int(getter())
+    return 28 if value <= 0 else min(30, max(4, value))
 
 
 def blas_thread_count() -> int:

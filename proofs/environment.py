@@ -38,11 +38,16 @@ def _version(name: str) -> str:
 
 def blas_info() -> List[Dict[str, str]]:
     """The BLAS/LAPACK libraries numpy uses: from threadpoolctl when present (library, version,
-    threads), else from ``numpy.show_config``."""
+    threads, and for OpenBLAS the idle workers' spin exponent ``thread_timeout``,
+    :func:`numerics.threads.blas_thread_info`), else from ``numpy.show_config``."""
     try:
         from threadpoolctl import threadpool_info
+
+        from numerics.threads import blas_thread_info
+        spin = {d["filepath"]: d["thread_timeout"] for d in blas_thread_info()}
         info = [{"api": str(d.get("internal_api", "")), "library": os.path.basename(str(d.get("filepath", ""))),
-                 "version": str(d.get("version", "")), "threads": str(d.get("num_threads", ""))}
+                 "version": str(d.get("version", "")), "threads": str(d.get("num_threads", "")),
+                 "thread_timeout": "" if spin.get(d.get("filepath")) is None else str(spin[d.get("filepath")])}
                 for d in threadpool_info() if d.get("user_api") == "blas"]
         if info:
             return info

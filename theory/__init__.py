@@ -14,6 +14,11 @@ from theory._guard import check_siblings as _check_siblings, lazy_exports as _la
 
 _check_siblings("theory")
 
+from theory._environment import configure_blas_environment as _configure_blas_environment
+
+# before numpy loads OpenBLAS (theory._environment): idle BLAS workers must not spin into batched work
+_configure_blas_environment()
+
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
     "analytic_kernels": "theory.kernels",

@@ -91,6 +91,7 @@ True
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, List, Tuple
 
 import numpy as np
@@ -380,11 +381,12 @@ class UnitWiseApproximation(Approximation):
     def direction(self, residual) -> List[np.ndarray]:
         """Per layer ``W^T Z`` with ``W[n, i] = delta_i[n] . v_i[n]`` (one GEMM after the batched solves).
 
-        The batched per-unit solves run with one BLAS thread; the final width-sized GEMMs get the caller's
-        threads back (:mod:`numerics.threads`)."""
+        The batched per-unit solves of every layer run first, with one BLAS thread; the width-sized GEMMs
+        then run together with the caller's threads (:mod:`numerics.threads`), so no multi-threaded call sits
+        between two batched phases (OpenBLAS workers spin after each one, :mod:`theory._environment`)."""
         r = self.residual_matrix(residual)
         n, c = self.n_samples, self.n_outputs
-        out = []
+        pending = []                      # per layer: (A, B) for the final GEMM A @ B, or (done, None)
         forms = self.diagnostics.setdefault("direction_forms", [None] * self.depth)
         with single_blas_thread():
             for l in range(1, self.depth + 1):
@@ -397,17 +399,13 @@ class UnitWiseApproximation(Approximation):
                     form = self._solve_form(l)
                     forms[l - 1] = form if c == 1 else form + "_projected"
                     if form == "primal":
-                        out.append(self._primal_direction(l, r))
+                        pending.append((self._primal_direction(l, r), None))
                         continue
-                    W = self._compressed_dual_weights(l, r)
-                    with all_blas_threads():
-                        out.append(W.T @ self.factors.Z[l - 1])
+                    pending.append((self._compressed_dual_weights(l, r).T, self.factors.Z[l - 1]))
                     continue
                 if reduced and method == "batched_svd" and c > 1:
                     forms[l - 1] = "svd_projected"
-                    Y = self._projected_svd_rows(l, r)
-                    with all_blas_threads():
-                        out.append(Y @ self._input_svd[l][1].T)
+                    pending.append((self._projected_svd_rows(l, r), self._input_svd[l][1].T))
                     continue
                 forms[l - 1] = "dual_full"
                 if self.methods[l - 1] == "batched_svd":
@@ -418,8 +416,7 @@ class UnitWiseApproximation(Approximation):
                         _, (P, Sinv, Qt), _ = self._chunk_system(l, start, stop)
                         coef = Sinv * np.einsum("kaq,a->kq", P, r.ravel())
                         Y[start:stop] = np.einsum("kqr,kq->kr", Qt, coef)
-                    with all_blas_threads():
-                        out.append(Y @ self._input_svd[l][1].T)
+                    pending.append((Y, self._input_svd[l][1].T))
                     continue
                 W = np.empty((n, Delta.shape[2]))
                 for start, stop in self._chunks(l, 1):
@@ -437,9 +434,9 @@ class UnitWiseApproximation(Approximation):
                     else:
                         v = np.einsum("kab,kb->ka", fac, np.einsum("kba,kb->ka", fac, rb[:, :, 0]))
                     W[:, start:stop] = np.einsum("nci,inc->ni", D, v.reshape(-1, n, c))
-                with all_blas_threads():
-                    out.append(W.T @ self.factors.Z[l - 1])
-            return out
+                pending.append((W.T, self.factors.Z[l - 1]))
+            with all_blas_threads():
+                return [A if B is None else A @ B for A, B in pending]
 
     # -- the C = 1 direction: compressed dual or primal per-unit systems ----------------------------
     def _solve_form(self, l: int) -> str:
@@ -510,6 +507,7 @@ class UnitWiseApproximation(Approximation):
         ext[:n, :n] = Kz
         ext[np.arange(n, size), np.arange(n, size)] = float(np.mean(np.diag(Kz)))
         ext = ext.ravel()
+        index_type = np.int32 if size * size <= np.iinfo(np.int32).max else np.intp
         T = self._dual_targets(l, r)                                                   # (N, M_l)
         W = np.zeros((n, s2.shape[1]))
 
@@ -521,7 +519,13 @@ class UnitWiseApproximation(Approximation):
             idx = np.where(valid, idx, n + np.arange(kmax)[None, :])
             cols = np.broadcast_to(units[:, None], idx.shape)
             rows = np.minimum(idx, n - 1)
-            A = np.take(ext, idx[:, :, None] * size + idx[:, None, :])                  # Kz_SS, (u, kmax, kmax)
+            # Kz_SS, (u, kmax, kmax), gathered into this thread's buffer (fresh pages for every batch cost a
+            # third of the gather); positions in 32 bits when they fit; "clip": no bounds pass (all in range)
+            if getattr(local, "buffer", None) is None:
+                local.buffer = np.empty(buffer_entries)
+            pos = idx.astype(index_type)
+            A = np.take(ext, pos[:, :, None] * index_type(size) + pos[:, None, :], mode="clip",
+                        out=local.buffer[:units.size * kmax * kmax].reshape(units.size, kmax, kmax))
             if damped:
                 diag = np.arange(kmax)
                 A[:, diag, diag] += np.where(valid, shifts[units][:, None] / np.where(valid, s2[rows, cols], 1.0),
@@ -531,7 +535,10 @@ class UnitWiseApproximation(Approximation):
             W[idx[valid], cols[valid]] = w[valid]                                       # disjoint columns
 
         # batches of ~1/4 of the budget so that two or more of them can run side by side
-        map_batches(solve_batch, self._unit_batches(l, k, lambda kmax: 12 * kmax * kmax))
+        batches = self._unit_batches(l, k, lambda kmax: 12 * kmax * kmax)
+        buffer_entries = max((b.size * int(k[b[-1]]) ** 2 for b in batches), default=0)
+        local = threading.local()
+        map_batches(solve_batch, batches)
         return W
 
     def _primal_direction(self, l: int, r: np.ndarray) -> np.ndarray:

@@ -264,7 +264,9 @@ def env_rows(doc: Mapping) -> List[List[Any]]:
     """The "Run" table: mode, seed, timestamp, git commit, machine, BLAS and package versions."""
     env = doc.get("environment", {})
     machine = env.get("machine", {})
-    blas = "; ".join(f"{b.get('library')} {b.get('version')} ({b.get('threads')} threads)" for b in env.get("blas", []))
+    blas = "; ".join(f"{b.get('library')} {b.get('version')} ({b.get('threads')} threads"
+                     + (f", idle spin 2^{b['thread_timeout']} cycles" if b.get("thread_timeout") else "") + ")"
+                     for b in env.get("blas", []))
     rows = [["mode", doc.get("mode")], ["seed", doc.get("seed")], ["timestamp (UTC)", env.get("timestamp")],
             ["git commit", env.get("git_commit")], ["machine", f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs"],
             ["BLAS", blas or "unknown"]]
