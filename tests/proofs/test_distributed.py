@@ -238,6 +238,21 @@ def test_audit_on_an_external_scheduler_gives_the_serial_json(tmp_path, serial_a
 
 
 @needs_distributed
+def test_one_sweep_claim_on_an_external_scheduler_sends_its_points_and_gives_the_serial_json(tmp_path, external_cluster):
+    """A single claim runs here and its sweep points go to the external cluster (the path `--workers` tests in
+    test_distributed_sweeps.py, here through `--scheduler`)."""
+    address, _ = external_cluster
+    claim_id = "sanity.diagonal_fisher_isotropic"          # 64 networks over 3 rounds
+    serial = run_json(tmp_path, "serial-sweep", ["verify", claim_id, "--seed", "5"])
+    dist = run_json(tmp_path, "sched-sweep", ["verify", claim_id, "--seed", "5", "--scheduler", address])
+    assert json_differences(serial, dist) == []
+    (result,) = dist["claims"]
+    assert result["details"]["spent"]["execution"] == {"point_tasks": result["details"]["spent"]["networks"],
+                                                       "rounds_here": 0}
+    assert dist["environment"]["execution"]["kind"] == "scheduler"
+
+
+@needs_distributed
 def test_a_worker_killed_mid_run_its_tasks_are_rerun_and_the_audit_completes(external_cluster):
     address, procs = external_cluster
     slow = _slow_claim()
