@@ -40,7 +40,9 @@ OPENBLAS_THREAD_TIMEOUT = 20
 
 
 def configure_blas_environment() -> None:
-    """Set ``OPENBLAS_THREAD_TIMEOUT`` to :data:`OPENBLAS_THREAD_TIMEOUT` unless it is already set.
+    """Set ``OPENBLAS_THREAD_TIMEOUT`` to :data:`OPENBLAS_THREAD_TIMEOUT` unless it is already set to a
+    non-empty value (the user's choice is kept; OpenBLAS reads a non-number as its default).
 
     No effect on an OpenBLAS that is already loaded in this process (see the module docstring)."""
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(OPENBLAS_THREAD_TIMEOUT))
+    if not os.environ.get("OPENBLAS_THREAD_TIMEOUT"):
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(OPENBLAS_THREAD_TIMEOUT)

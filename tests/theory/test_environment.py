@@ -43,6 +43,8 @@ def test_a_users_setting_is_kept_and_clamped_like_openblas():
     assert set(libraries.values()) == {4}, libraries          # OpenBLAS clamps the exponent to [4, 30]
     variable, libraries = _run("import numerics\nimport numpy, scipy.linalg", OPENBLAS_THREAD_TIMEOUT="24")
     assert (variable, set(libraries.values())) == ("24", {24})
+    variable, libraries = _run("import numerics\nimport numpy, scipy.linalg", OPENBLAS_THREAD_TIMEOUT="")
+    assert (variable, set(libraries.values())) == (str(OPENBLAS_THREAD_TIMEOUT), {OPENBLAS_THREAD_TIMEOUT})  # empty = unset
 
 
 def test_numpy_imported_first_keeps_the_default_and_it_is_reported():
