@@ -286,9 +286,10 @@ def _emit(rows, args, start, how: str) -> int:
     line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
     lines = [line(header), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows]
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    spin = sorted({d["thread_timeout"] for d in blas_thread_info() if d["thread_timeout"] is not None})
+    spin = ", ".join(f"2^{v} cycles" for v in sorted({d["thread_timeout"] for d in blas_thread_info()
+                                                          if d["thread_timeout"] is not None})) or "unknown"
     lines.append("")
-    lines.append(f"(OPENBLAS_NUM_THREADS={threads}; OpenBLAS idle spin 2^{spin} cycles; {os.cpu_count()} CPUs; {how}; "
+    lines.append(f"(OPENBLAS_NUM_THREADS={threads}; OpenBLAS idle spin {spin}; {os.cpu_count()} CPUs; {how}; "
                  f"{start} at start, {load()} at the end; peak RSS of this process "
                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)")
     text = "\n".join(lines)

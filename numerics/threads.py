@@ -79,9 +79,12 @@ def blas_thread_info() -> List[dict]:
 
 def _openblas_thread_timeout(lib) -> Optional[int]:
     """The spin exponent an OpenBLAS library applies (its exported ``openblas_thread_timeout()`` returns the
-    environment value it read at load time, 0 when unset); ``None`` when ``lib`` is not OpenBLAS or does not
-    export the function."""
-    getter = getattr(getattr(lib, "dynlib", None), "openblas_thread_timeout", None) if lib.internal_api == "openblas" else None
+    environment value it read at load time, 0 when unset); ``None`` when ``lib`` is not a pthreads OpenBLAS
+    or does not export the function."""
+    if lib.internal_api != "openblas" or getattr(lib, "threading_layer", "pthreads") != "pthreads":
+        return None           # an OpenMP build's idle threads follow OMP_WAIT_POLICY, not this setting
+    # not part of OpenBLAS's public API: exported by the numpy/scipy wheels on Linux, maybe not elsewhere
+    getter = getattr(getattr(lib, "dynlib", None), "openblas_thread_timeout", None)
     if getter is None:
         return None
     import ctypes

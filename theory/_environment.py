@@ -14,10 +14,11 @@ layer-wise NGD steps at width 4096) for every value.
 :func:`configure_blas_environment` sets ``OPENBLAS_THREAD_TIMEOUT`` = :data:`OPENBLAS_THREAD_TIMEOUT`
 (2**20 cycles, about 0.3-0.5 ms at 2-3.5 GHz: longer than the gap between consecutive GEMMs of one
 pass, far shorter than the batched work that follows) unless the user has set it.  ``import theory``
-(and so ``import numerics``, ``import proofs`` and the ``ngd-verify`` command) calls it; it takes effect
-in this process when none of numpy or scipy has been imported yet, and in every child process started
-afterwards (Dask workers, benchmark children) in any case.  A script that imports numpy first keeps
-OpenBLAS's default spin: import ``numerics`` first, or export the variable.  The value in effect is
+(and so ``import numerics``, ``import proofs`` and the ``ngd-verify`` command) calls it.  It is a change
+to this process's environment: it takes effect here when numpy and scipy have not been imported yet, and
+in every program this process starts afterwards (subprocesses, spawned Dask workers), whether or not it
+uses this package; a forked child keeps the library its parent already loaded.  A script that imports
+numpy first keeps OpenBLAS's default spin: import ``numerics`` first, or export the variable.  The value in effect is
 reported by :func:`numerics.threads.blas_thread_info` (``"thread_timeout"``) and recorded in every
 report's environment record.
 

@@ -382,8 +382,10 @@ class UnitWiseApproximation(Approximation):
         """Per layer ``W^T Z`` with ``W[n, i] = delta_i[n] . v_i[n]`` (one GEMM after the batched solves).
 
         The batched per-unit solves of every layer run first, with one BLAS thread; the width-sized GEMMs
-        then run together with the caller's threads (:mod:`numerics.threads`), so no multi-threaded call sits
-        between two batched phases (OpenBLAS workers spin after each one, :mod:`theory._environment`)."""
+        then run together with the caller's threads (:mod:`numerics.threads`), so that OpenBLAS workers
+        spinning after a multi-threaded call (:mod:`theory._environment`) do not compete with the next layer's
+        batched solves.  (A layer on the primal path still runs its own ``P^T Z`` product with the caller's
+        threads before its solves.)"""
         r = self.residual_matrix(residual)
         n, c = self.n_samples, self.n_outputs
         pending = []                      # per layer: (A, B) for the final GEMM A @ B, or (done, None)
@@ -507,7 +509,6 @@ class UnitWiseApproximation(Approximation):
         ext[:n, :n] = Kz
         ext[np.arange(n, size), np.arange(n, size)] = float(np.mean(np.diag(Kz)))
         ext = ext.ravel()
-        index_type = np.int32 if size * size <= np.iinfo(np.int32).max else np.intp
         T = self._dual_targets(l, r)                                                   # (N, M_l)
         W = np.zeros((n, s2.shape[1]))
 
@@ -519,12 +520,12 @@ class UnitWiseApproximation(Approximation):
             idx = np.where(valid, idx, n + np.arange(kmax)[None, :])
             cols = np.broadcast_to(units[:, None], idx.shape)
             rows = np.minimum(idx, n - 1)
-            # Kz_SS, (u, kmax, kmax), gathered into this thread's buffer (fresh pages for every batch cost a
-            # third of the gather); positions in 32 bits when they fit; "clip": no bounds pass (all in range)
+            # Kz_SS, (u, kmax, kmax), gathered into this thread's buffer: fresh pages for every batch cost a
+            # third of the gather, and take(out=...) in its default mode="raise" buffers the output; "clip"
+            # cannot change a value here, every position idx * size + idx' is < size^2 by construction
             if getattr(local, "buffer", None) is None:
                 local.buffer = np.empty(buffer_entries)
-            pos = idx.astype(index_type)
-            A = np.take(ext, pos[:, :, None] * index_type(size) + pos[:, None, :], mode="clip",
+            A = np.take(ext, idx[:, :, None] * size + idx[:, None, :], mode="clip",
                         out=local.buffer[:units.size * kmax * kmax].reshape(units.size, kmax, kmax))
             if damped:
                 diag = np.arange(kmax)

@@ -269,9 +269,11 @@ def multi_output_asymptotic(cfg: RunConfig) -> ClaimResult:
     # a wide log-range of cheap widths pins the slope (one net's error fluctuates by ~50%)
     widths = cfg.pick([32, 64, 128, 256, 512, 1024], [32, 64, 128, 256, 512, 1024, 2048, 4096])
     # quick mode: a second extra width (4096) for the ~10% of seeds still undecided at 2048.  Over 360 seeds
-    # (0..59, 1000..1299) the rule's margin at the 2048 look had mean 0.040, sd 0.019 (~2% of those seeds,
-    # ~0.15% of all, ended inconclusive there; seed 20261206 did: slope -0.410 +- 0.035 against the needed
-    # -0.411); with 4096 that seed reads -0.465 +- 0.030, and none of the 360 needed the extra look
+    # (0..59, 1000..1299; all verified) the rule's margin at the 2048 look had mean 0.040, sd 0.019 over the 32
+    # seeds that reached it: a normal fit puts ~2% of those, ~0.15% of all seeds, below 0 (inconclusive).
+    # Seed 20261206 of an audit was one (slope -0.410 +- 0.035 against the needed -0.411); with 4096 it reads
+    # -0.465 +- 0.030.  Counted with the 4096 look: 660/660 verified (0..59, 1000..1299, 5000..5299), 2 of them
+    # at the 4096 look.
     budget = Budget(repeats=2, max_repeats=16, extra_widths=cfg.pick((2048, 4096), (8192,)))
     task = ev.synthetic_task(cfg, ("unit-C2-sweep",), n, dim, 2, n_outputs=c)
 
