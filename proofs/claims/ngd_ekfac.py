@@ -16,7 +16,8 @@ space, not even at infinite width -- derived in :mod:`theory.approximations.ekfa
 
 Design of the width sweeps (claims 2 and 3).  L = 2 (one hidden layer: the sweeps reach widths of
 10^4-10^5 in milliseconds per network), N = 4 unit-norm inputs in R^4, relu, 8 to 32 initialisations per
-width (adaptive, :mod:`proofs.adaptive`), widths 256..8192 (quick) and 256..65536 (full).  The limit is defined where the
+width (adaptive, :mod:`proofs.adaptive`), widths 2048..131072 (quick, 262144 if undecided) and 2048..262144 (full,
+524288 if undecided): the networks cost milliseconds at any of these widths.  The limit is defined where the
 limiting factor Grams have simple eigenvalues, and finite-width eigenvectors converge like
 ``M^-1/2 / gap``, so the inputs are redrawn (seeded) until every relative eigengap of ``Sigma^(1)`` and
 ``B_1`` is at least :data:`GAP_MIN` and the predicted infinite-width isotropy error is at least
@@ -43,11 +44,14 @@ __all__ = ["finite_width_frame", "not_isotropic", "infinite_width_limit", "two_s
            "GAP_MIN", "PLATEAU_MIN"]
 
 #: Smallest relative eigengap (difference of consecutive eigenvalues / the largest) of the limiting factor
-#: Grams of the sweep data.  Eigenvectors move by ~ ||E|| / gap with ||E|| ~ M^-1/2 relative; at 0.1 the
-#: M^-1/2 regime starts near M ~ 500 (measured, N = 4: operator errors 0.05-0.09 at M = 256, slopes -0.43 to
-#: -0.59 over 256..8192), while small gaps delay it past any affordable width (N = 8, L = 3 draws have gaps
-#: ~0.004: operator errors still 0.1 at M = 4096 and the isotropy error still rising towards its limit).
-#: 13 % of N = 4 draws on the sphere of R^4 pass it.
+#: Grams of the sweep data.  Eigenvectors move by ~ ||E|| / gap with ||E|| ~ M^-1/2 relative; small gaps delay
+#: the M^-1/2 regime past any affordable width (N = 8, L = 3 draws have gaps ~0.004: operator errors still 0.1
+#: at M = 4096 and the isotropy error still rising towards its limit).  12-13 % of N = 4 draws on the sphere of
+#: R^4 pass 0.1, 0.4 % pass 0.15, none of 3000 pass 0.2, so the gap cannot be raised much; at 0.1 some draws
+#: stay pre-asymptotic to M ~ 10^4 instead (seed 31147: operator errors 0.128, 0.123, 0.105, 0.076 at M = 2048 ..
+#: 16384).  Over 256..8192 (+16384) that made 4 of 100 audit seeds (31000..31099) inconclusive (slopes -0.29 to
+#: -0.41); over 2048..32768 (+65536) 2 of 300; over 2048..131072 (+262144, :func:`_widths`) 600 of 600 verified
+#: (31000..31299, 40000..40299).
 GAP_MIN = 0.1
 #: Smallest predicted infinite-width isotropy error of the sweep data (random draws at N = 4 range from 0.001
 #: to 0.3, median 0.14): the plateau the sweep is designed to find.
@@ -65,13 +69,14 @@ def _sweep_setting(cfg: RunConfig) -> Setting:
 
 
 def _widths(cfg: RunConfig):
-    return cfg.pick([256, 512, 1024, 2048, 4096, 8192], [256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536])
+    return cfg.pick([2048, 4096, 8192, 16384, 32768, 65536, 131072],
+                    [2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144])
 
 
 def _budget(cfg: RunConfig):
     from proofs.adaptive import Budget
 
-    return cfg.pick(Budget(8, 32, (16384,)), Budget(8, 32, (131072,)))
+    return cfg.pick(Budget(8, 32, (262144,)), Budget(8, 32, (524288,)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +389,7 @@ def _two_sample_widths(cfg: RunConfig):
 def _two_sample_budget(cfg: RunConfig):
     from proofs.adaptive import Budget
 
-    return cfg.pick(Budget(8, 32, (65536,)), Budget(8, 32, (262144,)))
+    return cfg.pick(Budget(8, 32, (262144,)), Budget(8, 32, (524288,)))
 
 
 @claim("ngd.ekfac.two_samples",
