@@ -27,10 +27,13 @@ TEST_OUTPUT_TOL = 0.4
 #: at width 1024, 0.26 / 0.20 at 2048: the logit step of C = 10 near-uniform outputs is large).
 CE_STEP_TOL = 0.6
 CE_TEST_TOL = 0.5
-#: test accuracy after the last step within 0.05 of the predicted one (100 test digits: 5 of them; measured 0-0.02).
-#: Not per step: after the first small cross-entropy step many test points sit near a decision boundary and the
-#: accuracy jumps (measured step-1 differences up to 0.09 where the outputs deviate by 0.3 of the move)
-ACCURACY_TOL = 0.05
+#: test accuracy after the last step within 0.10 of the predicted one (100 test digits: 10 of them).  The number
+#: k of test digits by which the two accuracies differ, quick mode (width 1024, exact NGD), over 400 seeds
+#: (31000..31099, 42000..42099, 43000..43199): squared loss mean 0.8, max 4; cross-entropy mean 1.3, max 8, k > 5
+#: at 3 of 400 (the former 0.05 refuted 2 of 100 audit seeds, 31051 and 31077, with k = 6 and 8); none above 10.  Not per step: after the first
+#: small cross-entropy step many test points sit near a decision boundary and the accuracy jumps (measured
+#: step-1 differences up to 0.09 where the outputs deviate by 0.3 of the move).
+ACCURACY_TOL = 0.10
 
 
 def settings(cfg: RunConfig) -> dict:
