@@ -72,7 +72,8 @@ def blas_thread_info() -> List[dict]:
 
     ``thread_timeout``: for OpenBLAS, log2 of the CPU cycles an idle worker thread spins before it sleeps,
     as the loaded library applies it (``OPENBLAS_THREAD_TIMEOUT`` read when it loaded, clamped to [4, 30];
-    28 when unset; :mod:`theory._environment`); ``None`` for other BLAS libraries."""
+    28 when unset; :mod:`theory._environment`); ``None`` for other BLAS libraries, OpenMP builds and
+    OpenBLAS builds that do not export ``openblas_thread_timeout()``."""
     return [{"filepath": lib.filepath, "internal_api": lib.internal_api, "num_threads": int(lib.num_threads),
              "thread_timeout": _openblas_thread_timeout(lib)} for lib in _blas_libraries()]
 
@@ -89,9 +90,12 @@ def _openblas_thread_timeout(lib) -> Optional[int]:
         return None
     import ctypes
 
+    from theory._environment import OPENBLAS_DEFAULT_THREAD_TIMEOUT, OPENBLAS_THREAD_TIMEOUT_RANGE
+
     getter.restype, getter.argtypes = ctypes.c_int, []
     value = int(getter())
-    return 28 if value <= 0 else min(30, max(4, value))
+    low, high = OPENBLAS_THREAD_TIMEOUT_RANGE
+    return OPENBLAS_DEFAULT_THREAD_TIMEOUT if value <= 0 else min(high, max(low, value))
 
 
 def blas_thread_count() -> int:

@@ -44,10 +44,11 @@ def blas_info() -> List[Dict[str, str]]:
         from threadpoolctl import threadpool_info
 
         from numerics.threads import blas_thread_info
-        spin = {d["filepath"]: d["thread_timeout"] for d in blas_thread_info()}
+        spin = {d["filepath"]: "" if d["thread_timeout"] is None else str(d["thread_timeout"])
+                for d in blas_thread_info()}
         info = [{"api": str(d.get("internal_api", "")), "library": os.path.basename(str(d.get("filepath", ""))),
                  "version": str(d.get("version", "")), "threads": str(d.get("num_threads", "")),
-                 "thread_timeout": "" if spin.get(d.get("filepath")) is None else str(spin[d.get("filepath")])}
+                 "thread_timeout": spin.get(d.get("filepath"), "")}
                 for d in threadpool_info() if d.get("user_api") == "blas"]
         if info:
             return info

@@ -34,10 +34,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["OPENBLAS_THREAD_TIMEOUT", "configure_blas_environment"]
+__all__ = ["OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_DEFAULT_THREAD_TIMEOUT", "OPENBLAS_THREAD_TIMEOUT_RANGE",
+           "configure_blas_environment"]
 
-#: log2 of the CPU cycles an idle OpenBLAS worker thread spins before it sleeps (OpenBLAS's default: 28).
+#: log2 of the CPU cycles an idle OpenBLAS worker thread spins before it sleeps, as this package sets it.
 OPENBLAS_THREAD_TIMEOUT = 20
+#: OpenBLAS's own value when the variable is unset, zero or not a positive number (``THREAD_TIMEOUT``).
+OPENBLAS_DEFAULT_THREAD_TIMEOUT = 28
+#: The range OpenBLAS clamps a positive value to (``blas_thread_init``).
+OPENBLAS_THREAD_TIMEOUT_RANGE = (4, 30)
 
 
 def configure_blas_environment() -> None:
